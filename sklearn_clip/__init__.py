@@ -1,0 +1,18 @@
+"""CLIP zero-shot classification, embeddings and contrastive fine-tuning for
+scikit-learn."""
+
+from sklearn_clip._model import (
+    ModelHandle,
+    clear_model_cache,
+    load_model,
+    model_cache_info,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ModelHandle",
+    "clear_model_cache",
+    "load_model",
+    "model_cache_info",
+]

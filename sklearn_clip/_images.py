@@ -1,0 +1,307 @@
+"""Any supported image input -> RGB -> the model's pixel tensors.
+
+Each row is brought to one canonical form (an RGB ``PIL.Image``) on its own: no
+heuristic is shared across a batch, so one odd image cannot change how its
+neighbours are read. Resizing and cropping follow the checkpoint's own
+``preprocessor_config.json`` and use Pillow exactly as the Hugging Face PIL
+image processors do, so our pixels match theirs; rescaling and normalisation are
+done once per batch as tensor arithmetic.
+"""
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+# Formats a photo or a scan comes in. Restricting the plugins Pillow may try
+# keeps rarely used (and historically vulnerable) decoders out of reach.
+ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "MPO")
+
+# Pillow's own list of what a malformed file can raise while decoding.
+DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    NotImplementedError,
+    OverflowError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+    EOFError,
+)
+
+_OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+_OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class ImageInputError(ValueError):
+    """An image input could not be read or converted.
+
+    The message names the row position, the pandas index label where there is
+    one, and the path or array shape; the original exception is chained.
+    """
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """The preprocessing a checkpoint expects, read from its processor config.
+
+    Parameters
+    ----------
+    size : int or tuple of (int, int)
+        An int resizes the shortest edge to it, keeping the aspect ratio; a
+        ``(height, width)`` pair resizes to exactly that.
+    crop : tuple of (int, int) or None
+        Centre crop ``(height, width)`` after resizing, or None for no crop.
+    resample : int
+        Pillow resampling filter.
+    rescale_factor, mean, std : float, tuple, tuple
+        ``pixel = (value * rescale_factor - mean) / std``.
+    """
+
+    size: int | tuple[int, int] = 224
+    crop: tuple[int, int] | None = (224, 224)
+    resample: int = Image.Resampling.BICUBIC
+    rescale_factor: float = 1 / 255
+    mean: tuple[float, float, float] = _OPENAI_CLIP_MEAN
+    std: tuple[float, float, float] = _OPENAI_CLIP_STD
+
+    @classmethod
+    def from_processor_dict(cls, config):
+        """Read a ``preprocessor_config.json`` dictionary (CLIP or SigLIP style)."""
+        size = config.get("size", 224)
+        if isinstance(size, dict):
+            if "shortest_edge" in size:
+                size = int(size["shortest_edge"])
+            else:
+                size = (int(size["height"]), int(size["width"]))
+        if not config.get("do_resize", True):
+            size = None
+        crop = None
+        if config.get("do_center_crop", False):
+            crop_size = config.get("crop_size", size)
+            if isinstance(crop_size, dict):
+                crop = (int(crop_size["height"]), int(crop_size["width"]))
+            else:
+                crop = (int(crop_size), int(crop_size))
+        rescale = config.get("rescale_factor", 1 / 255)
+        if not config.get("do_rescale", True):
+            rescale = 1.0
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+        if config.get("do_normalize", True):
+            mean = tuple(config.get("image_mean", _OPENAI_CLIP_MEAN))
+            std = tuple(config.get("image_std", _OPENAI_CLIP_STD))
+        return cls(
+            size=size,
+            crop=crop,
+            resample=int(config.get("resample", Image.Resampling.BICUBIC)),
+            rescale_factor=float(rescale),
+            mean=mean,
+            std=std,
+        )
+
+    @property
+    def output_size(self):
+        """The ``(height, width)`` of the pixel tensors."""
+        if self.crop is not None:
+            return self.crop
+        if isinstance(self.size, tuple):
+            return self.size
+        raise ValueError("A shortest-edge resize without a crop has no fixed size.")
+
+
+def describe_source(item):
+    """A short description of an input for error messages."""
+    if isinstance(item, str | Path):
+        return f"path {str(item)!r}"
+    if isinstance(item, bytes | bytearray):
+        return f"{len(item)} bytes"
+    if isinstance(item, np.ndarray):
+        return f"array of shape {item.shape} and dtype {item.dtype}"
+    if isinstance(item, Image.Image):
+        return f"PIL image of mode {item.mode} and size {item.size}"
+    return f"object of type {type(item).__name__}"
+
+
+def _open_image(item):
+    """Decode a path or bytes fully, so no file handle outlives this call."""
+    if isinstance(item, str | Path):
+        if not os.path.exists(item):
+            raise FileNotFoundError(f"no such file: {str(item)!r}")
+        if not os.path.isfile(item):
+            raise IsADirectoryError(f"not a regular file: {str(item)!r}")
+        if os.path.getsize(item) == 0:
+            raise OSError("the file is empty")
+        with open(item, "rb") as handle:
+            data = handle.read()
+    else:
+        data = bytes(item)
+    with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+        _check_pixel_count(image)
+        image.load()
+        return ImageOps.exif_transpose(image)
+
+
+def _check_pixel_count(image):
+    # Pillow only warns between 1x and 2x its limit; for a batch job that is an
+    # error like any other bomb, without touching Pillow's process-wide state.
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and image.width * image.height > limit:
+        raise Image.DecompressionBombError(
+            f"image of {image.width}x{image.height} pixels exceeds Pillow's limit "
+            f"of {limit} pixels (PIL.Image.MAX_IMAGE_PIXELS)"
+        )
+
+
+def _array_to_image(array):
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ValueError(
+            "an image array must be (H, W) greyscale or (H, W, 3|4) channels-last; "
+            f"got shape {array.shape}"
+        )
+    if min(array.shape[:2]) == 0:
+        raise ValueError(f"an image array must not be empty; got shape {array.shape}")
+    if array.dtype == np.uint8:
+        pass
+    elif array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)):
+            raise ValueError("a float image array must not contain NaN or inf")
+        if array.min() < 0 or array.max() > 1:
+            raise ValueError(
+                "a float image array must hold values in [0, 1]; got values in "
+                f"[{array.min():.3g}, {array.max():.3g}] (pass uint8 for 0-255 data)"
+            )
+        array = np.round(array * 255).astype(np.uint8)
+    elif array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    else:
+        raise ValueError(
+            f"image arrays must be uint8, bool or float in [0, 1]; got {array.dtype}"
+        )
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def _to_rgb_mode(image):
+    """Convert any Pillow mode to RGB, compositing transparency on white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # Pillow clamps rather than rescales 16/32-bit greyscale to 8 bits, so a
+        # 16-bit image would come out nearly white; scale the range explicitly.
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if values.max(initial=0) > 255 or image.mode != "I" else 255.0
+        values = np.clip(np.round(values * (255.0 / top)), 0, 255).astype(np.uint8)
+        return Image.fromarray(values).convert("RGB")
+    if image.mode == "F":
+        return _array_to_image(np.asarray(image)).convert("RGB")
+    has_alpha = image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    if has_alpha:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def to_rgb(item):
+    """Turn one supported image input into an RGB ``PIL.Image``.
+
+    Accepts a path (``str`` or ``pathlib.Path``), encoded ``bytes``, a
+    ``PIL.Image.Image`` or a numpy array (HWC ``uint8``, HW greyscale, or float
+    in [0, 1]). EXIF orientation is applied; transparency is composited on
+    white; palette, greyscale, 1-bit, CMYK and 16-bit images are converted.
+    """
+    if isinstance(item, str | Path | bytes | bytearray):
+        image = _open_image(item)
+    elif isinstance(item, Image.Image):
+        _check_pixel_count(item)
+        image = ImageOps.exif_transpose(item)
+    elif isinstance(item, np.ndarray):
+        image = _array_to_image(item)
+    else:
+        raise TypeError(
+            "an image must be a path, bytes, a PIL image or a numpy array; got "
+            f"{type(item).__name__}"
+        )
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"the image has no pixels (size {image.size})")
+    return _to_rgb_mode(image)
+
+
+def _resized_shape(width, height, size):
+    if isinstance(size, tuple):
+        return size[1], size[0]
+    # The shortest edge becomes `size`; the other edge is truncated, not
+    # rounded, the way the reference processors compute it.
+    if width <= height:
+        return size, max(1, int(size * height / width))
+    return max(1, int(size * width / height)), size
+
+
+def resize_and_crop(image, config):
+    """Resize and centre-crop an RGB image; return HWC ``uint8``."""
+    if config.size is not None:
+        new_size = _resized_shape(image.width, image.height, config.size)
+        if new_size != image.size:
+            image = image.resize(new_size, resample=config.resample)
+    array = np.asarray(image, dtype=np.uint8)
+    if config.crop is not None:
+        array = _center_crop(array, config.crop)
+    return array
+
+
+def _center_crop(array, crop):
+    height, width = array.shape[:2]
+    crop_h, crop_w = crop
+    if height < crop_h or width < crop_w:
+        # Smaller than the crop: pad with zeros around it, as the reference does.
+        padded = np.zeros((max(height, crop_h), max(width, crop_w), 3), np.uint8)
+        top, left = (padded.shape[0] - height) // 2, (padded.shape[1] - width) // 2
+        padded[top : top + height, left : left + width] = array
+        array, (height, width) = padded, padded.shape[:2]
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    return array[top : top + crop_h, left : left + crop_w]
+
+
+def prepare_image(item, config):
+    """One input -> the HWC ``uint8`` array the model's pixels are made from."""
+    return resize_and_crop(to_rgb(item), config)
+
+
+def normalize_batch(arrays, config, device="cpu", dtype=torch.float32):
+    """Stack HWC ``uint8`` arrays into normalised NCHW pixel tensors.
+
+    The arithmetic runs once per batch on ``device``: on a GPU only the small
+    ``uint8`` batch crosses the bus, from pinned memory without blocking.
+    """
+    batch = torch.from_numpy(np.stack(arrays))
+    device = torch.device(device)
+    if device.type == "cuda":
+        batch = batch.pin_memory().to(device, non_blocking=True)
+    pixels = batch.to(device).permute(0, 3, 1, 2).float()
+    mean = torch.tensor(config.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(config.std, device=device).view(1, 3, 1, 1)
+    pixels = (pixels * config.rescale_factor - mean) / std
+    return pixels.to(dtype)
+
+
+def pixel_values(images, config, device="cpu", dtype=torch.float32):
+    """Any sequence of supported image inputs -> the model's pixel tensors.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_clip._images import ImageConfig, pixel_values
+    >>> config = ImageConfig(size=32, crop=(32, 32))
+    >>> pixel_values([np.zeros((48, 64, 3), np.uint8)], config).shape
+    torch.Size([1, 3, 32, 32])
+    """
+    return normalize_batch(
+        [prepare_image(item, config) for item in images], config, device, dtype
+    )

@@ -1,0 +1,448 @@
+"""Model loading, the shared model handle, and the process-wide cache.
+
+Every estimator reaches its weights through :func:`load_model`, which keeps one
+copy per ``(source, revision, device, dtype)`` in this process: a grid search
+over many candidates and folds loads the weights once. The returned
+:class:`ModelHandle` is what estimators share; ``sklearn.base.clone`` keeps it
+by identity and pickling sends only where it came from.
+"""
+
+import json
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+from sklearn_clip import _encode
+from sklearn_clip._images import ImageConfig
+
+DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+_PROCESSOR_FILE = "preprocessor_config.json"
+
+_cache = OrderedDict()
+_cache_lock = threading.RLock()
+_stats = {"loads": 0, "hits": 0}
+
+
+def _cache_size():
+    return int(os.environ.get("SKLEARN_CLIP_MODEL_CACHE_SIZE", "4"))
+
+
+def resolve_device(device="auto"):
+    """``"auto"`` picks cuda, then mps, then cpu; anything else is checked."""
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={str(device)!r} was asked for, but CUDA is not available"
+        )
+    return device
+
+
+def resolve_dtype(dtype, device):
+    """``"auto"`` is float32 on CPU, bfloat16 on GPUs that have it, else float16."""
+    if dtype is None or dtype == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "mps":
+            return torch.float16
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {
+        "float32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "float16": torch.float16,
+    }
+    if dtype not in names:
+        raise ValueError(
+            f"dtype must be 'auto' or one of {sorted(names)}; got {dtype!r}"
+        )
+    return names[dtype]
+
+
+class ModelHandle:
+    """A loaded CLIP-family model with its tokenizer and image preprocessing.
+
+    Do not build one directly: use :func:`load_model`, or take ``model_`` from
+    a fitted :class:`~sklearn_clip.CLIPContrastiveFinetuner`.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        The ``transformers`` model (CLIP or SigLIP), in eval mode.
+    tokenizer : transformers tokenizer
+    image_config : ImageConfig
+        Resize, crop and normalisation from the checkpoint's processor config.
+    source, revision : str or None
+        Where the weights came from; None for weights that live only in memory.
+    device : torch.device
+    dtype : torch.dtype
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        processor_config,
+        *,
+        source=None,
+        revision=None,
+        device=None,
+        dtype=None,
+    ):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.processor_config = dict(processor_config)
+        self.image_config = ImageConfig.from_processor_dict(self.processor_config)
+        self.source = source
+        self.revision = revision
+        self.device = device or next(model.parameters()).device
+        self.dtype = dtype or next(model.parameters()).dtype
+        self._warned = set()
+        self._lock = threading.Lock()
+
+    # -- what the model is -------------------------------------------------
+    @property
+    def is_sigmoid(self):
+        """True for SigLIP-style models, scored with a sigmoid and a bias."""
+        return hasattr(self.model, "logit_bias")
+
+    @property
+    def embedding_dim(self):
+        config = self.model.config
+        if getattr(config, "projection_dim", None):
+            return int(config.projection_dim)
+        text = config.text_config
+        return int(getattr(text, "projection_size", None) or text.hidden_size)
+
+    @property
+    def context_length(self):
+        return int(self.model.config.text_config.max_position_embeddings)
+
+    @property
+    def pad_to_max_length(self):
+        # SigLIP pools the last position, and was trained on sequences padded to
+        # the full context; CLIP pools the end token, so padding is free to vary.
+        return self.is_sigmoid
+
+    @property
+    def pad_token_id(self):
+        pad = self.tokenizer.pad_token_id
+        return int(pad if pad is not None else self.tokenizer.eos_token_id or 0)
+
+    @property
+    def logit_scale(self):
+        """The learned temperature, ``exp(logit_scale)``."""
+        return float(self.model.logit_scale.detach().float().exp())
+
+    @property
+    def logit_bias(self):
+        """The learned bias of SigLIP-style models; None for CLIP."""
+        bias = getattr(self.model, "logit_bias", None)
+        return None if bias is None else float(bias.detach().float())
+
+    def warn_once(self, key, message):
+        """Warn about ``key`` the first time only, for this handle."""
+        import warnings
+
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, UserWarning, stacklevel=4)
+
+    # -- encoding ----------------------------------------------------------
+    def encode_images(
+        self, images, *, batch_size=32, normalize=True, on_error="raise", progress=False
+    ):
+        """Embed images into a float32 array of shape ``(n, embedding_dim)``.
+
+        ``images`` is anything :func:`sklearn_clip._inputs.as_rows` reads.
+        """
+        from sklearn_clip._inputs import as_rows
+
+        rows, index = as_rows(images, kind="image")
+        embeddings, _ = _encode.encode_images(
+            self,
+            rows,
+            index,
+            batch_size=batch_size,
+            normalize=normalize,
+            on_error=on_error,
+            progress=progress,
+        )
+        return embeddings
+
+    def encode_texts(self, texts, *, batch_size=256, normalize=True):
+        """Embed texts into a float32 array of shape ``(n, embedding_dim)``."""
+        from sklearn_clip._inputs import as_rows, check_texts
+
+        rows, index = as_rows(texts, kind="text")
+        return _encode.encode_texts(
+            self, check_texts(rows, index), batch_size=batch_size, normalize=normalize
+        )
+
+    # -- persistence -------------------------------------------------------
+    def save_pretrained(self, path):
+        """Write safetensors weights, tokenizer and processor config to ``path``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+        with open(path / _PROCESSOR_FILE, "w") as handle:
+            json.dump(self.processor_config, handle, indent=2, default=str)
+        return path
+
+    def with_model(self, model, *, source=None, revision=None):
+        """A new handle around ``model`` sharing this tokenizer and preprocessing."""
+        return ModelHandle(
+            model,
+            self.tokenizer,
+            self.processor_config,
+            source=source,
+            revision=revision,
+            device=self.device,
+            dtype=self.dtype,
+        )
+
+    def __sklearn_clone__(self):
+        # A handle is a shared resource, not a parameter value to copy: cloning
+        # an estimator must not duplicate the weights.
+        return self
+
+    def __reduce__(self):
+        if self.source is not None:
+            dtype = str(self.dtype).removeprefix("torch.")
+            return (
+                _load_reference,
+                (self.source, self.revision, self.device.type, dtype),
+            )
+        return (_handle_from_files, (self.to_files(),))
+
+    def to_files(self):
+        """The saved directory as ``{file name: bytes}`` (safetensors inside)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp)
+            return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+
+    def __repr__(self):
+        name = self.source if self.source is not None else "in-memory weights"
+        return (
+            f"ModelHandle({name!r}, {type(self.model).__name__}, "
+            f"device={str(self.device)!r}, dtype={str(self.dtype)!r})"
+        )
+
+
+def _load_reference(source, revision, device, dtype):
+    # Weights pickled on a GPU machine may be read where there is none.
+    if device != "cpu" and resolve_device("auto").type != device:
+        device, dtype = "auto", "auto"
+    return load_model(source, revision=revision, device=device, dtype=dtype)
+
+
+def _handle_from_files(files):
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            Path(tmp, Path(name).name).write_bytes(data)
+        handle = _load_directory(tmp, resolve_device("auto"), None)
+    handle.source = None
+    return handle
+
+
+def _is_local(source):
+    return isinstance(source, str | os.PathLike) and Path(source).is_dir()
+
+
+def _offline_error(source, exc):
+    return OSError(
+        f"Could not load the model {source!r}: it is not a local directory and is "
+        "not in the Hugging Face cache, and the hub could not be reached "
+        f"({type(exc).__name__}). Either pass a local directory written by "
+        "save_pretrained, download the model once on a machine with network access "
+        "(it is then cached), or run with HF_HUB_OFFLINE=1 / local_files_only=True "
+        "to use only cached files."
+    )
+
+
+def _hub_is_offline():
+    value = os.environ.get("HF_HUB_OFFLINE", "") or os.environ.get(
+        "TRANSFORMERS_OFFLINE", ""
+    )
+    return value.upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _hub_reachable(timeout=3.0):
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _read_processor_config(directory):
+    path = Path(directory, _PROCESSOR_FILE)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _load_directory(source, device, dtype):
+    from transformers import AutoModel, AutoTokenizer
+
+    # Safetensors only and never remote code: a checkpoint cannot run anything.
+    options = {"local_files_only": True, "trust_remote_code": False}
+    model = AutoModel.from_pretrained(str(source), use_safetensors=True, **options)
+    if not (
+        hasattr(model, "get_image_features") and hasattr(model, "get_text_features")
+    ):
+        raise TypeError(
+            f"{source!r} loads as {type(model).__name__}, which is not a CLIP-family "
+            "model (it needs get_image_features and get_text_features)"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(str(source), **options)
+    processor = _read_processor_config(source)
+    model = model.to(device=device, dtype=dtype or torch.float32)
+    return ModelHandle(
+        model, tokenizer, processor, source=str(source), device=device, dtype=dtype
+    )
+
+
+def load_model(
+    source=DEFAULT_MODEL,
+    *,
+    revision=None,
+    device="auto",
+    dtype="auto",
+    local_files_only=None,
+):
+    """Load a CLIP-family model once per process and return its handle.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or ModelHandle, default="openai/clip-vit-base-patch32"
+        A Hugging Face hub id, a local directory written by ``save_pretrained``,
+        or a handle (returned as is).
+    revision : str, default=None
+        A hub branch, tag or commit to pin.
+    device : {"auto", "cpu", "cuda", "mps"} or str, default="auto"
+        ``"auto"`` picks cuda, then mps, then cpu.
+    dtype : {"auto", "float32", "bfloat16", "float16"}, default="auto"
+        ``"auto"`` is float32 on CPU and bfloat16 (or float16) on a GPU.
+    local_files_only : bool, default=None
+        Never touch the network. None means: only when ``HF_HUB_OFFLINE`` is
+        set, or when the hub cannot be reached.
+
+    Returns
+    -------
+    ModelHandle
+        Shared by every estimator that asks for the same model, device and dtype.
+
+    Examples
+    --------
+    >>> from sklearn_clip import load_model
+    >>> from sklearn_clip.toy import make_tiny_clip
+    >>> handle = load_model(make_tiny_clip())
+    >>> handle.encode_texts(["a red circle", "a blue square"]).shape
+    (2, 32)
+    """
+    if isinstance(source, ModelHandle):
+        return source
+    if not isinstance(source, str | os.PathLike):
+        raise TypeError(
+            "model must be a hub id, a local directory or a ModelHandle; got "
+            f"{type(source).__name__}"
+        )
+    device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
+    local = _is_local(source)
+    key_source = os.path.realpath(source) if local else str(source)
+    key = (key_source, revision, str(device), str(dtype))
+    with _cache_lock:
+        if key in _cache:
+            _stats["hits"] += 1
+            _cache.move_to_end(key)
+            return _cache[key]
+        handle = _load_with_clear_errors(
+            source, revision, device, dtype, local_files_only, local
+        )
+        _stats["loads"] += 1
+        _cache[key] = handle
+        while len(_cache) > max(1, _cache_size()):
+            _cache.popitem(last=False)
+        return handle
+
+
+# What a checkpoint directory needs; weights only as safetensors, so a pickle
+# checkpoint in the same repository is never even downloaded.
+_HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
+
+
+def _hub_snapshot(source, revision, local_files_only):
+    """The local directory of a hub model: from the cache, else downloaded."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(
+            source,
+            revision=revision,
+            local_files_only=True,
+            allow_patterns=_HUB_PATTERNS,
+        )
+    except Exception as exc:  # noqa: BLE001 - any cache miss means: not cached
+        if local_files_only or _hub_is_offline() or not _hub_reachable():
+            raise _offline_error(source, exc) from exc
+    return snapshot_download(source, revision=revision, allow_patterns=_HUB_PATTERNS)
+
+
+def _load_with_clear_errors(source, revision, device, dtype, local_files_only, local):
+    # Loading always happens from a local directory: hub ids are resolved to
+    # their cached snapshot first, so no library call can wander onto the
+    # network (and retry for a minute) when there is none.
+    directory = source if local else _hub_snapshot(source, revision, local_files_only)
+    handle = _load_directory(directory, device, dtype)
+    if not local:
+        handle.source, handle.revision = str(source), revision
+    return handle
+
+
+def model_cache_info():
+    """How many loads and cache hits happened in this process, and what is held.
+
+    Examples
+    --------
+    >>> from sklearn_clip import model_cache_info
+    >>> sorted(model_cache_info())
+    ['hits', 'loads', 'size']
+    """
+    with _cache_lock:
+        return {"loads": _stats["loads"], "hits": _stats["hits"], "size": len(_cache)}
+
+
+def clear_model_cache():
+    """Forget every cached model (their memory is freed once unused)."""
+    with _cache_lock:
+        _cache.clear()
+
+
+def cached_handles():
+    """The handles held by the cache, for checks that they are never modified."""
+    with _cache_lock:
+        return list(_cache.values())
+
+
+def as_numpy_state(model):
+    """A CPU numpy copy of a model's weights (for comparisons in tests)."""
+    return {
+        k: v.detach().cpu().float().numpy().copy()
+        for k, v in model.state_dict().items()
+    }

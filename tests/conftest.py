@@ -1,0 +1,77 @@
+"""Shared fixtures: tiny offline models written with save_pretrained, test images."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sklearn_clip import load_model
+from sklearn_clip.toy import make_tiny_clip
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_path(tmp_path_factory):
+    return make_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip_path(tmp_path_factory):
+    return make_tiny_clip(tmp_path_factory.mktemp("tiny-siglip"), family="siglip")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tiny_clip_path):
+    return load_model(tiny_clip_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip(tiny_siglip_path):
+    return load_model(tiny_siglip_path)
+
+
+def _gradient(height, width, seed):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 / max(width - 1, 1), y * 255 / max(height - 1, 1),
+                     (x + y) * 127 / max(height + width - 2, 1)], axis=-1)
+    return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+
+
+def encoded(image, fmt, **options):
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def image_files(tmp_path_factory):
+    """Files of several sizes, modes and formats, keyed by a short name."""
+    folder = tmp_path_factory.mktemp("images")
+    rgb = Image.fromarray(_gradient(48, 64, 0))
+    rgba = rgb.copy()
+    alpha = np.zeros((48, 64), np.uint8)
+    alpha[:, 32:] = 255
+    rgba.putalpha(Image.fromarray(alpha))
+    grey16 = Image.fromarray((_gradient(40, 50, 1)[..., 0].astype(np.uint16) * 257))
+    images = {
+        "rgb.jpg": (rgb, "JPEG"),
+        "tall.jpg": (Image.fromarray(_gradient(90, 33, 2)), "JPEG"),
+        "rgb.png": (Image.fromarray(_gradient(31, 77, 3)), "PNG"),
+        "rgba.png": (rgba, "PNG"),
+        "palette.png": (rgb.convert("P", palette=Image.Palette.ADAPTIVE), "PNG"),
+        "grey.png": (rgb.convert("L"), "PNG"),
+        "grey16.png": (grey16, "PNG"),
+        "small.bmp": (Image.fromarray(_gradient(12, 9, 4)), "BMP"),
+        "cmyk.jpg": (rgb.convert("CMYK"), "JPEG"),
+    }
+    paths = {}
+    for name, (image, fmt) in images.items():
+        paths[name] = folder / name
+        image.save(paths[name], format=fmt)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def gradient():
+    return _gradient

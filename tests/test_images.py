@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import CLIPImageProcessorPil, SiglipImageProcessorPil
+
+from sklearn_clip._images import ImageConfig, pixel_values, to_rgb
+from tests.conftest import encoded
+
+
+def _reference_processor(handle):
+    config = {k: v for k, v in handle.processor_config.items()
+              if k != "image_processor_type"}
+    if handle.is_sigmoid:
+        return SiglipImageProcessorPil(**config)
+    return CLIPImageProcessorPil(**config)
+
+
+@pytest.mark.parametrize("model", ["tiny_clip", "tiny_siglip"])
+def test_pixels_match_transformers_processor(model, request, image_files, gradient):
+    handle = request.getfixturevalue(model)
+    reference = _reference_processor(handle)
+    inputs = [str(p) for p in image_files.values()]
+    inputs += [gradient(20, 70, 5), gradient(64, 64, 6)[..., 0],
+               gradient(33, 31, 7).astype(np.float32) / 255]
+    for item in inputs:
+        ours = pixel_values([item], handle.image_config)
+        rgb = to_rgb(item)  # the reference does not read 16-bit or float inputs
+        theirs = reference(images=[rgb], return_tensors="pt")["pixel_values"]
+        assert ours.shape == theirs.shape
+        assert (ours - theirs).abs().max().item() < 1e-2, item if isinstance(item, str) else item.shape
+
+
+def test_embeddings_match_get_image_features(tiny_clip, image_files):
+    paths = [str(p) for p in image_files.values()]
+    ours = tiny_clip.encode_images(paths, normalize=False)
+    processor = _reference_processor(tiny_clip)
+    batch = processor(images=[to_rgb(p) for p in paths], return_tensors="pt")
+    with torch.no_grad():
+        out = tiny_clip.model.get_image_features(**batch)
+    theirs = (out if isinstance(out, torch.Tensor) else out.pooler_output).numpy()
+    cosine = (ours * theirs).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(
+        theirs, axis=1)
+    assert cosine.min() >= 0.9999
+
+
+def test_alpha_is_composited_on_white(image_files):
+    rgb = np.asarray(to_rgb(str(image_files["rgba.png"])))
+    assert (rgb[:, :32] == 255).all()  # fully transparent half
+    assert not (rgb[:, 32:] == 255).all()
+
+
+def test_sixteen_bit_greyscale_is_rescaled_not_clamped(image_files):
+    image = Image.open(image_files["grey16.png"])
+    assert image.mode.startswith("I")
+    rgb = np.asarray(to_rgb(str(image_files["grey16.png"])))
+    assert 60 < rgb.mean() < 200  # clamping would give almost pure white
+    assert rgb.std() > 20
+
+
+def test_exif_orientation_is_applied(gradient):
+    image = Image.fromarray(gradient(20, 40, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    data = encoded(image, "JPEG", exif=exif.tobytes())
+    assert to_rgb(data).size == (20, 40)
+
+
+@pytest.mark.parametrize("name", ["palette.png", "grey.png", "cmyk.jpg", "small.bmp"])
+def test_modes_become_rgb(image_files, name):
+    image = to_rgb(image_files[name])
+    assert image.mode == "RGB"
+    assert np.asarray(image).std() > 5
+
+
+def test_array_inputs(gradient):
+    assert to_rgb(gradient(5, 7, 0)[..., :1]).size == (7, 5)
+    float_image = np.asarray(to_rgb(np.full((4, 4, 3), 0.5)))
+    assert (float_image == 128).all()
+    with pytest.raises(ValueError, match=r"values in \[0, 1\]"):
+        to_rgb(np.full((4, 4, 3), 2.0))
+    with pytest.raises(ValueError, match="NaN"):
+        to_rgb(np.full((4, 4, 3), np.nan))
+    with pytest.raises(ValueError, match="channels-last"):
+        to_rgb(np.zeros((3, 4, 4, 2), np.uint8))
+
+
+def test_config_reads_both_processor_styles(tiny_clip, tiny_siglip):
+    assert tiny_clip.image_config.crop == (30, 30)
+    assert tiny_clip.image_config.size == 30
+    assert tiny_siglip.image_config == ImageConfig(
+        size=(30, 30), crop=None, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))

@@ -1,0 +1,145 @@
+import pickle
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.preprocessing import FunctionTransformer
+
+from sklearn_clip import ModelHandle, clear_model_cache, load_model, model_cache_info
+from sklearn_clip._model import resolve_device, resolve_dtype
+
+
+def test_same_source_loads_once(tiny_clip_path):
+    before = model_cache_info()["loads"]
+    first = load_model(tiny_clip_path)
+    second = load_model(tiny_clip_path + "/")
+    assert first is second
+    assert model_cache_info()["loads"] - before <= 1
+
+
+def test_handle_survives_clone_by_identity(tiny_clip):
+    estimator = FunctionTransformer(kw_args={"model": tiny_clip})
+    assert clone(estimator).kw_args["model"] is tiny_clip
+    assert clone(tiny_clip, safe=False) is tiny_clip
+
+
+def test_pickle_is_a_light_reference(tiny_clip):
+    data = pickle.dumps(tiny_clip)
+    assert len(data) < 10_000
+    assert pickle.loads(data) is tiny_clip  # same process: back through the cache
+
+
+def test_pickle_reloads_in_a_fresh_cache(tiny_clip, tiny_clip_path):
+    data = pickle.dumps(tiny_clip)
+    texts = ["a red circle", "a small blue square"]
+    expected = tiny_clip.encode_texts(texts)
+    clear_model_cache()
+    try:
+        restored = pickle.loads(data)
+        assert restored is not tiny_clip
+        np.testing.assert_allclose(restored.encode_texts(texts), expected, atol=1e-6)
+    finally:
+        clear_model_cache()
+
+
+def test_in_memory_handle_pickles_its_weights(tiny_clip):
+    handle = tiny_clip.with_model(tiny_clip.model)
+    restored = pickle.loads(pickle.dumps(handle))
+    assert restored.source is None
+    np.testing.assert_allclose(
+        restored.encode_texts(["a cat"]), handle.encode_texts(["a cat"]), atol=1e-6)
+
+
+def test_uncached_hub_id_fails_fast_with_a_clear_error():
+    code = (
+        "import time; t = time.time()\n"
+        "from sklearn_clip import load_model\n"
+        "try:\n    load_model('someone/not-a-cached-model')\n"
+        "except OSError as e:\n    print(round(time.time() - t, 1)); print(e)\n"
+    )
+    start = time.time()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, env={"HF_HUB_DISABLE_TELEMETRY": "1",
+                                          "PATH": "/usr/bin:/bin"})
+    assert time.time() - start < 30  # includes interpreter and torch import
+    seconds, message = out.stdout.split("\n", 1)
+    assert float(seconds) < 10
+    assert "someone/not-a-cached-model" in message
+    assert "HF_HUB_OFFLINE" in message and "save_pretrained" in message
+
+
+def test_offline_flag_fails_without_network(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.time()
+    with pytest.raises(OSError, match="local_files_only"):
+        load_model("someone/another-missing-model")
+    assert time.time() - start < 10
+
+
+def test_pickle_only_checkpoint_is_refused(tmp_path, tiny_clip):
+    tiny_clip.save_pretrained(tmp_path)
+    state = tiny_clip.model.state_dict()
+    (tmp_path / "model.safetensors").unlink()
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    with pytest.raises(OSError):
+        load_model(tmp_path)
+
+
+def test_encoders_return_float32_embeddings(tiny_clip, gradient):
+    texts = tiny_clip.encode_texts(["a red circle", "a blue square", "a red circle"])
+    images = tiny_clip.encode_images([gradient(40, 30, 0), gradient(30, 40, 1)])
+    for embeddings in (texts, images):
+        assert embeddings.dtype == np.float32
+        assert embeddings.shape[1] == tiny_clip.embedding_dim == 32
+        np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(texts[0], texts[2])
+    assert tiny_clip.logit_scale == pytest.approx(np.exp(2.6592), rel=1e-4)
+    assert tiny_clip.logit_bias is None
+
+
+def test_text_encoding_matches_get_text_features(tiny_clip):
+    texts = ["a red circle", "something purple on the left side of a picture"]
+    ours = tiny_clip.encode_texts(texts, normalize=False)
+    batch = tiny_clip.tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = tiny_clip.model.get_text_features(**batch)
+    theirs = (out if isinstance(out, torch.Tensor) else out.pooler_output).numpy()
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_siglip_has_a_bias_and_pads_to_the_context(tiny_siglip):
+    assert tiny_siglip.is_sigmoid and tiny_siglip.logit_bias is not None
+    one = tiny_siglip.encode_texts(["a dog"])
+    both = tiny_siglip.encode_texts(["a dog", "a very much longer caption here"])
+    np.testing.assert_allclose(one[0], both[0], atol=1e-6)
+
+
+def test_long_text_is_truncated_with_one_warning(tiny_clip_path):
+    handle = load_model(tiny_clip_path).with_model(load_model(tiny_clip_path).model)
+    long_text = " ".join(["circle"] * 100)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = handle.encode_texts([long_text, "a dog"])
+        handle.encode_texts([long_text + " square"])
+    assert len([w for w in caught if "truncated" in str(w.message)]) == 1
+    assert np.isfinite(first).all()
+
+
+def test_device_and_dtype_resolution():
+    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(ValueError, match="dtype"):
+        resolve_dtype("float8", torch.device("cpu"))
+    with pytest.raises(TypeError, match="hub id"):
+        load_model(42)
+
+
+def test_repr_is_short(tiny_clip):
+    assert len(repr(tiny_clip)) < 200 and "CLIPModel" in repr(tiny_clip)
+    assert isinstance(tiny_clip, ModelHandle)
