@@ -1,0 +1,110 @@
+"""What the three estimators share: parameters, tags, the model, pickling.
+
+Each estimator inherits :class:`CLIPEstimatorBase` after its scikit-learn mixin
+(mixins go to the left of ``BaseEstimator``). ``__init__`` only stores; the
+model is resolved in ``fit`` by :meth:`CLIPEstimatorBase._get_model`, an
+explicit method rather than a property because notebook HTML reprs evaluate
+properties and would load the weights.
+"""
+
+import os
+from numbers import Integral
+
+from sklearn.base import BaseEstimator
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from sklearn_clip._model import ModelHandle, _handle_from_files, load_model
+
+# Parameter descriptions written once and put into each estimator's docstring by
+# `fill_doc`, so the three estimators document shared parameters identically.
+SHARED_PARAMETER_DOCS = {
+    "model": """model : str, os.PathLike or ModelHandle, default="openai/clip-vit-base-patch32"
+        A Hugging Face hub id, a local directory written by ``save_pretrained``,
+        or a handle from :func:`~sklearn_clip.load_model` or a fitted
+        :class:`~sklearn_clip.CLIPContrastiveFinetuner` (``model_``). Nothing is
+        loaded before ``fit``; every estimator asking for the same model shares
+        one copy of the weights per process.""",
+    "revision": """revision : str, default=None
+        Hub branch, tag or commit to pin when ``model`` is a hub id.""",
+    "device": """device : {"auto", "cpu", "cuda", "mps"} or str, default="auto"
+        Where the model runs; ``"auto"`` picks cuda, then mps, then cpu.""",
+    "dtype": """dtype : {"auto", "float32", "bfloat16", "float16"}, default="auto"
+        Weights' precision; ``"auto"`` is float32 on CPU, bfloat16 or float16
+        on a GPU. Outputs are always float32.""",
+    "batch_size": """batch_size : int, default=32
+        Rows encoded per forward pass. Outputs do not depend on it.""",
+    "on_error": """on_error : {"raise", "nan"}, default="raise"
+        What an unreadable image does: ``"raise"`` raises an error naming the
+        row, its index label and its path; ``"nan"`` gives that row NaN outputs,
+        records it in ``input_errors_`` and warns once. Only image-decoding
+        errors are caught, and if every row fails the call raises.""",
+    "store_weights_in_pickle": """store_weights_in_pickle : bool, default=False
+        Whether pickling keeps the weights. By default a pickle holds only where
+        the model came from and reloads it on first use; set True to deploy
+        where that source is not available.""",
+    "progress": """progress : bool, default=False
+        Show a progress bar over batches.""",
+}
+
+
+def fill_doc(cls):
+    """Replace ``{model}``-style markers in a docstring with the shared text."""
+    doc = cls.__doc__
+    for name, text in SHARED_PARAMETER_DOCS.items():
+        doc = doc.replace(f"    {{{name}}}\n", f"    {text}\n")
+    cls.__doc__ = doc
+    return cls
+
+
+class CLIPEstimatorBase(BaseEstimator):
+    """Shared machinery; not an estimator on its own."""
+
+    _parameter_constraints = {
+        "model": [str, os.PathLike, ModelHandle],
+        "revision": [str, None],
+        "device": [str, None],
+        "dtype": [StrOptions({"auto", "float32", "bfloat16", "float16"})],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "on_error": [StrOptions({"raise", "nan"})],
+        "store_weights_in_pickle": ["boolean"],
+        "progress": ["boolean"],
+    }
+
+    def _get_model(self, reset=False):
+        """The model handle, loaded (or taken from the process cache) on first use.
+
+        ``fit`` passes ``reset=True`` so that a changed ``model`` parameter is
+        honoured; other methods reuse the handle resolved in ``fit``.
+        """
+        handle = None if reset else self.__dict__.get("_handle")
+        if handle is None:
+            files = self.__dict__.pop("_pickled_model_files", None)
+            if files is not None:
+                handle = _handle_from_files(files)
+            else:
+                handle = load_model(
+                    self.model,
+                    revision=self.revision,
+                    device=self.device or "auto",
+                    dtype=self.dtype,
+                )
+            self._handle = handle
+        return handle
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # Rows are images (paths, bytes, arrays) or strings, not numeric
+        # features: say so, as CountVectorizer and PatchExtractor do.
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.input_tags.three_d_array = True
+        if tags.transformer_tags is not None:
+            tags.transformer_tags.preserves_dtype = []
+        return tags
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        handle = state.pop("_handle", None)
+        if handle is not None and self.store_weights_in_pickle:
+            state["_pickled_model_files"] = handle.to_files()
+        return state
