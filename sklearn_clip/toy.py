@@ -21,7 +21,8 @@ _WORDS = (
     "drawing rendering shape something thing object small large big tiny left "
     "right top bottom middle centre center red green blue yellow purple orange "
     "white black grey gray pink brown cyan circle square triangle cross diamond "
-    "star ring dog cat car bird one two three some kind type colour color"
+    "star ring dog cat car bird one two three some kind type colour color "
+    "background"
 ).split()
 _SPECIAL = ("<pad>", "<unk>", "<bos>", "<eos>")
 
@@ -128,6 +129,15 @@ def _processor_config(family, image_size):
     }
 
 
+def _write_checkpoint(target, model, tokenizer, family, image_size):
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(target, safe_serialization=True)
+    tokenizer.save_pretrained(target)
+    (target / "preprocessor_config.json").write_text(
+        json.dumps(_processor_config(family, image_size), indent=2)
+    )
+
+
 def make_tiny_clip(
     path=None,
     *,
@@ -192,12 +202,74 @@ def make_tiny_clip(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(random_state)
         model = _build_model(family, tokenizer, **options)
-    target.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(target, safe_serialization=True)
-    tokenizer.save_pretrained(target)
-    (target / "preprocessor_config.json").write_text(
-        json.dumps(_processor_config(family, image_size), indent=2)
-    )
+    _write_checkpoint(target, model, tokenizer, family, image_size)
     if path is None:
         _cache[key] = str(target)
+    return str(target)
+
+
+# The shapes of the released OpenAI checkpoints: same compute, random weights.
+ARCHITECTURES = {
+    "ViT-B/32": {"vision": (768, 12, 12, 32), "text": (512, 12, 8), "dim": 512},
+    "ViT-B/16": {"vision": (768, 12, 12, 16), "text": (512, 12, 8), "dim": 512},
+    "ViT-L/14": {"vision": (1024, 24, 16, 14), "text": (768, 12, 12), "dim": 768},
+}
+
+
+def make_random_clip(path=None, *, architecture="ViT-B/32", random_state=0):
+    """Write a full-size CLIP with random weights, for benchmarks.
+
+    It has the layer sizes of the released checkpoint named by
+    ``architecture`` (224-pixel images, 77-token context), so it costs the same
+    compute; only the tokenizer is the small one of :func:`make_tiny_clip`.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path, default=None
+        Where to write it; None uses a new temporary directory.
+    architecture : {"ViT-B/32", "ViT-B/16", "ViT-L/14"}, default="ViT-B/32"
+    random_state : int, default=0
+
+    Returns
+    -------
+    str
+        The model directory.
+    """
+    from transformers import CLIPConfig, CLIPModel
+
+    if architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"architecture must be one of {sorted(ARCHITECTURES)}; got {architecture!r}"
+        )
+    shape = ARCHITECTURES[architecture]
+    width, layers, heads, patch = shape["vision"]
+    text_width, text_layers, text_heads = shape["text"]
+    tokenizer = _build_tokenizer(77)
+    config = CLIPConfig(
+        vision_config={
+            "hidden_size": width,
+            "num_hidden_layers": layers,
+            "num_attention_heads": heads,
+            "intermediate_size": 4 * width,
+            "patch_size": patch,
+            "image_size": 224,
+        },
+        text_config={
+            "hidden_size": text_width,
+            "num_hidden_layers": text_layers,
+            "num_attention_heads": text_heads,
+            "intermediate_size": 4 * text_width,
+            "vocab_size": len(tokenizer),
+            "max_position_embeddings": 77,
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+        },
+        projection_dim=shape["dim"],
+    )
+    target = Path(path) if path is not None else Path(tempfile.mkdtemp(prefix="clip-"))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(random_state)
+        model = CLIPModel(config)
+    _write_checkpoint(target, model, tokenizer, "clip", 224)
     return str(target)
