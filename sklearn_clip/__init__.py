@@ -1,16 +1,20 @@
 """CLIP zero-shot classification, embeddings and contrastive fine-tuning for
 scikit-learn."""
 
+from sklearn_clip._embedding import CLIPEmbeddingTransformer
 from sklearn_clip._model import (
     ModelHandle,
     clear_model_cache,
     load_model,
     model_cache_info,
 )
+from sklearn_clip._zero_shot import CLIPZeroShotClassifier
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CLIPEmbeddingTransformer",
+    "CLIPZeroShotClassifier",
     "ModelHandle",
     "clear_model_cache",
     "load_model",

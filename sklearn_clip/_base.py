@@ -12,7 +12,9 @@ from numbers import Integral
 
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import validate_data
 
+from sklearn_clip._inputs import as_rows
 from sklearn_clip._model import ModelHandle, _handle_from_files, load_model
 
 # Parameter descriptions written once and put into each estimator's docstring by
@@ -90,6 +92,20 @@ class CLIPEstimatorBase(BaseEstimator):
                 )
             self._handle = handle
         return handle
+
+    def _validate_rows(self, X, *, kind, reset):
+        """Flatten ``X`` to ``(rows, index)``; record (fit) or check its column.
+
+        Only a DataFrame has a column name and a column count, so only a
+        DataFrame sets ``feature_names_in_`` and ``n_features_in_``: for a
+        4-D image batch the "second dimension" is the image height.
+        """
+        rows, index = as_rows(X, kind=kind)
+        is_frame = hasattr(X, "columns") and hasattr(X, "shape")
+        validate_data(self, X, skip_check_array=True, ensure_2d=is_frame, reset=reset)
+        if reset and not is_frame:
+            self.__dict__.pop("n_features_in_", None)
+        return rows, index
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

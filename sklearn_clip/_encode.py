@@ -13,19 +13,20 @@ import os
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from sklearn_clip._images import (
-    DECODE_ERRORS,
+    ROW_ERRORS,
     ImageInputError,
     describe_source,
     normalize_batch,
     prepare_image,
 )
-from sklearn_clip._inputs import row_label
+from sklearn_clip._inputs import index_label, row_label
 
 
 class InputErrorWarning(UserWarning):
@@ -56,7 +57,8 @@ def tokenize(handle, texts):
     Truncation keeps the end token: CLIP pools the text at that token, so a
     sequence cut before it would be embedded from the wrong position.
     """
-    ids = handle.tokenizer(list(texts), truncation=False)["input_ids"]
+    # verbose=False: the one warning about truncation is ours, below.
+    ids = handle.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
     limit = handle.context_length
     too_long = [i for i, seq in enumerate(ids) if len(seq) > limit]
     if too_long:
@@ -100,11 +102,25 @@ def encode_texts(handle, texts, *, batch_size=256, normalize=True):
     return out[inverse.reshape(-1)]
 
 
+ON_ERROR_OPTIONS = ("raise", "nan")
+
+
+def _check_on_error(on_error):
+    if on_error not in ON_ERROR_OPTIONS:
+        raise ValueError(
+            f"on_error must be one of {ON_ERROR_OPTIONS}; got {on_error!r}"
+        )
+
+
 def _prepare_row(item, position, index, config, on_error):
-    """Decode one row; under ``on_error="nan"`` return the error instead."""
+    """Decode one row; under ``on_error="nan"`` return the error instead.
+
+    Only what a bad row raises is caught (``ROW_ERRORS``); out-of-memory,
+    interrupts and bugs propagate under either policy.
+    """
     try:
         return prepare_image(item, config)
-    except (*DECODE_ERRORS, TypeError) as exc:
+    except ROW_ERRORS as exc:
         error = ImageInputError(
             f"could not read the image in {row_label(position, index)}, "
             f"{describe_source(item)}: {type(exc).__name__}: {exc}"
@@ -123,9 +139,15 @@ def default_workers():
 def iter_prepared_batches(
     rows, index, config, *, batch_size, on_error, n_workers, prefetch=2
 ):
-    """Yield ``(start, arrays_or_errors)`` batches in order, decoded ahead."""
+    """Yield ``(start, arrays_or_errors)`` batches in order, decoded ahead.
+
+    When the consumer stops early (an error, an interrupt, ``close()``), the
+    batches queued ahead are cancelled rather than decoded for nothing.
+    """
+    _check_on_error(on_error)
     n_workers = n_workers or default_workers()
-    with ThreadPoolExecutor(max_workers=n_workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=n_workers)
+    try:
         pending = deque()
         starts = iter(range(0, len(rows), batch_size))
 
@@ -144,6 +166,8 @@ def iter_prepared_batches(
             start, futures = pending.popleft()
             submit_next()
             yield start, [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def encode_images(
@@ -159,10 +183,14 @@ def encode_images(
 ):
     """Embed image rows; returns ``(embeddings, failures)``.
 
-    ``failures`` lists the rows that could not be read under ``on_error="nan"``
-    (their embedding rows are NaN); under ``"raise"`` the first bad row raises
-    an :class:`ImageInputError` naming it.
+    ``failures`` lists ``(position, ImageInputError)`` for the rows that could
+    not be read under ``on_error="nan"`` (their embedding rows are NaN, and one
+    :class:`InputErrorWarning` sums them up); under ``"raise"`` the first bad
+    row raises an :class:`ImageInputError` naming it. If every row fails, an
+    :class:`ImageInputError` is raised under either policy. Only errors of a
+    bad row are caught: out-of-memory, interrupts and model errors propagate.
     """
+    _check_on_error(on_error)
     out = np.full((len(rows), handle.embedding_dim), np.nan, np.float32)
     failures = []
     batches = iter_prepared_batches(
@@ -174,7 +202,7 @@ def encode_images(
         n_workers=n_workers,
     )
     n_batches = -(-len(rows) // batch_size)
-    with torch.inference_mode():
+    with closing(batches), torch.inference_mode():
         for start, prepared in tqdm(
             batches,
             total=n_batches,
@@ -217,3 +245,27 @@ def report_failures(failures, n_rows):
         InputErrorWarning,
         stacklevel=3,
     )
+
+
+def failure_records(failures, rows, index=None):
+    """One dict per row that failed under ``on_error="nan"``, for ``input_errors_``.
+
+    Keys: ``position``; ``index`` (the pandas index label, or the position for
+    inputs without an index); ``source`` (the path, or a short description);
+    ``error`` (the exception type) and ``message``.
+    """
+    records = []
+    for position, error in failures:
+        cause = error.__cause__ or error
+        item = rows[position]
+        source = item if isinstance(item, str | os.PathLike) else describe_source(item)
+        records.append(
+            {
+                "position": position,
+                "index": index_label(position, index),
+                "source": str(source),
+                "error": type(cause).__name__,
+                "message": str(cause),
+            }
+        )
+    return records

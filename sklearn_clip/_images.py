@@ -14,12 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from PIL import Image, ImageOps
 
 # Formats a photo or a scan comes in. Restricting the plugins Pillow may try
-# keeps rarely used (and historically vulnerable) decoders out of reach.
-ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "MPO")
+# keeps rarely used (and historically vulnerable) decoders out of reach. MPO
+# (multi-picture JPEG) files open through the JPEG plugin; every name here must
+# be one Pillow registers, or Pillow fails with a KeyError on unreadable files.
+ALLOWED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
 
 # Pillow's own list of what a malformed file can raise while decoding.
 DECODE_ERRORS = (
@@ -43,6 +46,22 @@ class ImageInputError(ValueError):
     The message names the row position, the pandas index label where there is
     one, and the path or array shape; the original exception is chained.
     """
+
+
+class UnsupportedImageError(TypeError):
+    """A row is missing (None/NaN) or is not a type that can hold an image."""
+
+
+# Everything reading one bad row can raise. Anything else (MemoryError,
+# KeyboardInterrupt, a TypeError from a bug) is not the row's fault and
+# propagates, whatever the error policy.
+ROW_ERRORS = (*DECODE_ERRORS, UnsupportedImageError)
+
+# Resizing the shortest edge first makes an intermediate image that grows with
+# the aspect ratio (a 1 x 100,000 strip becomes 3,000,000 x 30 pixels for a
+# 30-pixel model). Beyond this many times the crop area only the part that
+# survives the centre crop is resampled, so memory stays bounded.
+_RESIZE_HEADROOM = 16
 
 
 @dataclass(frozen=True)
@@ -113,8 +132,16 @@ class ImageConfig:
         raise ValueError("A shortest-edge resize without a crop has no fixed size.")
 
 
+def _is_missing(item):
+    if item is None or item is pd.NA or item is pd.NaT:
+        return True
+    return isinstance(item, float | np.floating) and bool(np.isnan(item))
+
+
 def describe_source(item):
     """A short description of an input for error messages."""
+    if _is_missing(item):
+        return f"a missing value ({item!r})"
     if isinstance(item, str | Path):
         return f"path {str(item)!r}"
     if isinstance(item, bytes | bytearray):
@@ -203,7 +230,8 @@ def _to_rgb_mode(image):
         image.mode == "P" and "transparency" in image.info
     )
     if has_alpha:
-        rgba = image.convert("RGBA")
+        # Pillow converts premultiplied "La" only to "LA", not to "RGBA".
+        rgba = (image.convert("LA") if image.mode == "La" else image).convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
@@ -215,7 +243,12 @@ def to_rgb(item):
     Accepts a path (``str`` or ``pathlib.Path``), encoded ``bytes``, a
     ``PIL.Image.Image`` or a numpy array (HWC ``uint8``, HW greyscale, or float
     in [0, 1]). EXIF orientation is applied; transparency is composited on
-    white; palette, greyscale, 1-bit, CMYK and 16-bit images are converted.
+    white; palette, greyscale, 1-bit, CMYK and 16-bit images are converted;
+    of an animated or multi-page file the first frame is used.
+
+    Raises one of :data:`ROW_ERRORS`: a missing value or an unsupported type
+    raises :class:`UnsupportedImageError` (a ``TypeError``), an unreadable file
+    or array one of Pillow's decoding errors (``OSError``, ``ValueError``, ...).
     """
     if isinstance(item, str | Path | bytes | bytearray):
         image = _open_image(item)
@@ -224,8 +257,12 @@ def to_rgb(item):
         image = ImageOps.exif_transpose(item)
     elif isinstance(item, np.ndarray):
         image = _array_to_image(item)
+    elif _is_missing(item):
+        raise UnsupportedImageError(
+            f"the image is missing ({item!r}); fill or drop missing rows first"
+        )
     else:
-        raise TypeError(
+        raise UnsupportedImageError(
             "an image must be a path, bytes, a PIL image or a numpy array; got "
             f"{type(item).__name__}"
         )
@@ -245,15 +282,46 @@ def _resized_shape(width, height, size):
 
 
 def resize_and_crop(image, config):
-    """Resize and centre-crop an RGB image; return HWC ``uint8``."""
+    """Resize and centre-crop an RGB image; return HWC ``uint8``.
+
+    An image so elongated that the resized copy would exceed
+    ``_RESIZE_HEADROOM`` times the crop area is resampled only where the crop
+    keeps it (Pillow's ``box``), so a 1 x 100,000 strip costs no more memory
+    than a square photo. Other images take the plain resize-then-crop path of
+    the reference processors, pixel for pixel.
+    """
     if config.size is not None:
         new_size = _resized_shape(image.width, image.height, config.size)
+        if config.crop is not None and _needs_bounded_resize(new_size, config.crop):
+            return np.asarray(_resize_cropped(image, new_size, config), np.uint8)
         if new_size != image.size:
             image = image.resize(new_size, resample=config.resample)
     array = np.asarray(image, dtype=np.uint8)
     if config.crop is not None:
         array = _center_crop(array, config.crop)
     return array
+
+
+def _needs_bounded_resize(new_size, crop):
+    width, height = new_size
+    crop_h, crop_w = crop
+    fits = width >= crop_w and height >= crop_h  # else the crop pads instead
+    return fits and width * height > _RESIZE_HEADROOM * crop_h * crop_w
+
+
+def _resize_cropped(image, new_size, config):
+    # The crop window of the resized image, mapped back to source coordinates:
+    # Pillow resamples that region at the same scale as the whole resize would.
+    (width, height), (crop_h, crop_w) = new_size, config.crop
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    scale_x, scale_y = image.width / width, image.height / height
+    box = (
+        left * scale_x,
+        top * scale_y,
+        (left + crop_w) * scale_x,
+        (top + crop_h) * scale_y,
+    )
+    return image.resize((crop_w, crop_h), resample=config.resample, box=box)
 
 
 def _center_crop(array, crop):

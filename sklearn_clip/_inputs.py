@@ -92,15 +92,29 @@ def _rows_of_array(X, kind):
     )
 
 
+def index_label(position, index):
+    """A row's pandas index label as a plain Python value; its position if none."""
+    if index is None:
+        return position
+    label = index[position]
+    # numpy 2 writes np.int64(11) for repr(index[...]); users wrote 11.
+    return label.item() if isinstance(label, np.generic) else label
+
+
 def row_label(position, index):
     """How to name a row in an error: its position, and its index label."""
     if index is None:
         return f"row {position}"
-    return f"row {position} (index {index[position]!r})"
+    return f"row {position} (index {index_label(position, index)!r})"
 
 
 def check_texts(rows, index):
-    """Check that every text row is a string; return them as ``str``."""
+    """Check that every text row is a string; return them as ``str``.
+
+    Missing values (None, NaN, ``pd.NA``), non-strings and strings that are not
+    valid Unicode (lone surrogates) raise a ``ValueError`` naming the row. Empty
+    strings are valid texts.
+    """
     texts = []
     for position, value in enumerate(rows):
         if isinstance(value, np.str_):
@@ -118,5 +132,14 @@ def check_texts(rows, index):
                 f"{row_label(position, index)} {what}; every text must be a string. "
                 "Fill or drop missing texts first, e.g. X.fillna('')."
             )
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            # A lone surrogate (e.g. from a bad decode with errors="surrogateescape")
+            # is not text a tokenizer can read.
+            raise ValueError(
+                f"{row_label(position, index)} is not valid Unicode text: {exc.reason} "
+                f"at character {exc.start} ({value[exc.start : exc.end]!r})"
+            ) from exc
         texts.append(value)
     return texts

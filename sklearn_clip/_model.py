@@ -296,10 +296,51 @@ def _read_processor_config(directory):
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+# Weight files that are read with pickle, which can run code while loading.
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def _check_loadable(directory):
+    """Refuse, with a clear reason, a checkpoint that would need code to load.
+
+    Loading itself is safe without this (safetensors only, no remote code);
+    the check replaces the library's messages, which suggest options that this
+    package deliberately does not have.
+    """
+    directory = Path(directory)
+    if not any(directory.glob("*.safetensors")):
+        pickles = sorted(
+            p.name for p in directory.iterdir() if p.suffix in _PICKLE_SUFFIXES
+        )
+        found = f" (found {', '.join(pickles)})" if pickles else ""
+        raise OSError(
+            f"{str(directory)!r} holds no safetensors weights{found}. sklearn-clip "
+            "loads weights only from safetensors files, because pickle-based "
+            "checkpoints can run arbitrary code when read. Convert the checkpoint "
+            "once, where you trust it, with transformers: "
+            "model.save_pretrained(path, safe_serialization=True)."
+        )
+    config_path = directory / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    if config.get("auto_map"):
+        from transformers import CONFIG_MAPPING
+
+        if config.get("model_type") not in CONFIG_MAPPING:
+            raise ValueError(
+                f"{str(directory)!r} declares a model type "
+                f"{config.get('model_type')!r} that only its own Python code "
+                f"(auto_map: {sorted(config['auto_map'])}) can build; sklearn-clip "
+                "never runs code shipped with a checkpoint (trust_remote_code=False)."
+            )
+
+
 def _load_directory(source, device, dtype):
     from transformers import AutoModel, AutoTokenizer
 
+    _check_loadable(source)
     # Safetensors only and never remote code: a checkpoint cannot run anything.
+    # An auto_map in a known model type's config is ignored: the built-in class
+    # loads it.
     options = {"local_files_only": True, "trust_remote_code": False}
     model = AutoModel.from_pretrained(str(source), use_safetensors=True, **options)
     if not (

@@ -28,10 +28,11 @@ def test_handle_survives_clone_by_identity(tiny_clip):
     assert clone(tiny_clip, safe=False) is tiny_clip
 
 
-def test_pickle_is_a_light_reference(tiny_clip):
-    data = pickle.dumps(tiny_clip)
+def test_pickle_is_a_light_reference(tiny_clip_path):
+    handle = load_model(tiny_clip_path)
+    data = pickle.dumps(handle)
     assert len(data) < 10_000
-    assert pickle.loads(data) is tiny_clip  # same process: back through the cache
+    assert pickle.loads(data) is handle  # same process: back through the cache
 
 
 def test_pickle_reloads_in_a_fresh_cache(tiny_clip, tiny_clip_path):

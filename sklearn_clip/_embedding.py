@@ -1,0 +1,217 @@
+"""CLIPEmbeddingTransformer: images or texts -> CLIP embeddings as features."""
+
+import numpy as np
+from sklearn.base import TransformerMixin, _fit_context
+from sklearn.utils._param_validation import StrOptions
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
+
+from sklearn_clip._base import CLIPEstimatorBase, fill_doc
+from sklearn_clip._encode import encode_images, encode_texts, failure_records
+from sklearn_clip._inputs import check_texts
+from sklearn_clip._model import DEFAULT_MODEL
+
+
+@fill_doc
+class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
+    """Embed images or texts with a CLIP-family model, one row per input.
+
+    The embeddings are features for any scikit-learn estimator: a linear probe
+    (:class:`~sklearn.linear_model.LogisticRegression` on image embeddings) is
+    the usual next step after a zero-shot baseline, and in a
+    :class:`~sklearn.compose.ColumnTransformer` an image column, a text column
+    and numeric columns become one feature matrix.
+
+    ``fit`` learns nothing: it resolves the model (once per process, shared
+    with every other estimator using it) and records the embedding size.
+
+    Parameters
+    ----------
+    {model}
+    modality : {"image", "text"}, default="image"
+        What the rows are. Images: paths, bytes, PIL images or arrays (HWC
+        ``uint8``, HW greyscale, float in [0, 1]). Texts: strings.
+    normalize : bool, default=True
+        Scale each embedding to unit length, as CLIP compares them (cosine
+        similarity). Set False for the raw projected features.
+    {batch_size}
+    {device}
+    {dtype}
+    {revision}
+    {on_error}
+    feature_prefix : str, default="clip"
+        Output features are named ``f"{feature_prefix}_{i}"``. Give an image
+        block and a text block different prefixes when a ``ColumnTransformer``
+        uses ``verbose_feature_names_out=False``, so their names do not collide.
+    {store_weights_in_pickle}
+    {progress}
+
+    Attributes
+    ----------
+    embedding_dim_ : int
+        The number of output features.
+    n_features_in_ : int
+        1; only set when ``fit`` was given a one-column DataFrame.
+    feature_names_in_ : ndarray of shape (1,)
+        The column name; only set when ``fit`` was given a DataFrame.
+    input_errors_ : list of dict
+        Under ``on_error="nan"``, the rows the last ``transform`` could not
+        read: ``position``, ``index`` (pandas label, or the position),
+        ``source`` (path or description), ``error`` (exception type) and
+        ``message``.
+
+    See Also
+    --------
+    CLIPZeroShotClassifier : Classify images from class names, without training.
+    sklearn.feature_extraction.text.HashingVectorizer : A stateless text encoder.
+
+    Notes
+    -----
+    Every output keeps every input row, in order; the output is float32 of
+    shape ``(n_samples, embedding_dim_)``. A single image must be wrapped in a
+    list: an ``(H, W, 3)`` array would be read as ``H`` rows. Empty inputs give
+    an empty ``(0, embedding_dim_)`` output.
+
+    The model is not part of the pickle unless ``store_weights_in_pickle=True``;
+    a loaded estimator re-resolves it from ``model`` on first use.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_clip import CLIPEmbeddingTransformer
+    >>> from sklearn_clip.toy import make_tiny_clip
+    >>> images = np.zeros((3, 30, 30, 3), dtype=np.uint8)
+    >>> embedder = CLIPEmbeddingTransformer(make_tiny_clip()).fit(images)
+    >>> embedder.transform(images).shape
+    (3, 32)
+    >>> embedder.get_feature_names_out()[:3]
+    array(['clip_0', 'clip_1', 'clip_2'], dtype=object)
+    >>> texts = CLIPEmbeddingTransformer(make_tiny_clip(), modality="text")
+    >>> texts.fit_transform(["a red circle", "a blue square"]).dtype
+    dtype('float32')
+    """
+
+    _parameter_constraints = {
+        **CLIPEstimatorBase._parameter_constraints,
+        "modality": [StrOptions({"image", "text"})],
+        "normalize": ["boolean"],
+        "feature_prefix": [str],
+    }
+
+    def __init__(
+        self,
+        model=DEFAULT_MODEL,
+        *,
+        modality="image",
+        normalize=True,
+        batch_size=32,
+        device="auto",
+        dtype="auto",
+        revision=None,
+        on_error="raise",
+        feature_prefix="clip",
+        store_weights_in_pickle=False,
+        progress=False,
+    ):
+        self.model = model
+        self.modality = modality
+        self.normalize = normalize
+        self.batch_size = batch_size
+        self.device = device
+        self.dtype = dtype
+        self.revision = revision
+        self.on_error = on_error
+        self.feature_prefix = feature_prefix
+        self.store_weights_in_pickle = store_weights_in_pickle
+        self.progress = progress
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Resolve the model and record the embedding size.
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or one-column DataFrame
+            Images or texts; only checked here, not encoded.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : CLIPEmbeddingTransformer
+            The fitted transformer.
+        """
+        self._validate_rows(X, kind=self.modality, reset=True)
+        self.__dict__.pop("input_errors_", None)
+        self.embedding_dim_ = self._get_model(reset=True).embedding_dim
+        return self
+
+    def transform(self, X):
+        """Embed each row.
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or one-column DataFrame
+            Images or texts, as for ``fit``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, embedding_dim_), dtype float32
+            One embedding per row, in order; NaN rows for images that could
+            not be read under ``on_error="nan"``.
+        """
+        check_is_fitted(self)
+        rows, index = self._validate_rows(X, kind=self.modality, reset=False)
+        embeddings, errors = _embed(
+            self._get_model(),
+            rows,
+            index,
+            modality=self.modality,
+            batch_size=self.batch_size,
+            normalize=self.normalize,
+            on_error=self.on_error,
+            progress=self.progress,
+        )
+        if self.on_error == "nan":
+            self.input_errors_ = errors
+        return embeddings
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output features: ``feature_prefix`` and a number.
+
+        Parameters
+        ----------
+        input_features : array-like of str, default=None
+            The input column name, checked against ``feature_names_in_`` when
+            that is set; it does not change the output names.
+
+        Returns
+        -------
+        ndarray of str objects
+            ``[f"{feature_prefix}_0", ..., f"{feature_prefix}_{d - 1}"]``.
+        """
+        check_is_fitted(self)
+        _check_feature_names_in(self, input_features, generate_names=False)
+        return np.asarray(
+            [f"{self.feature_prefix}_{i}" for i in range(self.embedding_dim_)],
+            dtype=object,
+        )
+
+
+def _embed(handle, rows, index, *, modality, batch_size, normalize, on_error, progress):
+    """Rows -> ``(float32 embeddings, input error records)``."""
+    if modality == "text":
+        texts = check_texts(rows, index)
+        embeddings = encode_texts(
+            handle, texts, batch_size=batch_size, normalize=normalize
+        )
+        return embeddings, []
+    embeddings, failures = encode_images(
+        handle,
+        rows,
+        index,
+        batch_size=batch_size,
+        normalize=normalize,
+        on_error=on_error,
+        progress=progress,
+    )
+    return embeddings, failure_records(failures, rows, index)
