@@ -2,6 +2,7 @@
 scikit-learn."""
 
 from sklearn_clip._embedding import CLIPEmbeddingTransformer
+from sklearn_clip._finetune import CLIPContrastiveFinetuner
 from sklearn_clip._model import (
     ModelHandle,
     clear_model_cache,
@@ -13,6 +14,7 @@ from sklearn_clip._zero_shot import CLIPZeroShotClassifier
 __version__ = "0.1.0"
 
 __all__ = [
+    "CLIPContrastiveFinetuner",
     "CLIPEmbeddingTransformer",
     "CLIPZeroShotClassifier",
     "ModelHandle",

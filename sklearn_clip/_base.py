@@ -33,8 +33,25 @@ SHARED_PARAMETER_DOCS = {
     "dtype": """dtype : {"auto", "float32", "bfloat16", "float16"}, default="auto"
         Weights' precision; ``"auto"`` is float32 on CPU, bfloat16 or float16
         on a GPU. Outputs are always float32.""",
-    "batch_size": """batch_size : int, default=32
-        Rows encoded per forward pass. Outputs do not depend on it.""",
+    "batch_size": """batch_size : int or "auto", default=32
+        Rows encoded per forward pass. Outputs do not depend on it (beyond
+        floating-point rounding). ``"auto"`` starts small on a GPU and doubles
+        the batch while throughput improves, and halves it on an out-of-memory
+        error, retrying the same rows; on a CPU it is a fixed size that suits
+        CPUs.""",
+    "cache_dir": """cache_dir : str or os.PathLike, default=None
+        A folder for an on-disk cache of embeddings; None for no cache. Rows
+        whose embedding is stored there are read instead of encoded, and new
+        ones are stored. Entries are keyed by the content of the weights (so
+        fine-tuned weights never reuse their base model's entries), the
+        preprocessing, ``normalize`` and the input's content (a file's bytes,
+        not its path), so an entry cannot go stale. Safe to share between
+        threads, processes and machines; delete the folder to empty it.""",
+    "cache_dtype": """cache_dtype : {"float32", "float16"}, default="float32"
+        How cached embeddings are stored. ``"float16"`` halves the disk used;
+        the outputs of every call with the cache are then rounded to float16
+        (and returned as float32), whether read or computed, so that a first
+        and a second call agree exactly.""",
     "on_error": """on_error : {"raise", "nan"}, default="raise"
         What an unreadable image does: ``"raise"`` raises an error naming the
         row, its index label and its path; ``"nan"`` gives that row NaN outputs,
@@ -56,6 +73,14 @@ def fill_doc(cls):
         doc = doc.replace(f"    {{{name}}}\n", f"    {text}\n")
     cls.__doc__ = doc
     return cls
+
+
+# The parameters of the estimators that encode (not the fine-tuner's).
+ENCODING_PARAMETER_CONSTRAINTS = {
+    "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+    "cache_dir": [str, os.PathLike, None],
+    "cache_dtype": [StrOptions({"float32", "float16"})],
+}
 
 
 class CLIPEstimatorBase(BaseEstimator):

@@ -5,7 +5,12 @@ from sklearn.base import TransformerMixin, _fit_context
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
-from sklearn_clip._base import CLIPEstimatorBase, fill_doc
+from sklearn_clip._base import (
+    ENCODING_PARAMETER_CONSTRAINTS,
+    CLIPEstimatorBase,
+    fill_doc,
+)
+from sklearn_clip._cache import make_cache
 from sklearn_clip._encode import encode_images, encode_texts, failure_records
 from sklearn_clip._inputs import check_texts
 from sklearn_clip._model import DEFAULT_MODEL
@@ -44,6 +49,8 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
         uses ``verbose_feature_names_out=False``, so their names do not collide.
     {store_weights_in_pickle}
     {progress}
+    {cache_dir}
+    {cache_dtype}
 
     Attributes
     ----------
@@ -74,6 +81,13 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
     The model is not part of the pickle unless ``store_weights_in_pickle=True``;
     a loaded estimator re-resolves it from ``model`` on first use.
 
+    Images are decoded and resized in background threads while the model
+    encodes the previous batch, and only a few batches are held at once, so
+    memory does not grow with the number of rows. Texts are encoded once per
+    distinct text, in batches of similar length; texts the same model encoded
+    recently in this process are taken from memory. See
+    ``docs/performance.md`` for measurements.
+
     Examples
     --------
     >>> import numpy as np
@@ -93,6 +107,7 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
     _parameter_constraints = {
         **CLIPEstimatorBase._parameter_constraints,
         "modality": [StrOptions({"image", "text"})],
+        **ENCODING_PARAMETER_CONSTRAINTS,
         "normalize": ["boolean"],
         "feature_prefix": [str],
     }
@@ -111,6 +126,8 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
         feature_prefix="clip",
         store_weights_in_pickle=False,
         progress=False,
+        cache_dir=None,
+        cache_dtype="float32",
     ):
         self.model = model
         self.modality = modality
@@ -123,6 +140,8 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
         self.feature_prefix = feature_prefix
         self.store_weights_in_pickle = store_weights_in_pickle
         self.progress = progress
+        self.cache_dir = cache_dir
+        self.cache_dtype = cache_dtype
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -170,6 +189,7 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
             normalize=self.normalize,
             on_error=self.on_error,
             progress=self.progress,
+            cache=make_cache(self.cache_dir, self.cache_dtype),
         )
         if self.on_error == "nan":
             self.input_errors_ = errors
@@ -197,12 +217,14 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
         )
 
 
-def _embed(handle, rows, index, *, modality, batch_size, normalize, on_error, progress):
+def _embed(
+    handle, rows, index, *, modality, batch_size, normalize, on_error, progress, cache
+):
     """Rows -> ``(float32 embeddings, input error records)``."""
     if modality == "text":
         texts = check_texts(rows, index)
         embeddings = encode_texts(
-            handle, texts, batch_size=batch_size, normalize=normalize
+            handle, texts, batch_size=batch_size, normalize=normalize, cache=cache
         )
         return embeddings, []
     embeddings, failures = encode_images(
@@ -213,5 +235,6 @@ def _embed(handle, rows, index, *, modality, batch_size, normalize, on_error, pr
         normalize=normalize,
         on_error=on_error,
         progress=progress,
+        cache=cache,
     )
     return embeddings, failure_records(failures, rows, index)

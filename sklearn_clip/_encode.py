@@ -7,9 +7,15 @@ object whose ``pooler_output`` is that embedding.
 Images are decoded and resized in background threads (Pillow releases the GIL)
 while the model works on the previous batch; at most ``prefetch`` batches are
 in flight, so memory is bounded by the batch size, not by the dataset.
+
+With ``batch_size="auto"`` the batch grows on a GPU while throughput improves,
+and an out-of-memory error halves it and retries the same rows. An optional
+:class:`~sklearn_clip._cache.EmbeddingCache` is consulted first: only the rows
+it does not hold are encoded, then stored.
 """
 
 import os
+import time
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from sklearn_clip._cache import encode_through_cache, text_memo
 from sklearn_clip._images import (
     ROW_ERRORS,
     ImageInputError,
@@ -84,22 +91,149 @@ def _to_numpy(embeddings, normalize):
     return embeddings.cpu().numpy()
 
 
-def encode_texts(handle, texts, *, batch_size=256, normalize=True):
-    """Embed texts; each distinct text is encoded once, in length order."""
+def encode_texts(handle, texts, *, batch_size=256, normalize=True, cache=None):
+    """Embed texts; each distinct text is encoded once, in length order.
+
+    Texts this model encoded recently in this process come from a memo
+    (:data:`sklearn_clip._cache.text_memo`), then from ``cache`` if given.
+    """
     texts = list(texts)
     unique, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
-    # Batching texts of similar length keeps padding, and so wasted work, small.
-    order = sorted(range(len(unique)), key=lambda i: len(unique[i]))
     out = np.empty((len(unique), handle.embedding_dim), np.float32)
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chosen = order[start : start + batch_size]
-            input_ids, mask = tokenize(handle, [unique[i] for i in chosen])
-            features = text_features(
-                handle.model, input_ids.to(handle.device), mask.to(handle.device)
-            )
-            out[chosen] = _to_numpy(features, normalize)
+    token, remembered = text_memo.lookup(handle, unique, normalize)
+    for i, vector in remembered.items():
+        out[i] = vector
+    todo = [i for i in range(len(unique)) if i not in remembered]
+    sizer = BatchSizer(batch_size, handle.device, kind="text")
+
+    def forward(chosen):
+        input_ids, mask = tokenize(handle, chosen)
+        features = text_features(
+            handle.model, input_ids.to(handle.device), mask.to(handle.device)
+        )
+        return _to_numpy(features, normalize)
+
+    def encode(positions):
+        # Batching texts of similar length keeps padding, and so wasted work, small.
+        order = sorted(positions, key=lambda i: len(unique[i]))
+        with torch.inference_mode():
+            _run_batches([(i, unique[i]) for i in order], forward, out, sizer)
+        text_memo.store(token, [unique[i] for i in order], out[order], normalize)
+
+    if cache is None:
+        encode(todo)
+    else:
+        encode_through_cache(
+            cache,
+            handle,
+            unique,
+            out,
+            encode,
+            kind="text",
+            normalize=normalize,
+            positions=todo,
+        )
     return out[inverse.reshape(-1)]
+
+
+# batch_size="auto": the first and the largest batch, by device type and
+# modality. On a GPU the batch doubles while images (or texts) per second grow
+# by 5 % or more; on a CPU throughput is flat beyond a few dozen rows (see
+# docs/performance.md), so the batch stays put.
+AUTO_BATCH_SIZES = {
+    ("image", "cuda"): (64, 1024),
+    ("text", "cuda"): (256, 4096),
+    ("image", "cpu"): (32, 32),
+    ("text", "cpu"): (128, 128),
+}
+
+
+class BatchSizer:
+    """The batch size of one encoding call: fixed, or found while it runs.
+
+    Under ``"auto"`` the size starts at the first value of
+    :data:`AUTO_BATCH_SIZES` for the device and doubles whenever a size ran at
+    least 5 % more rows per second than the size before (timed on its second
+    batch; up to the largest value), then settles on the faster one. An
+    out-of-memory error halves it for the rest of the call, and the same rows
+    are retried.
+    """
+
+    def __init__(self, batch_size, device, *, kind="image"):
+        self.auto = isinstance(batch_size, str) and batch_size == "auto"
+        if self.auto:
+            default = AUTO_BATCH_SIZES[(kind, "cpu")]
+            first, self.largest = AUTO_BATCH_SIZES.get((kind, device.type), default)
+            self.size = first
+        else:
+            self.size = self.largest = int(batch_size)
+        self.device = device
+        self._growing = self.auto and self.size < self.largest
+        self._rates, self._warmed = {}, set()
+
+    def observe(self, n_rows, seconds):
+        """Record a batch's time; maybe grow."""
+        if not self._growing or n_rows < self.size:
+            return
+        # The first batch of a size pays for warm-up (kernel choice for the
+        # new shapes, allocator growth): judge the size by its second batch.
+        if self.size not in self._warmed:
+            self._warmed.add(self.size)
+            return
+        rate = n_rows / max(seconds, 1e-9)
+        before = self._rates.get(self.size // 2)
+        self._rates[self.size] = rate
+        if before is not None and rate < 1.05 * before:
+            self.size //= 2
+            self._growing = False
+        elif 2 * self.size <= self.largest:
+            self.size *= 2
+        else:
+            self._growing = False
+
+    def shrink(self, n_rows):
+        """After an out-of-memory error on ``n_rows``: halve, or say it cannot."""
+        if not self.auto or n_rows <= 1:
+            return False
+        self.size = self.largest = max(1, n_rows // 2)
+        self._growing = False
+        return True
+
+    def release_memory(self):
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _run_batches(items, forward, out, sizer, *, keep_partial=False, done=None):
+    """Run ``forward`` over ``(position, payload)`` items, batch by batch.
+
+    Each batch's rows go to ``out[positions]``. With ``keep_partial`` a last
+    batch smaller than the current size is not run but returned, to be joined
+    by the next rows. An out-of-memory error under ``batch_size="auto"``
+    halves the batch and runs the same rows again, so order is kept.
+    """
+    first = 0
+    while first < len(items) and (len(items) - first >= sizer.size or not keep_partial):
+        n_rows = min(sizer.size, len(items) - first)
+        chosen = items[first : first + n_rows]
+        started = time.perf_counter()
+        try:
+            embeddings = forward([payload for _, payload in chosen])
+        except torch.OutOfMemoryError:
+            if not sizer.shrink(n_rows):
+                raise
+            embeddings = None
+        if embeddings is None:
+            # Outside the except block: the error's frames, and the tensors
+            # they hold, are gone before the cache is emptied.
+            sizer.release_memory()
+            continue
+        sizer.observe(n_rows, time.perf_counter() - started)
+        out[[position for position, _ in chosen]] = embeddings
+        if done is not None:
+            done(n_rows)
+        first += n_rows
+    return items[first:]
 
 
 ON_ERROR_OPTIONS = ("raise", "nan")
@@ -137,28 +271,44 @@ def default_workers():
 
 
 def iter_prepared_batches(
-    rows, index, config, *, batch_size, on_error, n_workers, prefetch=2
+    rows,
+    index,
+    config,
+    *,
+    batch_size,
+    on_error,
+    n_workers,
+    prefetch=2,
+    positions=None,
 ):
     """Yield ``(start, arrays_or_errors)`` batches in order, decoded ahead.
+
+    ``positions`` (default: every row) are the rows to decode; ``start`` is
+    the offset of the batch's first row in ``positions``. ``batch_size`` may
+    be a function, asked before each batch is queued.
 
     When the consumer stops early (an error, an interrupt, ``close()``), the
     batches queued ahead are cancelled rather than decoded for nothing.
     """
     _check_on_error(on_error)
     n_workers = n_workers or default_workers()
+    positions = range(len(rows)) if positions is None else positions
+    next_size = batch_size if callable(batch_size) else lambda: batch_size
     pool = ThreadPoolExecutor(max_workers=n_workers)
     try:
         pending = deque()
-        starts = iter(range(0, len(rows), batch_size))
+        queued = 0
 
         def submit_next():
-            start = next(starts, None)
-            if start is not None:
+            nonlocal queued
+            chosen = positions[queued : queued + next_size()]
+            if len(chosen):
                 futures = [
                     pool.submit(_prepare_row, rows[p], p, index, config, on_error)
-                    for p in range(start, min(start + batch_size, len(rows)))
+                    for p in chosen
                 ]
-                pending.append((start, futures))
+                pending.append((queued, futures))
+                queued += len(chosen)
 
         for _ in range(prefetch + 1):
             submit_next()
@@ -180,6 +330,7 @@ def encode_images(
     on_error="raise",
     progress=False,
     n_workers=None,
+    cache=None,
 ):
     """Embed image rows; returns ``(embeddings, failures)``.
 
@@ -188,44 +339,104 @@ def encode_images(
     :class:`InputErrorWarning` sums them up); under ``"raise"`` the first bad
     row raises an :class:`ImageInputError` naming it. If every row fails, an
     :class:`ImageInputError` is raised under either policy. Only errors of a
-    bad row are caught: out-of-memory, interrupts and model errors propagate.
+    bad row are caught: out-of-memory, interrupts and model errors propagate
+    (except that ``batch_size="auto"`` first retries smaller batches).
+
+    With a ``cache``, rows it holds are read from it and only the others are
+    decoded and encoded, then stored.
     """
     _check_on_error(on_error)
     out = np.full((len(rows), handle.embedding_dim), np.nan, np.float32)
     failures = []
+    sizer = BatchSizer(batch_size, handle.device)
+    bar = tqdm(
+        total=len(rows), disable=not progress, desc="embedding images", unit="image"
+    )
+
+    def encode(positions):
+        failures.extend(
+            _encode_image_rows(
+                handle,
+                rows,
+                index,
+                positions,
+                out,
+                sizer,
+                normalize=normalize,
+                on_error=on_error,
+                n_workers=n_workers,
+                done=bar.update,
+            )
+        )
+
+    with bar:
+        if cache is None:
+            encode(range(len(rows)))
+        else:
+            bar.update(
+                encode_through_cache(
+                    cache,
+                    handle,
+                    rows,
+                    out,
+                    encode,
+                    kind="image",
+                    normalize=normalize,
+                )
+            )
+    if failures:
+        report_failures(failures, len(rows))
+    return out, failures
+
+
+def _encode_image_rows(
+    handle,
+    rows,
+    index,
+    positions,
+    out,
+    sizer,
+    *,
+    normalize,
+    on_error,
+    n_workers,
+    done,
+):
+    """Decode ``positions`` in background threads and embed them into ``out``.
+
+    Returns the ``(position, error)`` failures. Decoded rows wait in ``ready``
+    until a full batch of them exists, so a failed row does not shrink a batch.
+    """
+    failures, ready = [], []
+
+    def forward(arrays):
+        config = handle.image_config
+        pixels = normalize_batch(arrays, config, handle.device, handle.dtype)
+        return _to_numpy(image_features(handle.model, pixels), normalize)
+
     batches = iter_prepared_batches(
         rows,
         index,
         handle.image_config,
-        batch_size=batch_size,
+        batch_size=lambda: sizer.size,
         on_error=on_error,
         n_workers=n_workers,
+        positions=positions,
     )
-    n_batches = -(-len(rows) // batch_size)
     with closing(batches), torch.inference_mode():
-        for start, prepared in tqdm(
-            batches,
-            total=n_batches,
-            disable=not progress,
-            desc="embedding images",
-            unit="batch",
-        ):
-            failed = {i for i, a in enumerate(prepared) if isinstance(a, Exception)}
-            failures += [(start + i, prepared[i]) for i in sorted(failed)]
-            good = [i for i in range(len(prepared)) if i not in failed]
-            if not good:
-                continue
-            pixels = normalize_batch(
-                [prepared[i] for i in good],
-                handle.image_config,
-                handle.device,
-                handle.dtype,
+        for start, prepared in batches:
+            for offset, item in enumerate(prepared):
+                position = positions[start + offset]
+                if isinstance(item, Exception):
+                    failures.append((position, item))
+                    done(1)
+                else:
+                    ready.append((position, item))
+            ready = _run_batches(
+                ready, forward, out, sizer, keep_partial=True, done=done
             )
-            features = image_features(handle.model, pixels)
-            out[[start + i for i in good]] = _to_numpy(features, normalize)
-    if failures:
-        report_failures(failures, len(rows))
-    return out, failures
+        _run_batches(ready, forward, out, sizer, done=done)
+    return failures
 
 
 def report_failures(failures, n_rows):

@@ -160,11 +160,19 @@ class ModelHandle:
 
     # -- encoding ----------------------------------------------------------
     def encode_images(
-        self, images, *, batch_size=32, normalize=True, on_error="raise", progress=False
+        self,
+        images,
+        *,
+        batch_size=32,
+        normalize=True,
+        on_error="raise",
+        progress=False,
+        cache=None,
     ):
         """Embed images into a float32 array of shape ``(n, embedding_dim)``.
 
-        ``images`` is anything :func:`sklearn_clip._inputs.as_rows` reads.
+        ``images`` is anything :func:`sklearn_clip._inputs.as_rows` reads;
+        ``cache`` an optional :class:`~sklearn_clip._cache.EmbeddingCache`.
         """
         from sklearn_clip._inputs import as_rows
 
@@ -177,16 +185,21 @@ class ModelHandle:
             normalize=normalize,
             on_error=on_error,
             progress=progress,
+            cache=cache,
         )
         return embeddings
 
-    def encode_texts(self, texts, *, batch_size=256, normalize=True):
+    def encode_texts(self, texts, *, batch_size=256, normalize=True, cache=None):
         """Embed texts into a float32 array of shape ``(n, embedding_dim)``."""
         from sklearn_clip._inputs import as_rows, check_texts
 
         rows, index = as_rows(texts, kind="text")
         return _encode.encode_texts(
-            self, check_texts(rows, index), batch_size=batch_size, normalize=normalize
+            self,
+            check_texts(rows, index),
+            batch_size=batch_size,
+            normalize=normalize,
+            cache=cache,
         )
 
     # -- persistence -------------------------------------------------------

@@ -272,14 +272,18 @@ def ensemble(embeddings, counts):
     return (means / np.linalg.norm(means, axis=1, keepdims=True)).astype(np.float32)
 
 
-def class_embeddings(handle, prompts, *, batch_size=32):
+def class_embeddings(handle, prompts, *, batch_size=32, cache=None):
     """Encode every class's prompts and ensemble them into ``(n_classes, d)``.
 
     All prompts of all classes go to the text tower in one call, which encodes
-    each distinct prompt once and batches prompts of similar length together.
+    each distinct prompt once and batches prompts of similar length together;
+    prompts encoded recently by the same model come from memory, and from
+    ``cache`` (an :class:`~sklearn_clip._cache.EmbeddingCache`) when given.
     """
     flat = [prompt for own in prompts for prompt in own]
-    embeddings = handle.encode_texts(flat, batch_size=batch_size, normalize=True)
+    embeddings = handle.encode_texts(
+        flat, batch_size=batch_size, normalize=True, cache=cache
+    )
     return ensemble(embeddings, [len(own) for own in prompts])
 
 

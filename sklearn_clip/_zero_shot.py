@@ -10,7 +10,12 @@ from sklearn.utils.validation import (
     column_or_1d,
 )
 
-from sklearn_clip._base import CLIPEstimatorBase, fill_doc
+from sklearn_clip._base import (
+    ENCODING_PARAMETER_CONSTRAINTS,
+    CLIPEstimatorBase,
+    fill_doc,
+)
+from sklearn_clip._cache import make_cache
 from sklearn_clip._encode import encode_images, failure_records
 from sklearn_clip._model import DEFAULT_MODEL
 from sklearn_clip._prompts import (
@@ -68,6 +73,9 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
     {on_error}
     {store_weights_in_pickle}
     {progress}
+    {cache_dir}
+        Both the class prompts (in ``fit``) and the images are cached.
+    {cache_dtype}
 
     Attributes
     ----------
@@ -143,6 +151,7 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
         "candidate_labels": ["array-like", dict, None],
         "templates": [str, list, tuple, None],
         "label_descriptions": [dict, None],
+        **ENCODING_PARAMETER_CONSTRAINTS,
     }
 
     def __init__(
@@ -159,6 +168,8 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
         on_error="raise",
         store_weights_in_pickle=False,
         progress=False,
+        cache_dir=None,
+        cache_dtype="float32",
     ):
         self.model = model
         self.candidate_labels = candidate_labels
@@ -171,6 +182,8 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
         self.on_error = on_error
         self.store_weights_in_pickle = store_weights_in_pickle
         self.progress = progress
+        self.cache_dir = cache_dir
+        self.cache_dtype = cache_dtype
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
@@ -207,7 +220,10 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
         )
         handle = self._get_model(reset=True)
         self.class_embeddings_ = class_embeddings(
-            handle, prompts, batch_size=self.batch_size
+            handle,
+            prompts,
+            batch_size=self.batch_size,
+            cache=make_cache(self.cache_dir, self.cache_dtype),
         )
         self.classes_ = classes
         self.logit_scale_ = handle.logit_scale
@@ -359,6 +375,7 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
             normalize=True,
             on_error=self.on_error,
             progress=self.progress,
+            cache=make_cache(self.cache_dir, self.cache_dtype),
         )
         if self.on_error == "nan":
             self.input_errors_ = failure_records(failures, rows, index)

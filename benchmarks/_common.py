@@ -1,0 +1,140 @@
+"""Shared set-up for the benchmarks: checkpoints, JPEG files, timing, tables.
+
+Every contender in a script runs in the same process, on the same checkpoint
+(a CLIP of a released model's shape with random weights, written locally with
+``save_pretrained``: the same compute as the real one) and the same files.
+Contenders are interleaved round by round and the median of the rounds is
+reported, so that a burst of load on a shared machine hits them all alike.
+
+Files are written once under ``~/.cache/sklearn-clip-bench`` (or
+``$SKLEARN_CLIP_BENCH_DIR``) and reused.
+"""
+
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from sklearn_clip.toy import make_random_clip, make_tiny_clip
+
+CACHE = Path(
+    os.environ.get(
+        "SKLEARN_CLIP_BENCH_DIR", Path.home() / ".cache" / "sklearn-clip-bench"
+    )
+)
+
+
+def checkpoint(architecture="ViT-B/32"):
+    """A locally saved CLIP of the given shape with random weights (built once)."""
+    path = CACHE / architecture.replace("/", "-")
+    if not (path / "model.safetensors").exists():
+        make_random_clip(path, architecture=architecture)
+    return str(path)
+
+
+def small_checkpoint():
+    """A small CLIP that still takes 224-pixel images (for memory and cache runs)."""
+    path = CACHE / "small-224"
+    if not (path / "model.safetensors").exists():
+        make_tiny_clip(path, image_size=224, patch_size=32, hidden_size=64)
+    return str(path)
+
+
+def _photo(rng, width, height):
+    # Smooth gradients, soft blobs and sensor noise: compresses like a photo
+    # (about 55 kB at 640x480, quality 90).
+    x = np.arange(width, dtype=np.float32)[None, :, None]
+    y = np.arange(height, dtype=np.float32)[:, None, None]
+    image = rng.uniform(0, 255, 3) + rng.uniform(-0.3, 0.3, 3) * x
+    image = image + rng.uniform(-0.3, 0.3, 3) * y
+    for _ in range(5):
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        radius = rng.uniform(20, 150)
+        blob = np.exp(-((x - cx) ** 2) / (2 * radius**2))
+        blob = blob * np.exp(-((y - cy) ** 2) / (2 * radius**2))
+        image = image + blob * rng.uniform(-120, 120, 3)
+    image = image + rng.normal(0, 6, image.shape)
+    return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+
+
+def jpeg_files(n=256, size=(640, 480), quality=90, seed=0):
+    """``n`` photo-like JPEG files of ``size`` (width, height); paths as str."""
+    folder = CACHE / f"jpeg-{size[0]}x{size[1]}-q{quality}-s{seed}"
+    paths = [folder / f"{i:05d}.jpg" for i in range(n)]
+    missing = [i for i, p in enumerate(paths) if not p.exists()]
+    if missing:
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in missing:
+            rng = np.random.default_rng([seed, i])
+            _photo(rng, *size).save(paths[i], quality=quality)
+    return [str(p) for p in paths]
+
+
+def interleaved(contenders, rounds=3, warmup=1):
+    """Median seconds of each ``{name: function}``, run round-robin.
+
+    Each round runs every contender once, in a rotated order, so slow periods
+    of a shared machine spread over all of them.
+    """
+    names = list(contenders)
+    for _ in range(warmup):
+        for name in names:
+            contenders[name]()
+    times = {name: [] for name in names}
+    for round_ in range(rounds):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            contenders[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}, times
+
+
+def median_time(function, repeats=3, warmup=1):
+    """Median wall time of ``function()`` over ``repeats`` runs after warm-up."""
+    return interleaved({"f": function}, rounds=repeats, warmup=warmup)[0]["f"]
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average():
+    try:
+        return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    except OSError:
+        return "load average unknown"
+
+
+def machine():
+    """One line naming the machine, the software and the current load."""
+    import torch
+    import transformers
+
+    return (
+        f"{os.cpu_count()} CPU cores ({cpu_model()}), torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, "
+        f"{torch.get_num_threads()} intra-op threads, {load_average()}"
+    )
+
+
+def print_table(rows, columns):
+    """Print ``rows`` (dicts of str) as an aligned, Markdown-compatible table."""
+    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in columns]
+    print("| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print(
+            "| " + " | ".join(row[c].ljust(w) for c, w in zip(columns, widths)) + " |"
+        )

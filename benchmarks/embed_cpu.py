@@ -1,0 +1,202 @@
+"""Image embedding throughput from JPEG files on CPU: sklearn-clip and its peers.
+
+All contenders run in one process, on the same checkpoint (a ViT-B/32-shaped
+CLIP with random weights, saved locally: the same compute as the released one),
+the same 640x480 JPEG files and the same torch threads, interleaved round by
+round; images per second are medians over the rounds:
+
+- ``transformers.pipeline("zero-shot-image-classification")`` at its defaults
+  (batch size 1, two candidate labels), timed on a slice of the files;
+- a plain ``CLIPProcessor`` + ``get_image_features`` loop, batched;
+- sentence-transformers' encoder (``SentenceTransformer(path).encode`` of PIL
+  images opened from the files);
+- ``CLIPEmbeddingTransformer`` at its defaults but for ``batch_size``;
+- the model-only ceiling: ``get_image_features`` on ready pixel tensors.
+
+Batched contenders run at every ``--batch-sizes``; each is credited with its
+best. A second table compares our decoding thread counts.
+
+Usage: ``python benchmarks/embed_cpu.py [--n 256] [--rounds 3]``.
+"""
+
+import argparse
+import warnings
+
+import torch
+from _common import (
+    checkpoint,
+    interleaved,
+    jpeg_files,
+    load_average,
+    machine,
+    print_table,
+)
+from PIL import Image
+
+from sklearn_clip import CLIPEmbeddingTransformer, _encode, load_model
+
+
+def contenders(path, batch_sizes, n_pipeline):
+    """``{(method, batch size): function(files)}``; the pipeline takes a slice."""
+    from sentence_transformers import SentenceTransformer
+    from transformers import CLIPProcessor, pipeline
+
+    handle = load_model(path, device="cpu")
+    model = handle.model
+    processor = CLIPProcessor.from_pretrained(path)
+    pipe = pipeline("zero-shot-image-classification", model=path, device="cpu")
+    encoder = SentenceTransformer(path, device="cpu")
+    ready = torch.randn(max(batch_sizes), 3, 224, 224)
+
+    def plain_loop(batch_size):
+        def run(files):
+            with torch.inference_mode():
+                for start in range(0, len(files), batch_size):
+                    images = [
+                        Image.open(f).convert("RGB")
+                        for f in files[start : start + batch_size]
+                    ]
+                    batch = processor(images=images, return_tensors="pt")
+                    model.get_image_features(pixel_values=batch["pixel_values"])
+
+        return run
+
+    def sentence_transformers(batch_size):
+        def run(files):
+            encoder.encode([Image.open(f) for f in files], batch_size=batch_size)
+
+        return run
+
+    def ours(batch_size):
+        embedder = CLIPEmbeddingTransformer(path, batch_size=batch_size, device="cpu")
+        return lambda files: embedder.fit(files[:1]).transform(files)
+
+    def model_only(batch_size):
+        def run(files):
+            with torch.inference_mode():
+                for start in range(0, len(files), batch_size):
+                    n = min(batch_size, len(files) - start)
+                    model.get_image_features(pixel_values=ready[:n])
+
+        return run
+
+    def pipeline_defaults(files):
+        pipe(files[:n_pipeline], candidate_labels=["a cat", "a dog"])
+
+    runs = {("transformers pipeline (defaults)", 1): pipeline_defaults}
+    for name, factory in [
+        ("CLIPProcessor + get_image_features loop", plain_loop),
+        ("sentence-transformers encode", sentence_transformers),
+        ("sklearn-clip CLIPEmbeddingTransformer", ours),
+        ("model only (ready tensors)", model_only),
+    ]:
+        for batch_size in batch_sizes:
+            runs[(name, batch_size)] = factory(batch_size)
+    return runs, handle
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=256, help="JPEG files (640x480)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-sizes", default="16,32,64")
+    parser.add_argument("--pipeline-images", type=int, default=48)
+    parser.add_argument("--architecture", default="ViT-B/32")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    path = checkpoint(args.architecture)
+    files = jpeg_files(args.n)
+    runs, handle = contenders(path, batch_sizes, args.pipeline_images)
+    print(f"# {args.n} JPEGs of 640x480, {args.architecture} shape, random weights")
+    print(f"# {machine()}")
+    print(
+        f"# median of {args.rounds} interleaved rounds; pipeline timed on "
+        f"{args.pipeline_images} of the files"
+    )
+
+    # Warm-up on a few files only: a full warm-up round would double the run.
+    for run in runs.values():
+        run(files[:8])
+    timed = {key: (lambda run=run: run(files)) for key, run in runs.items()}
+    seconds, _ = interleaved(timed, rounds=args.rounds, warmup=0)
+    rates = {key: len(files) / s for key, s in seconds.items()}
+    pipeline_key = ("transformers pipeline (defaults)", 1)
+    rates[pipeline_key] = min(args.pipeline_images, len(files)) / seconds[pipeline_key]
+
+    best = {}
+    for (name, batch_size), rate in rates.items():
+        if name not in best or rate > best[name][0]:
+            best[name] = (rate, batch_size)
+    ours = best["sklearn-clip CLIPEmbeddingTransformer"][0]
+    rows = [
+        {
+            "method": name,
+            "best batch": str(batch),
+            "images/s": f"{rate:.2f}",
+            "ms/image": f"{1000 / rate:.1f}",
+            "ours / this": f"{ours / rate:.2f}x",
+        }
+        for name, (rate, batch) in best.items()
+    ]
+    print("\n## Best batch size of each method\n")
+    print_table(rows, ["method", "best batch", "images/s", "ms/image", "ours / this"])
+
+    rows = [
+        {"method": name, "batch": str(batch), "images/s": f"{rate:.2f}"}
+        for (name, batch), rate in rates.items()
+    ]
+    print("\n## Every batch size\n")
+    print_table(rows, ["method", "batch", "images/s"])
+
+    peers = max(
+        best[k][0]
+        for k in (
+            "CLIPProcessor + get_image_features loop",
+            "sentence-transformers encode",
+        )
+    )
+    ceiling = best["model only (ready tensors)"][0]
+    pipeline_rate = best["transformers pipeline (defaults)"][0]
+    print(
+        f"\nacceptance 1: ours / pipeline defaults = {ours / pipeline_rate:.2f}x "
+        f"(target >= 2); ours / best peer at its best batch = {ours / peers:.2f}x "
+        f"(target >= 1.1); ours / model-only ceiling = {ours / ceiling:.3f} "
+        f"(target >= 0.9)"
+    )
+
+    # Decoding threads: on few cores they compete with torch's own threads.
+    batch_size = best["sklearn-clip CLIPEmbeddingTransformer"][1]
+    threads = {
+        f"{n} decoding thread(s)": (
+            lambda n=n: _encode.encode_images(
+                handle, files, batch_size=batch_size, n_workers=n
+            )
+        )
+        for n in (1, 2, 4)
+    }
+    threads["model only (ready tensors)"] = timed[
+        ("model only (ready tensors)", batch_size)
+    ]
+    seconds, _ = interleaved(threads, rounds=args.rounds, warmup=0)
+    rows = [
+        {
+            "sklearn-clip": name,
+            "images/s": f"{len(files) / s:.2f}",
+            "of ceiling": f"{seconds['model only (ready tensors)'] / s:.3f}",
+        }
+        for name, s in seconds.items()
+    ]
+    print(
+        f"\n## Decoding threads (batch {batch_size}, default "
+        f"{_encode.default_workers()})\n"
+    )
+    print_table(rows, ["sklearn-clip", "images/s", "of ceiling"])
+    print(f"\n# finished; {load_average()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,523 @@
+"""CLIPContrastiveFinetuner: contrastive fine-tuning as a scikit-learn estimator."""
+
+import copy
+import os
+from numbers import Integral, Real
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_consistent_length, check_is_fitted
+
+from sklearn_clip._base import CLIPEstimatorBase, fill_doc
+from sklearn_clip._inputs import as_rows, check_texts
+from sklearn_clip._model import DEFAULT_MODEL
+from sklearn_clip._prompts import check_template
+from sklearn_clip._training import (
+    NonFiniteLossError,
+    TrainingConfig,
+    prepare_pairs,
+    recall_at_1,
+    split_validation,
+    train,
+)
+
+
+@fill_doc
+class CLIPContrastiveFinetuner(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, CLIPEstimatorBase
+):
+    """Fine-tune a CLIP-family model contrastively on (image, caption) pairs.
+
+    Both encoders learn to place each image next to its own caption and away
+    from the other captions of the batch, with CLIP's symmetric contrastive
+    loss (or SigLIP's sigmoid loss for SigLIP-style models) and a learnable
+    temperature. Class labels can stand in for captions: with
+    ``caption_template="a photo of a {}."`` each label becomes a prompt (as in
+    FLYP), and the tuned model then classifies with the same prompts through
+    :class:`~sklearn_clip.CLIPZeroShotClassifier`. Captions that are equal
+    within a batch are never treated as negatives of each other.
+
+    The starting model is never modified: training works on a copy, and
+    ``model_`` is a new handle that the other estimators accept as ``model=``.
+
+    Parameters
+    ----------
+    {model}
+    learning_rate : float, default=1e-5
+        Peak learning rate of AdamW, reached after the warmup. 1e-5 suits
+        pretrained CLIP; a model trained from random weights needs about 1e-3.
+    weight_decay : float, default=0.1
+        AdamW weight decay, applied to weight matrices only (not to biases,
+        norms or the temperature).
+    max_epochs : int, default=10
+        Passes over the training pairs.
+    batch_size : int, default=32
+        Pairs per contrastive batch: each image is contrasted with the other
+        captions of its batch, so larger batches give a harder task. A last
+        batch of one pair joins the one before it.
+    warmup_fraction : float, default=0.1
+        Share of the optimizer steps over which the learning rate rises
+        linearly from 0; it then follows a cosine down to 0.
+    gradient_accumulation_steps : int, default=1
+        Micro-batches whose gradients are averaged into one optimizer step.
+        This saves memory, but each micro-batch is still contrasted only with
+        itself: it is not the same as a larger ``batch_size``.
+    max_grad_norm : float or None, default=1.0
+        Clip the gradients' global norm to this value; None does not clip.
+    train_parts : {"all", "lock_image", "lock_text", "projections"}, default="all"
+        What trains: both towers; the text tower only, with the image tower
+        locked (LiT); the image tower only; or only the projection layers that
+        map each tower into the shared space. The temperature always trains.
+    lora : int, dict or None, default=None
+        Train low-rank adapters (LoRA, through ``peft``) instead of the full
+        weights of the towers ``train_parts`` leaves unlocked. An int is the
+        rank; a dict is passed to ``peft.LoraConfig`` (defaults: ``lora_alpha``
+        equal to the rank, no dropout, the attention and MLP layers). The
+        adapters are merged into the weights after training. Needs
+        ``pip install sklearn-clip[lora]``.
+    wise_alpha : float, default=1.0
+        WiSE-FT mixing weight: ``model_`` holds ``(1 - wise_alpha) * start +
+        wise_alpha * tuned`` weights. 1 is the tuned model, 0 the starting
+        one; values between often keep most of the starting model's zero-shot
+        ability and most of the gain. Change it with ``set_params`` after
+        fitting, without retraining.
+    caption_template : str or None, default=None
+        With a template such as ``"a photo of a {}."``, ``y`` holds class
+        labels and each becomes a caption; None means ``y`` holds captions.
+    validation_fraction : float or None, default=0.1
+        Share of the pairs held out to compute the validation loss and
+        image-to-text recall@1 after each epoch; None uses every pair for
+        training. No split is made when it would leave fewer than 2 pairs on a
+        side (with a warning).
+    n_iter_no_change : int or None, default=None
+        Stop after this many epochs without a better validation recall@1
+        (ties broken by the validation loss), and keep the weights of the
+        best epoch. None trains ``max_epochs`` epochs and keeps the last.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the validation split, the batch order and the adapters'
+        initialisation. On CPU, an int gives identical weights on every run.
+    checkpoint_dir : str, os.PathLike or None, default=None
+        Directory where a checkpoint is written after every epoch and on
+        interruption (the newest two are kept). Each is written to a temporary
+        file and renamed, so a crash never leaves a partial checkpoint.
+    resume : bool, str or os.PathLike, default=False
+        True continues the run from the newest checkpoint in
+        ``checkpoint_dir``; a path continues from that checkpoint. The
+        parameters and data must be those of the run that wrote it.
+    encode_batch_size : int, default=64
+        Rows per forward pass in ``transform`` and ``score``; it does not
+        change their results.
+    {device}
+    {dtype}
+    {revision}
+    {store_weights_in_pickle}
+    {progress}
+    verbose : int, default=0
+        Print one line per epoch when positive.
+
+    Attributes
+    ----------
+    model_ : ModelHandle
+        The fine-tuned model (mixed with the starting one by ``wise_alpha``),
+        usable as ``model=`` of the other estimators.
+    history_ : list of dict
+        One dict per epoch: ``epoch``, ``train_loss``, ``val_loss``,
+        ``val_recall_at_1`` (NaN without validation), ``learning_rate`` (at
+        the last step), ``logit_scale``, ``grad_norm`` (mean before clipping)
+        and ``seconds``.
+    n_iter_ : int
+        Epochs trained (fewer than ``max_epochs`` after early stopping or an
+        interruption).
+    interrupted_ : bool
+        Whether training was stopped by ``KeyboardInterrupt`` (Ctrl-C).
+    checkpoint_ : str or None
+        The newest checkpoint written, if any.
+
+    See Also
+    --------
+    CLIPZeroShotClassifier : Classify with the tuned model and prompts.
+    CLIPEmbeddingTransformer : Embeddings from the tuned model as features.
+
+    Notes
+    -----
+    Images are decoded once per ``fit``, at the model's input resolution, and
+    held in memory as ``uint8``: 150 kB a pair at 224 pixels.
+
+    Training runs in float32 with bfloat16 autocast on GPUs that support it;
+    ``model_`` then holds the weights in ``dtype``. A loss or gradient that is
+    not finite stops training with a ``FloatingPointError`` that names the
+    epoch and step; the estimator is still fitted, with the weights of the
+    last good step. Ctrl-C stops training cleanly: the estimator is fitted
+    with the model trained so far, ``interrupted_`` is True, and a checkpoint
+    is written when ``checkpoint_dir`` is set.
+
+    Examples
+    --------
+    >>> from sklearn_clip import CLIPContrastiveFinetuner
+    >>> from sklearn_clip.datasets import make_shapes
+    >>> from sklearn_clip.toy import make_tiny_clip
+    >>> data = make_shapes(16, image_size=30, random_state=0)
+    >>> tuner = CLIPContrastiveFinetuner(
+    ...     make_tiny_clip(), learning_rate=1e-3, max_epochs=2, batch_size=8,
+    ...     caption_template="a {} shape", random_state=0,
+    ... ).fit(data.images, data.color)
+    >>> len(tuner.history_), tuner.transform(data.images[:3]).shape
+    (2, (3, 32))
+    >>> 0 <= tuner.score(data.images, data.color) <= 1
+    True
+    """
+
+    _parameter_constraints = {
+        **CLIPEstimatorBase._parameter_constraints,
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "warmup_fraction": [Interval(Real, 0, 1, closed="left")],
+        "gradient_accumulation_steps": [Interval(Integral, 1, None, closed="left")],
+        "max_grad_norm": [Interval(Real, 0, None, closed="neither"), None],
+        "train_parts": [StrOptions({"all", "lock_image", "lock_text", "projections"})],
+        "lora": [Interval(Integral, 1, None, closed="left"), dict, None],
+        "wise_alpha": [Interval(Real, 0, 1, closed="both")],
+        "caption_template": [str, None],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+        "checkpoint_dir": [str, os.PathLike, None],
+        "resume": ["boolean", str, os.PathLike],
+        "encode_batch_size": [Interval(Integral, 1, None, closed="left")],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        model=DEFAULT_MODEL,
+        *,
+        learning_rate=1e-5,
+        weight_decay=0.1,
+        max_epochs=10,
+        batch_size=32,
+        warmup_fraction=0.1,
+        gradient_accumulation_steps=1,
+        max_grad_norm=1.0,
+        train_parts="all",
+        lora=None,
+        wise_alpha=1.0,
+        caption_template=None,
+        validation_fraction=0.1,
+        n_iter_no_change=None,
+        random_state=None,
+        checkpoint_dir=None,
+        resume=False,
+        encode_batch_size=64,
+        device="auto",
+        dtype="auto",
+        revision=None,
+        store_weights_in_pickle=False,
+        progress=False,
+        verbose=0,
+    ):
+        self.model = model
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.warmup_fraction = warmup_fraction
+        self.gradient_accumulation_steps = gradient_accumulation_steps
+        self.max_grad_norm = max_grad_norm
+        self.train_parts = train_parts
+        self.lora = lora
+        self.wise_alpha = wise_alpha
+        self.caption_template = caption_template
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.random_state = random_state
+        self.checkpoint_dir = checkpoint_dir
+        self.resume = resume
+        self.encode_batch_size = encode_batch_size
+        self.device = device
+        self.dtype = dtype
+        self.revision = revision
+        self.store_weights_in_pickle = store_weights_in_pickle
+        self.progress = progress
+        self.verbose = verbose
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Fine-tune on images ``X`` paired with captions (or labels) ``y``.
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or one-column DataFrame
+            Images: paths, bytes, PIL images or arrays, or an ``(n, H, W, 3)``
+            array.
+        y : array-like of shape (n_samples,)
+            The caption of each image; or, with ``caption_template``, its
+            class label.
+
+        Returns
+        -------
+        self : CLIPContrastiveFinetuner
+            The fitted estimator.
+        """
+        rows, index = self._validate_rows(X, kind="image", reset=True)
+        captions = self._captions(y)
+        check_consistent_length(rows, captions)
+        if len(rows) < 2:
+            raise ValueError(
+                f"contrastive fine-tuning needs at least 2 pairs; got {len(rows)}"
+            )
+        resume = self.resume
+        if isinstance(resume, str | os.PathLike):
+            if not Path(resume).is_file():
+                raise FileNotFoundError(f"resume={resume!r} is not a checkpoint file")
+        elif resume and self.checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir to find a checkpoint")
+        else:
+            resume = bool(resume)
+        handle = self._get_model(reset=True)
+        data = prepare_pairs(handle, rows, index, captions)
+        seed = int(_check_seed(self.random_state))
+        train_data, val_data = split_validation(data, self.validation_fraction, seed)
+        config = TrainingConfig(
+            learning_rate=float(self.learning_rate),
+            weight_decay=float(self.weight_decay),
+            max_epochs=int(self.max_epochs),
+            batch_size=int(self.batch_size),
+            warmup_fraction=float(self.warmup_fraction),
+            gradient_accumulation_steps=int(self.gradient_accumulation_steps),
+            max_grad_norm=None
+            if self.max_grad_norm is None
+            else float(self.max_grad_norm),
+            train_parts=self.train_parts,
+            lora=self.lora,
+            n_iter_no_change=self.n_iter_no_change,
+            seed=seed,
+        )
+        try:
+            result = train(
+                handle,
+                train_data,
+                val_data,
+                config,
+                checkpoint_dir=self.checkpoint_dir,
+                resume=resume,
+                verbose=self.verbose,
+                progress=self.progress,
+            )
+        except NonFiniteLossError as error:
+            # Still fitted, with the last good weights, so nothing is lost.
+            self._set_fitted(handle, error.result)
+            raise
+        self._set_fitted(handle, result)
+        return self
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True  # captions or labels
+        return tags
+
+    def _captions(self, y):
+        """``y`` as a list of caption strings, through the template if any."""
+        if y is None:
+            raise ValueError(
+                "fit needs y: the caption of each image, or its label with "
+                "caption_template"
+            )
+        rows, index = as_rows(y, kind="text")
+        if self.caption_template is None:
+            return check_texts(rows, index)
+        template = check_template(self.caption_template)
+        return [template.format(label) for label in rows]
+
+    def _set_fitted(self, handle, result):
+        tuned = result.model.to(device=handle.device, dtype=handle.dtype)
+        self._tuned = handle.with_model(tuned)
+        self.history_ = result.history
+        self.n_iter_ = len(result.history)
+        self.interrupted_ = result.interrupted
+        self.checkpoint_ = result.checkpoint
+        self._n_features_out = self._tuned.embedding_dim
+        self._mix()
+
+    # -- the model for the current wise_alpha -----------------------------------
+    def _mix(self):
+        """Set ``model_`` to the tuned weights mixed with the start by wise_alpha."""
+        alpha = float(self.wise_alpha)
+        if alpha == 1.0:
+            self.model_ = self._tuned
+        else:
+            start = self._get_model().model
+            mixed = _interpolate_weights(start, self._tuned.model, alpha)
+            self.model_ = self._tuned.with_model(mixed)
+        self._model_alpha = alpha
+
+    def _current_model(self):
+        check_is_fitted(self)
+        if self._model_alpha != self.wise_alpha:  # wise_alpha was assigned directly
+            self._validate_params()
+            self._mix()
+        return self.model_
+
+    def set_params(self, **params):
+        """Set parameters; a new ``wise_alpha`` re-mixes a fitted model at once.
+
+        Parameters
+        ----------
+        **params : dict
+            Estimator parameters.
+
+        Returns
+        -------
+        self : CLIPContrastiveFinetuner
+            This estimator.
+        """
+        fitted = "_tuned" in self.__dict__
+        if fitted and "wise_alpha" in params:
+            alpha = params["wise_alpha"]
+            if not isinstance(alpha, Real) or not 0 <= alpha <= 1:
+                raise ValueError(f"wise_alpha must be a float in [0, 1]; got {alpha!r}")
+        super().set_params(**params)
+        if fitted and "wise_alpha" in params:
+            self._mix()
+        return self
+
+    # -- using the tuned model ------------------------------------------------------
+    def transform(self, X, modality="image"):
+        """Embed images (or texts) with the tuned encoders.
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or one-column DataFrame
+            Images, or texts with ``modality="text"``.
+        modality : {"image", "text"}, default="image"
+            Which encoder to use.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, embedding_dim), dtype float32
+            Unit-length embeddings, one per row, in order.
+        """
+        handle = self._current_model()
+        if modality == "image":
+            rows, index = self._validate_rows(X, kind="image", reset=False)
+            return handle.encode_images(
+                rows, batch_size=self.encode_batch_size, progress=self.progress
+            )
+        if modality == "text":
+            rows, index = as_rows(X, kind="text")
+            return handle.encode_texts(
+                check_texts(rows, index), batch_size=self.encode_batch_size
+            )
+        raise ValueError(f"modality must be 'image' or 'text'; got {modality!r}")
+
+    def score(self, X, y):
+        """Image-to-text recall@1 over the given pairs (higher is better).
+
+        For each image, the most similar of the distinct captions in ``y`` is
+        its prediction; it is correct when it equals the image's own caption,
+        so images sharing a caption (or a label) can all be correct. With
+        ``caption_template``, this is the accuracy of zero-shot classification
+        over the labels in ``y`` with that prompt.
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or one-column DataFrame
+            Images.
+        y : array-like of shape (n_samples,)
+            Their captions, or labels with ``caption_template``.
+
+        Returns
+        -------
+        float
+            The share of images whose best caption is their own.
+        """
+        handle = self._current_model()
+        rows, _ = self._validate_rows(X, kind="image", reset=False)
+        captions = self._captions(y)
+        check_consistent_length(rows, captions)
+        distinct, ids = np.unique(
+            np.asarray(captions, dtype=object), return_inverse=True
+        )
+        images = handle.encode_images(rows, batch_size=self.encode_batch_size)
+        texts = handle.encode_texts(list(distinct), batch_size=self.encode_batch_size)
+        return recall_at_1(images, texts, ids.reshape(-1))
+
+    def save_pretrained(self, path):
+        """Write the tuned model (safetensors) where ``load_model`` reads it.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A directory, created if needed.
+
+        Returns
+        -------
+        pathlib.Path
+            The directory, readable by :func:`~sklearn_clip.load_model`, by
+            every estimator's ``model=`` and by ``transformers``'
+            ``from_pretrained``.
+        """
+        return self._current_model().save_pretrained(path)
+
+    def plot_history(self, ax=None):
+        """Plot the training and validation loss, and validation recall@1.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default=None
+            Where to draw; None makes a new figure.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The axes of the losses; recall@1 is on a twin axis on the right.
+        """
+        import matplotlib.pyplot as plt
+
+        check_is_fitted(self)
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 4))
+        epochs = [h["epoch"] for h in self.history_]
+        lines = ax.plot(
+            epochs, [h["train_loss"] for h in self.history_], "o-", label="train loss"
+        )
+        val_loss = [h["val_loss"] for h in self.history_]
+        if not np.all(np.isnan(val_loss)):
+            lines += ax.plot(epochs, val_loss, "s-", label="validation loss")
+            recall = ax.twinx()
+            lines += recall.plot(
+                epochs,
+                [h["val_recall_at_1"] for h in self.history_],
+                "^--",
+                color="tab:green",
+                label="validation recall@1",
+            )
+            recall.set_ylabel("recall@1")
+            recall.set_ylim(0, 1.02)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.legend(lines, [line.get_label() for line in lines], loc="center right")
+        return ax
+
+
+def _check_seed(random_state):
+    return check_random_state(random_state).randint(np.iinfo(np.int32).max)
+
+
+def _interpolate_weights(start, tuned, alpha):
+    """A copy of ``tuned`` with ``(1 - alpha) * start + alpha * tuned`` weights."""
+    start_state = start.state_dict()
+    mixed = copy.deepcopy(tuned)
+    state = {}
+    with torch.no_grad():
+        for name, value in tuned.state_dict().items():
+            if value.is_floating_point():
+                begin = start_state[name].to(value.device, torch.float32)
+                value = (1 - alpha) * begin + alpha * value.float()
+            state[name] = value
+    mixed.load_state_dict(state)
+    return mixed.eval()

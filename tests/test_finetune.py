@@ -1,0 +1,625 @@
+import math
+import pickle
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
+from sklearn.utils import estimator_checks
+
+from sklearn_clip import (
+    CLIPContrastiveFinetuner,
+    CLIPEmbeddingTransformer,
+    CLIPZeroShotClassifier,
+    clear_model_cache,
+    load_model,
+    model_cache_info,
+)
+from sklearn_clip import _model, _training
+from sklearn_clip._model import as_numpy_state, cached_handles
+from sklearn_clip.datasets import COLORS, SHAPES, make_shapes
+from sklearn_clip.toy import make_tiny_clip
+
+# A model small enough that a few epochs take well under a second.
+FAST = {
+    "image_size": 16,
+    "patch_size": 4,
+    "hidden_size": 32,
+    "num_layers": 1,
+    "num_heads": 2,
+    "context_length": 16,
+}
+TRAIN = {
+    "learning_rate": 3e-3,
+    "weight_decay": 0.05,
+    "max_epochs": 3,
+    "batch_size": 8,
+    "caption_template": "a {} shape",
+    "random_state": 0,
+}
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def fast_path(tmp_path_factory):
+    return make_tiny_clip(tmp_path_factory.mktemp("fast-clip"), **FAST)
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return make_shapes(32, image_size=16, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(fast_path, shapes):
+    return CLIPContrastiveFinetuner(fast_path, **TRAIN).fit(shapes.images, shapes.color)
+
+
+def _state(handle_or_model):
+    model = getattr(handle_or_model, "model", handle_or_model)
+    return as_numpy_state(model)
+
+
+def _assert_states_equal(first, second):
+    assert first.keys() == second.keys()
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+
+
+def _changed(first, second):
+    return {k for k in first if not np.array_equal(first[k], second[k])}
+
+
+# -- scikit-learn contract -------------------------------------------------------------
+@pytest.mark.parametrize(
+    "check_name",
+    [
+        "check_estimator_cloneable",
+        "check_estimator_repr",
+        "check_no_attributes_set_in_init",
+        "check_do_not_raise_errors_in_init_or_set_params",
+        "check_mixin_order",
+        "check_parameters_default_constructible",
+        "check_get_params_invariance",
+        "check_set_params",
+        "check_transformers_unfitted",
+    ],
+)
+def test_sklearn_data_free_checks(check_name):
+    getattr(estimator_checks, check_name)(
+        "CLIPContrastiveFinetuner", CLIPContrastiveFinetuner()
+    )
+
+
+def test_fitted_state_and_outputs(fitted, shapes):
+    assert fitted.n_iter_ == 3 and len(fitted.history_) == 3
+    assert not fitted.interrupted_ and fitted.checkpoint_ is None
+    assert set(fitted.history_[0]) >= {
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "val_recall_at_1",
+        "learning_rate",
+        "seconds",
+    }
+    images = fitted.transform(shapes.images[:5])
+    texts = fitted.transform(["a red shape", "a blue shape"], modality="text")
+    assert images.shape == (5, 32) and images.dtype == np.float32
+    assert texts.shape == (2, 32)
+    np.testing.assert_allclose(np.linalg.norm(images, axis=1), 1, rtol=1e-5)
+    assert list(fitted.get_feature_names_out()[:2]) == [
+        "clipcontrastivefinetuner0",
+        "clipcontrastivefinetuner1",
+    ]
+    with pytest.raises(ValueError, match="modality must be 'image' or 'text'"):
+        fitted.transform(shapes.images[:2], modality="audio")
+
+
+def test_unfitted_estimator_raises(fast_path, shapes):
+    with pytest.raises(NotFittedError):
+        CLIPContrastiveFinetuner(fast_path).transform(shapes.images[:2])
+
+
+def test_clone_is_unfitted_and_keeps_parameters(fitted):
+    copy = clone(fitted)
+    assert copy.get_params() == fitted.get_params()
+    assert not hasattr(copy, "history_") and not hasattr(copy, "model_")
+
+
+def test_training_lowers_the_loss_and_learns_colour(fitted, shapes):
+    losses = [h["train_loss"] for h in fitted.history_]
+    assert losses[-1] < losses[0]
+    assert fitted.score(shapes.images, shapes.color) > 1 / len(COLORS)
+
+
+def test_plot_history_draws_losses_and_recall(fitted):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ax = fitted.plot_history()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["train loss", "validation loss", "validation recall@1"]
+    assert list(ax.lines[0].get_xdata()) == [1, 2, 3]
+    plt.close("all")
+
+
+# -- the starting model is never modified ---------------------------------------------------
+def test_the_cached_base_model_is_never_modified(fast_path, shapes):
+    base = load_model(fast_path)
+    before = {id(h): _state(h) for h in cached_handles()}
+    tuner = CLIPContrastiveFinetuner(fast_path, **TRAIN).fit(shapes.images, shapes.color)
+    for handle in cached_handles():
+        if id(handle) in before:
+            _assert_states_equal(_state(handle), before[id(handle)])
+    assert tuner.model_ is not base and tuner.model_.model is not base.model
+    assert _changed(_state(base), _state(tuner.model_))
+
+
+# -- the tuned model in the other estimators, on disk and in a pickle ----------------------------
+def test_tuned_model_works_in_the_other_estimators(fitted, shapes):
+    classifier = CLIPZeroShotClassifier(
+        fitted.model_, candidate_labels=list(COLORS), templates="a {} shape"
+    ).fit(None)
+    assert clone(classifier).model is fitted.model_  # clone-safe handle
+    predictions = classifier.predict(shapes.images)
+    assert set(predictions) <= set(COLORS)
+    # Zero-shot accuracy with the training template is what score measures.
+    accuracy = classifier.score(shapes.images, shapes.color)
+    assert accuracy == pytest.approx(fitted.score(shapes.images, shapes.color))
+    embedder = CLIPEmbeddingTransformer(fitted.model_).fit(shapes.images)
+    np.testing.assert_allclose(
+        embedder.transform(shapes.images[:4]),
+        fitted.transform(shapes.images[:4]),
+        atol=1e-6,
+    )
+
+
+def test_save_pretrained_round_trips_through_load_model_and_transformers(
+    fitted, shapes, tmp_path
+):
+    from transformers import CLIPModel
+
+    path = fitted.save_pretrained(tmp_path / "tuned")
+    assert (path / "model.safetensors").exists()
+    assert not list(path.glob("*.bin"))
+    reloaded = load_model(path)
+    np.testing.assert_allclose(
+        reloaded.encode_images(shapes.images[:4]),
+        fitted.transform(shapes.images[:4]),
+        atol=1e-6,
+    )
+    model = CLIPModel.from_pretrained(path)
+    _assert_states_equal(_state(model), _state(fitted.model_))
+
+
+def test_pickle_keeps_the_tuned_weights_as_safetensors(fitted, shapes):
+    data = pickle.dumps(fitted)
+    expected = fitted.transform(shapes.images[:4])
+    saved = dict(_model._cache)
+    clear_model_cache()  # the restored estimator needs no cached model at alpha 1
+    try:
+        restored = pickle.loads(data)
+        np.testing.assert_allclose(
+            restored.transform(shapes.images[:4]), expected, atol=1e-6
+        )
+        assert restored.history_ == fitted.history_
+        # Mixing needs the starting weights again: they reload from the source.
+        restored.set_params(wise_alpha=0.0)
+        _assert_states_equal(
+            _state(restored.model_), _state(load_model(fitted.model))
+        )
+    finally:
+        with _model._cache_lock:
+            _model._cache.clear()
+            _model._cache.update(saved)
+    assert b"safetensors" in data or b"model.safetensors" in data
+
+
+# -- WiSE-FT ---------------------------------------------------------------------------
+def test_wise_alpha_mixes_start_and_tuned_weights_without_refitting(fitted):
+    tuner = pickle.loads(pickle.dumps(fitted))
+    tuned = _state(tuner.model_)
+    start = _state(load_model(tuner.model))
+    history = tuner.history_
+    tuner.set_params(wise_alpha=0.0)
+    _assert_states_equal(_state(tuner.model_), start)
+    tuner.set_params(wise_alpha=0.5)
+    mixed = _state(tuner.model_)
+    for name in tuned:
+        np.testing.assert_allclose(
+            mixed[name], (start[name] + tuned[name]) / 2, rtol=1e-6, atol=1e-6
+        )
+    assert tuner.history_ is history  # no retraining
+    tuner.set_params(wise_alpha=1.0)
+    _assert_states_equal(_state(tuner.model_), tuned)
+    # Assigned directly, the weight is honoured at the next use.
+    tuner.wise_alpha = 0.0
+    np.testing.assert_allclose(
+        tuner.transform(["a red shape"], modality="text"),
+        load_model(tuner.model).encode_texts(["a red shape"]),
+        atol=1e-6,
+    )
+
+
+def test_an_invalid_wise_alpha_is_refused_without_being_applied(fitted):
+    tuner = pickle.loads(pickle.dumps(fitted))
+    with pytest.raises(ValueError, match="wise_alpha must be a float in"):
+        tuner.set_params(wise_alpha=1.5)
+    assert tuner.wise_alpha == fitted.wise_alpha
+
+
+# -- inputs ------------------------------------------------------------------------------
+def test_labels_become_captions_through_the_template(fast_path, shapes, monkeypatch):
+    seen = {}
+    original = _training.prepare_pairs
+
+    def spy(handle, rows, index, captions, **kwargs):
+        seen["captions"] = list(captions)
+        return original(handle, rows, index, captions, **kwargs)
+
+    monkeypatch.setattr("sklearn_clip._finetune.prepare_pairs", spy)
+    CLIPContrastiveFinetuner(fast_path, **{**TRAIN, "max_epochs": 1}).fit(
+        shapes.images[:8], shapes.color[:8]
+    )
+    assert seen["captions"] == [f"a {c} shape" for c in shapes.color[:8]]
+
+
+@pytest.mark.parametrize("template", ["a photo", "a {} {}", "a {name}"])
+def test_a_bad_caption_template_is_refused(fast_path, shapes, template):
+    tuner = CLIPContrastiveFinetuner(fast_path, caption_template=template)
+    with pytest.raises(ValueError, match="exactly one"):
+        tuner.fit(shapes.images[:4], shapes.color[:4])
+
+
+def test_bad_pairs_are_refused_with_clear_errors(fast_path, shapes):
+    tuner = CLIPContrastiveFinetuner(fast_path, max_epochs=1)
+    with pytest.raises(ValueError, match="at least 2 pairs"):
+        tuner.fit(shapes.images[:1], ["a red circle"])
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        tuner.fit(shapes.images[:3], ["a", "b"])
+    with pytest.raises(ValueError, match=r"row 1 is missing"):
+        tuner.fit(shapes.images[:3], ["a red circle", None, "a cat"])
+    with pytest.raises(ValueError, match="fit needs y"):
+        tuner.fit(shapes.images[:3], None)
+    with pytest.raises(ValueError, match="resume=True needs checkpoint_dir"):
+        tuner.set_params(resume=True).fit(shapes.images[:3], ["a", "b", "c"])
+
+
+def test_a_dataset_smaller_than_one_batch_still_trains(fast_path, shapes):
+    tuner = CLIPContrastiveFinetuner(fast_path, **{**TRAIN, "batch_size": 32})
+    with pytest.warns(UserWarning, match="without validation"):
+        tuner.fit(shapes.images[:5], shapes.captions[:5])
+    assert tuner.n_iter_ == 3
+    assert all(h["train_loss"] > 0 for h in tuner.history_)
+    assert _changed(_state(load_model(fast_path)), _state(tuner.model_))
+
+
+# -- what trains -------------------------------------------------------------------------
+def test_lock_image_trains_the_text_tower_only(fast_path, shapes):
+    tuner = CLIPContrastiveFinetuner(
+        fast_path, train_parts="lock_image", **{**TRAIN, "max_epochs": 1}
+    ).fit(shapes.images, shapes.color)
+    changed = _changed(_state(load_model(fast_path)), _state(tuner.model_))
+    assert "logit_scale" in changed
+    assert any(name.startswith("text_model.") for name in changed)
+    assert not any(name.startswith(("vision_model.", "visual_")) for name in changed)
+
+
+def test_lora_adapters_are_merged_into_plain_weights(fast_path, shapes):
+    pytest.importorskip("peft")
+    tuner = CLIPContrastiveFinetuner(
+        fast_path, lora=2, **{**TRAIN, "max_epochs": 1}
+    ).fit(shapes.images, shapes.color)
+    base = _state(load_model(fast_path))
+    tuned = _state(tuner.model_)
+    assert tuned.keys() == base.keys()
+    assert type(tuner.model_.model).__name__ == "CLIPModel"
+    changed = _changed(base, tuned)
+    assert any("self_attn.q_proj.weight" in name for name in changed)
+    assert not any("embeddings" in name or "projection" in name for name in changed)
+
+
+def test_siglip_models_train_with_the_sigmoid_loss(tiny_siglip_path, shapes):
+    data = make_shapes(12, image_size=30, random_state=1)
+    tuner = CLIPContrastiveFinetuner(
+        tiny_siglip_path, **{**TRAIN, "max_epochs": 2, "validation_fraction": None}
+    ).fit(data.images, data.color)
+    changed = _changed(_state(load_model(tiny_siglip_path)), _state(tuner.model_))
+    assert "logit_bias" in changed and "logit_scale" in changed
+    assert tuner.history_[-1]["train_loss"] < tuner.history_[0]["train_loss"]
+
+
+# -- acceptance 3: model selection ----------------------------------------------------------------
+def test_grid_search_selects_the_learning_rate_by_score(tmp_path, shapes):
+    path = make_tiny_clip(tmp_path / "grid-clip", **FAST)
+    loads = model_cache_info()["loads"]
+    search = GridSearchCV(
+        CLIPContrastiveFinetuner(path, **{**TRAIN, "validation_fraction": None}),
+        {"learning_rate": [1e-8, 3e-3]},
+        cv=2,
+        error_score="raise",
+    ).fit(shapes.images, shapes.color)
+    scores = search.cv_results_["mean_test_score"]
+    assert scores[1] > scores[0]
+    assert search.best_params_ == {"learning_rate": 3e-3}
+    assert search.best_score_ == scores.max()
+    # 4 fits and the refit share one load of the base weights ...
+    assert model_cache_info()["loads"] - loads == 1
+    # ... which still equal the file on disk.
+    from transformers import CLIPModel
+
+    _assert_states_equal(
+        _state(load_model(path)), _state(CLIPModel.from_pretrained(path))
+    )
+
+
+# -- acceptance 4: reproducibility and resuming ---------------------------------------------------
+def test_same_random_state_gives_identical_weights(fast_path, shapes):
+    def fit(seed):
+        params = {**TRAIN, "random_state": seed}
+        tuner = CLIPContrastiveFinetuner(fast_path, **params)
+        return _state(tuner.fit(shapes.images, shapes.color).model_)
+
+    first, second, other = fit(0), fit(0), fit(1)
+    _assert_states_equal(first, second)
+    assert _changed(first, other)
+
+
+def _interrupt_at(monkeypatch, call):
+    counter = {"calls": 0}
+    original = _training.contrastive_loss
+
+    def loss(*args, **kwargs):
+        counter["calls"] += 1
+        if counter["calls"] == call:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(_training, "contrastive_loss", loss)
+
+
+def test_resume_after_an_interruption_gives_the_uninterrupted_weights(
+    fast_path, shapes, tmp_path, monkeypatch
+):
+    full = CLIPContrastiveFinetuner(fast_path, **TRAIN).fit(shapes.images, shapes.color)
+    # 28 training pairs in batches of 8, 4 validation pairs: calls 1-4 train
+    # epoch 1 and call 5 validates it; call 7 is mid-way through epoch 2.
+    _interrupt_at(monkeypatch, 7)
+    with pytest.warns(UserWarning, match="Training interrupted in epoch 2"):
+        part = CLIPContrastiveFinetuner(
+            fast_path, checkpoint_dir=tmp_path, **TRAIN
+        ).fit(shapes.images, shapes.color)
+    monkeypatch.undo()
+    assert part.interrupted_ and part.n_iter_ == 1
+    assert part.checkpoint_.endswith("step-00000005.pt")
+    resumed = CLIPContrastiveFinetuner(
+        fast_path, checkpoint_dir=tmp_path, resume=True, **TRAIN
+    ).fit(shapes.images, shapes.color)
+    _assert_states_equal(_state(resumed.model_), _state(full.model_))
+    assert [h["train_loss"] for h in resumed.history_] == pytest.approx(
+        [h["train_loss"] for h in full.history_], rel=1e-6
+    )
+
+
+def test_resume_from_an_epoch_checkpoint_by_path(fast_path, shapes, tmp_path):
+    full = CLIPContrastiveFinetuner(
+        fast_path, checkpoint_dir=tmp_path, **TRAIN
+    ).fit(shapes.images, shapes.color)
+    # The newest two are kept: those of epochs 2 and 3 (4 steps each).
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "step-00000008.pt",
+        "step-00000012.pt",
+    ]
+    resumed = CLIPContrastiveFinetuner(
+        fast_path, resume=str(tmp_path / "step-00000008.pt"), **TRAIN
+    ).fit(shapes.images, shapes.color)
+    _assert_states_equal(_state(resumed.model_), _state(full.model_))
+
+
+# -- acceptance 5: faults ----------------------------------------------------------------
+def _nan_at(monkeypatch, call):
+    counter = {"calls": 0}
+    original = _training.contrastive_loss
+
+    def loss(*args, **kwargs):
+        counter["calls"] += 1
+        value = original(*args, **kwargs)
+        return value * math.nan if counter["calls"] == call else value
+
+    monkeypatch.setattr(_training, "contrastive_loss", loss)
+
+
+def _all_finite(handle):
+    return all(np.isfinite(v).all() for v in _state(handle).values())
+
+
+def test_a_nan_loss_raises_and_keeps_finite_weights(fast_path, shapes, monkeypatch):
+    _nan_at(monkeypatch, 7)
+    tuner = CLIPContrastiveFinetuner(fast_path, **TRAIN)
+    with pytest.raises(
+        FloatingPointError,
+        match=r"epoch 2, optimizer step 6: the loss is nan.*last good step",
+    ):
+        tuner.fit(shapes.images, shapes.color)
+    assert _all_finite(tuner.model_)
+    assert tuner.n_iter_ == 1 and not tuner.interrupted_
+    assert np.isfinite(tuner.transform(shapes.images[:3])).all()
+    assert _changed(_state(load_model(fast_path)), _state(tuner.model_))
+
+
+def test_a_non_finite_gradient_is_never_applied(fast_path, shapes, monkeypatch):
+    calls = {"n": 0}
+    original = torch.nn.utils.clip_grad_norm_
+
+    def clip(parameters, max_norm, *args, **kwargs):
+        calls["n"] += 1
+        norm = original(parameters, max_norm, *args, **kwargs)
+        return norm * math.inf if calls["n"] == 2 else norm
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
+    tuner = CLIPContrastiveFinetuner(fast_path, **TRAIN)
+    with pytest.raises(FloatingPointError, match="gradient norm is inf"):
+        tuner.fit(shapes.images, shapes.color)
+    assert _all_finite(tuner.model_)
+
+
+def test_an_overflowed_update_falls_back_to_the_last_checkpoint(
+    fast_path, shapes, monkeypatch, tmp_path
+):
+    steps = {"n": 0}
+    original = torch.optim.AdamW.step
+
+    def step(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        steps["n"] += 1
+        if steps["n"] == 6:  # an update that overflows the weights
+            with torch.no_grad():
+                self.param_groups[0]["params"][0].fill_(math.inf)
+        return result
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    tuner = CLIPContrastiveFinetuner(fast_path, checkpoint_dir=tmp_path, **TRAIN)
+    with pytest.raises(FloatingPointError, match="keeps the weights of the checkpoint"):
+        tuner.fit(shapes.images, shapes.color)
+    assert _all_finite(tuner.model_)
+    saved = _training.load_checkpoint(tmp_path / "step-00000004.pt")["model"]
+    np.testing.assert_array_equal(
+        _state(tuner.model_)["text_projection.weight"],
+        saved["text_projection.weight"].numpy(),
+    )
+
+
+def test_keyboard_interrupt_leaves_a_usable_fitted_estimator(
+    fast_path, shapes, monkeypatch
+):
+    _interrupt_at(monkeypatch, 3)
+    tuner = CLIPContrastiveFinetuner(fast_path, **TRAIN)
+    with pytest.warns(UserWarning, match="keeping the model trained so far"):
+        tuner.fit(shapes.images, shapes.color)
+    assert tuner.interrupted_ and tuner.n_iter_ == 0
+    assert tuner.transform(shapes.images[:3]).shape == (3, 32)
+    assert 0 <= tuner.score(shapes.images, shapes.color) <= 1
+    # Two steps were taken before the interruption: the model moved.
+    assert _changed(_state(load_model(fast_path)), _state(tuner.model_))
+
+
+# -- early stopping ---------------------------------------------------------------------
+def test_early_stopping_keeps_the_best_epoch(fast_path, shapes, monkeypatch, tmp_path):
+    recalls = iter([0.5, 0.75, 0.5, 0.5, 0.9])
+    original = _training.evaluate
+
+    def scripted(*args, **kwargs):
+        loss, _ = original(*args, **kwargs)
+        return loss, next(recalls)
+
+    monkeypatch.setattr(_training, "evaluate", scripted)
+    tuner = CLIPContrastiveFinetuner(
+        fast_path,
+        n_iter_no_change=2,
+        checkpoint_dir=tmp_path,
+        **{**TRAIN, "max_epochs": 5},
+    ).fit(shapes.images, shapes.color)
+    assert tuner.n_iter_ == 4  # epochs 3 and 4 did not beat epoch 2
+    assert [h["val_recall_at_1"] for h in tuner.history_] == [0.5, 0.75, 0.5, 0.5]
+    best = _training.load_checkpoint(tuner.checkpoint_)["best_model"]
+    np.testing.assert_array_equal(
+        _state(tuner.model_)["visual_projection.weight"],
+        best["visual_projection.weight"].numpy(),
+    )
+
+
+def test_fit_time_is_small_for_a_small_model(fast_path, shapes):
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning on the happy path
+        CLIPContrastiveFinetuner(fast_path, **TRAIN).fit(shapes.images, shapes.color)
+    assert time.perf_counter() - start < 30
+
+
+def test_zero_shot_templates_of_the_acceptance_tests_are_valid(fitted):
+    # The slow tests build prompts per shape; they must be valid templates.
+    templates = [f"a {{}} {shape}" for shape in SHAPES]
+    CLIPZeroShotClassifier(
+        fitted.model_, candidate_labels=list(COLORS), templates=templates
+    ).fit(None)
+
+
+# -- acceptance 1 and 2: learning from random weights (slow) ------------------------------
+# A model and set-up that learn the shapes task in well under a minute on two
+# CPU cores: 32-pixel images in 8-pixel patches, two layers of width 64.
+SHAPES_MODEL = {
+    "image_size": 32,
+    "patch_size": 8,
+    "hidden_size": 64,
+    "num_layers": 2,
+    "num_heads": 4,
+    "context_length": 16,
+}
+PROMPT = "a photo of a {}."
+
+
+def _large_shapes(n_samples, random_state):
+    # At 32 pixels a small shape is 6 to 8 pixels across, too few for the tiny
+    # model to tell a circle from a diamond: keep the large ones.
+    data = make_shapes(2 * n_samples, image_size=32, random_state=random_state)
+    keep = data.size == "large"
+    labels = np.char.add(
+        np.char.add(data.color[keep].astype(str), " "), data.shape[keep].astype(str)
+    )
+    return data.images[keep], labels, data.color[keep]
+
+
+@pytest.mark.slow
+def test_acceptance_training_from_random_weights(tmp_path):
+    path = make_tiny_clip(tmp_path / "random-init", **SHAPES_MODEL, random_state=0)
+    images, labels, _ = _large_shapes(3000, random_state=0)
+    test_images, test_labels, test_colours = _large_shapes(600, random_state=100)
+    captions = sorted(set(test_labels))
+    assert len(captions) >= 20  # 6 colours x 5 shapes
+
+    def recall(model):
+        # Image-to-text recall@1 over the distinct held-out captions.
+        return CLIPZeroShotClassifier(
+            model, candidate_labels=captions, templates=PROMPT
+        ).fit(None).score(test_images, test_labels)
+
+    before = recall(path)
+    start = time.perf_counter()
+    tuner = CLIPContrastiveFinetuner(
+        path,
+        learning_rate=2e-3,
+        weight_decay=0.05,
+        max_epochs=10,
+        batch_size=64,
+        caption_template=PROMPT,
+        validation_fraction=None,
+        random_state=0,
+    ).fit(images, labels)
+    seconds = time.perf_counter() - start
+    after = tuner.score(test_images, test_labels)
+    colour = CLIPZeroShotClassifier(
+        tuner.model_,
+        candidate_labels=list(COLORS),
+        templates=[f"a photo of a {{}} {shape}." for shape in SHAPES],
+    ).fit(None)
+    colour_accuracy = colour.score(test_images, test_colours)
+    print(
+        f"\n{len(images)} pairs, {len(captions)} captions: recall@1 {before:.3f} -> "
+        f"{after:.3f} (chance {1 / len(captions):.3f}) in {seconds:.0f} s; "
+        f"zero-shot colour accuracy {colour_accuracy:.3f}"
+    )
+    assert after == pytest.approx(recall(tuner.model_))
+    assert before < 0.1
+    assert after >= 0.8
+    assert colour_accuracy >= 0.9
+    assert seconds < 120
