@@ -221,7 +221,7 @@ def build_parser():
     demo.add_argument(
         "--n-train",
         type=int,
-        default=6000,
+        default=4000,
         help="generated training pairs (%(default)s)",
     )
     demo.add_argument(
