@@ -74,11 +74,13 @@ def jpeg_files(n=256, size=(640, 480), quality=90, seed=0):
     return [str(p) for p in paths]
 
 
-def interleaved(contenders, rounds=3, warmup=1):
+def interleaved(contenders, rounds=3, warmup=1, after_round=None):
     """Median seconds of each ``{name: function}``, run round-robin.
 
     Each round runs every contender once, in a rotated order, so slow periods
-    of a shared machine spread over all of them.
+    of a shared machine spread over all of them. Returns the medians and the
+    seconds of every round (``{name: [seconds, ...]}``); ``after_round(i)`` is
+    called after each round.
     """
     names = list(contenders)
     for _ in range(warmup):
@@ -91,7 +93,20 @@ def interleaved(contenders, rounds=3, warmup=1):
             start = time.perf_counter()
             contenders[name]()
             times[name].append(time.perf_counter() - start)
+        if after_round is not None:
+            after_round(round_)
     return {name: statistics.median(values) for name, values in times.items()}, times
+
+
+def paired_ratio(times, numerator, denominator):
+    """Median over rounds of ``times[denominator] / times[numerator]``.
+
+    How many times faster ``numerator`` ran than ``denominator``, judged round
+    by round: both ran minutes apart at most, under the same load.
+    """
+    return statistics.median(
+        d / n for n, d in zip(times[numerator], times[denominator], strict=True)
+    )
 
 
 def median_time(function, repeats=3, warmup=1):

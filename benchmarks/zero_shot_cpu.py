@@ -53,7 +53,12 @@ def main():
     parser.add_argument("--n", type=int, default=500, help="JPEG files (640x480)")
     parser.add_argument("--pipeline-images", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--batch-size",
+        type=lambda v: v if v == "auto" else int(v),
+        default="auto",
+        help="ours: an int, or 'auto' (on CPU 64 images, 128 prompts a batch)",
+    )
     parser.add_argument("--grid-images", type=int, default=30)
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -119,8 +124,10 @@ def main():
             "speed-up": "1.0x",
         },
     ]
-    print(f"\n## Zero-shot over {args.n} images, 100 labels (median of "
-          f"{args.rounds} interleaved rounds)\n")
+    print(
+        f"\n## Zero-shot over {args.n} images, 100 labels (median of "
+        f"{args.rounds} interleaved rounds)\n"
+    )
     print_table(rows, ["method", "seconds", "images/s", "speed-up"])
     print(
         f"\nacceptance 2: ours (80 templates, fit + predict) vs pipeline (1 template)"

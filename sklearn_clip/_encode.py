@@ -143,7 +143,7 @@ def encode_texts(handle, texts, *, batch_size=256, normalize=True, cache=None):
 AUTO_BATCH_SIZES = {
     ("image", "cuda"): (64, 1024),
     ("text", "cuda"): (256, 4096),
-    ("image", "cpu"): (32, 32),
+    ("image", "cpu"): (64, 64),
     ("text", "cpu"): (128, 128),
 }
 

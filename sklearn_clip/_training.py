@@ -183,7 +183,7 @@ class _Progress:
     finished: bool = False
 
 
-# -- the model: what trains -------------------------------------------------
+# -- the model: what trains ----------------------------------------------------
 def _trains(name, train_parts):
     """Whether the parameter ``name`` trains under ``train_parts``."""
     if name in _TEMPERATURE:
@@ -274,7 +274,7 @@ def lr_multiplier(step, warmup_steps, total_steps):
     return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-# -- batches, embeddings, loss ------------------------------------------------
+# -- batches, embeddings, loss -------------------------------------------------
 def epoch_batches(n, batch_size, seed, epoch, shuffle=True):
     """Row indices of each micro-batch of an epoch.
 
@@ -437,7 +437,7 @@ def _all_finite(model):
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-# -- the loop -----------------------------------------------------------------
+# -- the loop ------------------------------------------------------------------
 def train(
     handle,
     train_data,

@@ -221,7 +221,7 @@ def build_parser():
     demo.add_argument(
         "--n-train",
         type=int,
-        default=4000,
+        default=8000,
         help="generated training pairs (%(default)s)",
     )
     demo.add_argument(

@@ -1,7 +1,9 @@
+import importlib.util
 import math
 import pickle
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,11 +17,12 @@ from sklearn_clip import (
     CLIPContrastiveFinetuner,
     CLIPEmbeddingTransformer,
     CLIPZeroShotClassifier,
+    _model,
+    _training,
     clear_model_cache,
     load_model,
     model_cache_info,
 )
-from sklearn_clip import _model, _training
 from sklearn_clip._model import as_numpy_state, cached_handles
 from sklearn_clip.datasets import COLORS, SHAPES, make_shapes
 from sklearn_clip.toy import make_tiny_clip
@@ -78,7 +81,7 @@ def _changed(first, second):
     return {k for k in first if not np.array_equal(first[k], second[k])}
 
 
-# -- scikit-learn contract -------------------------------------------------------------
+# -- scikit-learn contract -----------------------------------------------------
 @pytest.mark.parametrize(
     "check_name",
     [
@@ -153,11 +156,13 @@ def test_plot_history_draws_losses_and_recall(fitted):
     plt.close("all")
 
 
-# -- the starting model is never modified ---------------------------------------------------
+# -- the starting model is never modified --------------------------------------
 def test_the_cached_base_model_is_never_modified(fast_path, shapes):
     base = load_model(fast_path)
     before = {id(h): _state(h) for h in cached_handles()}
-    tuner = CLIPContrastiveFinetuner(fast_path, **TRAIN).fit(shapes.images, shapes.color)
+    tuner = CLIPContrastiveFinetuner(fast_path, **TRAIN).fit(
+        shapes.images, shapes.color
+    )
     for handle in cached_handles():
         if id(handle) in before:
             _assert_states_equal(_state(handle), before[id(handle)])
@@ -165,7 +170,7 @@ def test_the_cached_base_model_is_never_modified(fast_path, shapes):
     assert _changed(_state(base), _state(tuner.model_))
 
 
-# -- the tuned model in the other estimators, on disk and in a pickle ----------------------------
+# -- the tuned model in the other estimators, on disk and in a pickle ----------
 def test_tuned_model_works_in_the_other_estimators(fitted, shapes):
     classifier = CLIPZeroShotClassifier(
         fitted.model_, candidate_labels=list(COLORS), templates="a {} shape"
@@ -215,9 +220,7 @@ def test_pickle_keeps_the_tuned_weights_as_safetensors(fitted, shapes):
         assert restored.history_ == fitted.history_
         # Mixing needs the starting weights again: they reload from the source.
         restored.set_params(wise_alpha=0.0)
-        _assert_states_equal(
-            _state(restored.model_), _state(load_model(fitted.model))
-        )
+        _assert_states_equal(_state(restored.model_), _state(load_model(fitted.model)))
     finally:
         with _model._cache_lock:
             _model._cache.clear()
@@ -225,7 +228,7 @@ def test_pickle_keeps_the_tuned_weights_as_safetensors(fitted, shapes):
     assert b"safetensors" in data or b"model.safetensors" in data
 
 
-# -- WiSE-FT ---------------------------------------------------------------------------
+# -- WiSE-FT -------------------------------------------------------------------
 def test_wise_alpha_mixes_start_and_tuned_weights_without_refitting(fitted):
     tuner = pickle.loads(pickle.dumps(fitted))
     tuned = _state(tuner.model_)
@@ -258,7 +261,7 @@ def test_an_invalid_wise_alpha_is_refused_without_being_applied(fitted):
     assert tuner.wise_alpha == fitted.wise_alpha
 
 
-# -- inputs ------------------------------------------------------------------------------
+# -- inputs --------------------------------------------------------------------
 def test_labels_become_captions_through_the_template(fast_path, shapes, monkeypatch):
     seen = {}
     original = _training.prepare_pairs
@@ -268,10 +271,33 @@ def test_labels_become_captions_through_the_template(fast_path, shapes, monkeypa
         return original(handle, rows, index, captions, **kwargs)
 
     monkeypatch.setattr("sklearn_clip._finetune.prepare_pairs", spy)
-    CLIPContrastiveFinetuner(fast_path, **{**TRAIN, "max_epochs": 1}).fit(
+    params = {**TRAIN, "max_epochs": 1, "validation_fraction": None}
+    CLIPContrastiveFinetuner(fast_path, **params).fit(
         shapes.images[:8], shapes.color[:8]
     )
     assert seen["captions"] == [f"a {c} shape" for c in shapes.color[:8]]
+
+
+def test_fits_a_dataframe_column_of_image_files(fast_path, shapes, tmp_path):
+    import pandas as pd
+    from PIL import Image
+
+    paths = []
+    for i, image in enumerate(shapes.images[:12]):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(image).save(paths[-1])
+    frame = pd.DataFrame({"image": paths}, index=[f"r{i}" for i in range(12)])
+    params = {**TRAIN, "max_epochs": 1, "validation_fraction": None}
+    tuner = CLIPContrastiveFinetuner(fast_path, **params)
+    tuner.fit(frame, pd.Series(shapes.color[:12], index=frame.index))
+    np.testing.assert_allclose(
+        tuner.transform(frame),
+        tuner.model_.encode_images(shapes.images[:12]),
+        atol=1e-6,
+    )
+    frame.iloc[3, 0] = str(tmp_path / "missing.png")
+    with pytest.raises(ValueError, match=r"row 3 \(index 'r3'\).*missing.png"):
+        tuner.fit(frame, shapes.color[:12])
 
 
 @pytest.mark.parametrize("template", ["a photo", "a {} {}", "a {name}"])
@@ -304,7 +330,7 @@ def test_a_dataset_smaller_than_one_batch_still_trains(fast_path, shapes):
     assert _changed(_state(load_model(fast_path)), _state(tuner.model_))
 
 
-# -- what trains -------------------------------------------------------------------------
+# -- what trains ---------------------------------------------------------------
 def test_lock_image_trains_the_text_tower_only(fast_path, shapes):
     tuner = CLIPContrastiveFinetuner(
         fast_path, train_parts="lock_image", **{**TRAIN, "max_epochs": 1}
@@ -339,7 +365,7 @@ def test_siglip_models_train_with_the_sigmoid_loss(tiny_siglip_path, shapes):
     assert tuner.history_[-1]["train_loss"] < tuner.history_[0]["train_loss"]
 
 
-# -- acceptance 3: model selection ----------------------------------------------------------------
+# -- acceptance 3: model selection ---------------------------------------------
 def test_grid_search_selects_the_learning_rate_by_score(tmp_path, shapes):
     path = make_tiny_clip(tmp_path / "grid-clip", **FAST)
     loads = model_cache_info()["loads"]
@@ -363,7 +389,7 @@ def test_grid_search_selects_the_learning_rate_by_score(tmp_path, shapes):
     )
 
 
-# -- acceptance 4: reproducibility and resuming ---------------------------------------------------
+# -- acceptance 4: reproducibility and resuming --------------------------------
 def test_same_random_state_gives_identical_weights(fast_path, shapes):
     def fit(seed):
         params = {**TRAIN, "random_state": seed}
@@ -412,9 +438,9 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_weights(
 
 
 def test_resume_from_an_epoch_checkpoint_by_path(fast_path, shapes, tmp_path):
-    full = CLIPContrastiveFinetuner(
-        fast_path, checkpoint_dir=tmp_path, **TRAIN
-    ).fit(shapes.images, shapes.color)
+    full = CLIPContrastiveFinetuner(fast_path, checkpoint_dir=tmp_path, **TRAIN).fit(
+        shapes.images, shapes.color
+    )
     # The newest two are kept: those of epochs 2 and 3 (4 steps each).
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "step-00000008.pt",
@@ -426,7 +452,7 @@ def test_resume_from_an_epoch_checkpoint_by_path(fast_path, shapes, tmp_path):
     _assert_states_equal(_state(resumed.model_), _state(full.model_))
 
 
-# -- acceptance 5: faults ----------------------------------------------------------------
+# -- acceptance 5: faults ------------------------------------------------------
 def _nan_at(monkeypatch, call):
     counter = {"calls": 0}
     original = _training.contrastive_loss
@@ -513,7 +539,7 @@ def test_keyboard_interrupt_leaves_a_usable_fitted_estimator(
     assert _changed(_state(load_model(fast_path)), _state(tuner.model_))
 
 
-# -- early stopping ---------------------------------------------------------------------
+# -- early stopping ------------------------------------------------------------
 def test_early_stopping_keeps_the_best_epoch(fast_path, shapes, monkeypatch, tmp_path):
     recalls = iter([0.5, 0.75, 0.5, 0.5, 0.9])
     original = _training.evaluate
@@ -554,72 +580,89 @@ def test_zero_shot_templates_of_the_acceptance_tests_are_valid(fitted):
     ).fit(None)
 
 
-# -- acceptance 1 and 2: learning from random weights (slow) ------------------------------
-# A model and set-up that learn the shapes task in well under a minute on two
-# CPU cores: 32-pixel images in 8-pixel patches, two layers of width 64.
-SHAPES_MODEL = {
-    "image_size": 32,
-    "patch_size": 8,
-    "hidden_size": 64,
-    "num_layers": 2,
-    "num_heads": 4,
-    "context_length": 16,
-}
-PROMPT = "a photo of a {}."
+# -- acceptance 1 and 2: learning from random weights (slow) -------------------
+def _load_wise_ft_benchmark():
+    # The WiSE-FT benchmark script is the one source of the slow set-up.
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "wise_ft.py"
+    spec = importlib.util.spec_from_file_location("wise_ft_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _large_shapes(n_samples, random_state):
-    # At 32 pixels a small shape is 6 to 8 pixels across, too few for the tiny
-    # model to tell a circle from a diamond: keep the large ones.
-    data = make_shapes(2 * n_samples, image_size=32, random_state=random_state)
-    keep = data.size == "large"
-    labels = np.char.add(
-        np.char.add(data.color[keep].astype(str), " "), data.shape[keep].astype(str)
-    )
-    return data.images[keep], labels, data.color[keep]
+@pytest.fixture(scope="module")
+def from_random_weights(tmp_path_factory):
+    """A tiny CLIP trained from random weights on colour-and-shape captions."""
+    bench = _load_wise_ft_benchmark()
+    folder = tmp_path_factory.mktemp("random-init")
+    path = make_tiny_clip(folder, **bench.MODEL, random_state=0)
+    images, colour, shape = bench.large_shapes(3000, random_state=0)
+    labels = np.char.add(np.char.add(colour.astype(str), " "), shape.astype(str))
+    start = time.perf_counter()
+    tuner = CLIPContrastiveFinetuner(
+        path,
+        caption_template=bench.PRETRAINING_PROMPT,
+        random_state=0,
+        **bench.PRETRAINING,
+    ).fit(images, labels)
+    return bench, path, tuner, time.perf_counter() - start
 
 
 @pytest.mark.slow
-def test_acceptance_training_from_random_weights(tmp_path):
-    path = make_tiny_clip(tmp_path / "random-init", **SHAPES_MODEL, random_state=0)
-    images, labels, _ = _large_shapes(3000, random_state=0)
-    test_images, test_labels, test_colours = _large_shapes(600, random_state=100)
-    captions = sorted(set(test_labels))
+def test_acceptance_training_from_random_weights(from_random_weights):
+    bench, path, tuner, seconds = from_random_weights
+    images, colour, shape = bench.large_shapes(600, random_state=100)
+    labels = np.char.add(np.char.add(colour.astype(str), " "), shape.astype(str))
+    captions = sorted(set(labels))
     assert len(captions) >= 20  # 6 colours x 5 shapes
 
     def recall(model):
         # Image-to-text recall@1 over the distinct held-out captions.
-        return CLIPZeroShotClassifier(
-            model, candidate_labels=captions, templates=PROMPT
-        ).fit(None).score(test_images, test_labels)
+        classifier = CLIPZeroShotClassifier(
+            model, candidate_labels=captions, templates=bench.PRETRAINING_PROMPT
+        )
+        return classifier.fit(None).score(images, labels)
 
-    before = recall(path)
-    start = time.perf_counter()
-    tuner = CLIPContrastiveFinetuner(
-        path,
-        learning_rate=2e-3,
-        weight_decay=0.05,
-        max_epochs=10,
-        batch_size=64,
-        caption_template=PROMPT,
-        validation_fraction=None,
-        random_state=0,
-    ).fit(images, labels)
-    seconds = time.perf_counter() - start
-    after = tuner.score(test_images, test_labels)
-    colour = CLIPZeroShotClassifier(
+    before, after = recall(path), tuner.score(images, labels)
+    colour_classifier = CLIPZeroShotClassifier(
         tuner.model_,
         candidate_labels=list(COLORS),
-        templates=[f"a photo of a {{}} {shape}." for shape in SHAPES],
+        templates=[f"a photo of a {{}} {name}." for name in SHAPES],
     ).fit(None)
-    colour_accuracy = colour.score(test_images, test_colours)
+    colour_accuracy = colour_classifier.score(images, colour)
     print(
-        f"\n{len(images)} pairs, {len(captions)} captions: recall@1 {before:.3f} -> "
-        f"{after:.3f} (chance {1 / len(captions):.3f}) in {seconds:.0f} s; "
-        f"zero-shot colour accuracy {colour_accuracy:.3f}"
+        f"\n{len(images)} held-out images, {len(captions)} captions: recall@1 "
+        f"{before:.3f} -> {after:.3f} (chance {1 / len(captions):.3f}); trained in "
+        f"{seconds:.0f} s; zero-shot colour accuracy {colour_accuracy:.3f}"
     )
     assert after == pytest.approx(recall(tuner.model_))
     assert before < 0.1
     assert after >= 0.8
     assert colour_accuracy >= 0.9
     assert seconds < 120
+
+
+@pytest.mark.slow
+def test_acceptance_wise_ft_traces_the_trade_off(from_random_weights):
+    bench, _, tuner, _ = from_random_weights
+    rows = bench.run(pretrained=tuner.model_, random_state=0)
+    by_alpha = {row["alpha"]: row for row in rows}
+    print("\nalpha  colour  shape")
+    for row in rows:
+        print(f"{row['alpha']!s:>5}  {row['colour']:.3f}   {row['shape']:.3f}")
+    start, middle, end = by_alpha[0.0], by_alpha[0.5], by_alpha[1.0]
+    # The colour-tuned model knows colours, not shapes; the shape-tuned one
+    # learned shapes and forgot colours.
+    assert start["colour"] >= 0.9 and start["shape"] <= 0.4
+    assert end["shape"] >= 0.8 and end["colour"] <= start["colour"] - 0.3
+    # Half-way keeps the colours and gains shape ...
+    assert middle["colour"] >= 0.95 * start["colour"]
+    assert middle["shape"] >= start["shape"] + 0.1
+    # ... and a mix in the middle is better at both than either end is.
+    mixes = [by_alpha[alpha] for alpha in (0.25, 0.5, 0.75)]
+    best = max(min(row["colour"], row["shape"]) for row in mixes)
+    assert best > max(min(row["colour"], row["shape"]) for row in (start, end)) + 0.2
+    colours = [by_alpha[a]["colour"] for a in bench.ALPHAS]
+    shapes_ = [by_alpha[a]["shape"] for a in bench.ALPHAS]
+    assert all(b <= a + 0.03 for a, b in zip(colours, colours[1:]))
+    assert all(b >= a - 0.03 for a, b in zip(shapes_, shapes_[1:]))

@@ -39,7 +39,7 @@ def pairs(tiny_clip):
     return prepare_pairs(tiny_clip, list(data.images), None, list(data.color))
 
 
-# -- batches and schedule ---------------------------------------------------------
+# -- batches and schedule ------------------------------------------------------
 def test_each_epoch_visits_every_pair_once_in_a_seeded_order():
     first = epoch_batches(100, 32, seed=3, epoch=0)
     assert sorted(np.concatenate(first)) == list(range(100))
@@ -93,7 +93,7 @@ def test_images_are_decoded_once_at_the_model_resolution(pairs, tiny_clip):
     )
 
 
-# -- what trains ---------------------------------------------------------------------
+# -- what trains ---------------------------------------------------------------
 def _trainable_names(model):
     return {name for name, p in model.named_parameters() if p.requires_grad}
 
@@ -108,7 +108,9 @@ def _trainable_names(model):
     ],
 )
 def test_train_parts_choose_what_trains(tiny_clip, parts, trains, frozen):
-    model, peft_model = build_trainable(tiny_clip.model, TrainingConfig(train_parts=parts))
+    model, peft_model = build_trainable(
+        tiny_clip.model, TrainingConfig(train_parts=parts)
+    )
     names = _trainable_names(model)
     assert peft_model is None
     assert "logit_scale" in names  # the temperature always trains
@@ -158,7 +160,9 @@ def test_lora_trains_adapters_on_the_unlocked_tower_only(tiny_clip):
 def test_lora_with_projections_only_is_refused(tiny_clip):
     pytest.importorskip("peft")
     with pytest.raises(ValueError, match="train_parts='projections'"):
-        build_trainable(tiny_clip.model, TrainingConfig(lora=2, train_parts="projections"))
+        build_trainable(
+            tiny_clip.model, TrainingConfig(lora=2, train_parts="projections")
+        )
 
 
 def test_lora_without_peft_names_the_extra(tiny_clip, monkeypatch):
@@ -167,7 +171,7 @@ def test_lora_without_peft_names_the_extra(tiny_clip, monkeypatch):
         build_trainable(tiny_clip.model, TrainingConfig(lora=4))
 
 
-# -- the loop ----------------------------------------------------------------------
+# -- the loop ------------------------------------------------------------------
 def test_training_changes_a_copy_and_clamps_the_temperature(tiny_clip, pairs):
     before = as_numpy_state(tiny_clip.model)
     config = TrainingConfig(learning_rate=0.5, max_epochs=2, batch_size=8, seed=0)
@@ -210,7 +214,7 @@ def test_history_records_each_epoch(tiny_clip, pairs, capsys):
     assert "epoch 2/2: train loss" in capsys.readouterr().out
 
 
-# -- checkpoints ---------------------------------------------------------------------
+# -- checkpoints ---------------------------------------------------------------
 def _state(step):
     return {"progress": {"step": step}, "model": {"w": torch.full((3,), float(step))}}
 
@@ -260,14 +264,25 @@ def test_resuming_with_other_settings_is_refused(tiny_clip, pairs, tmp_path):
         train(tiny_clip, pairs, None, other, checkpoint_dir=tmp_path, resume=True)
     with pytest.raises(ValueError, match="train_data differ"):
         train(
-            tiny_clip, pairs.subset(np.arange(20)), None, config, resume=True,
+            tiny_clip,
+            pairs.subset(np.arange(20)),
+            None,
+            config,
+            resume=True,
             checkpoint_dir=tmp_path,
         )
 
 
 def test_resume_without_a_checkpoint_says_so(tiny_clip, pairs, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
-        train(tiny_clip, pairs, None, TrainingConfig(), checkpoint_dir=tmp_path, resume=True)
+        train(
+            tiny_clip,
+            pairs,
+            None,
+            TrainingConfig(),
+            checkpoint_dir=tmp_path,
+            resume=True,
+        )
 
 
 def test_a_corrupt_rng_state_in_a_checkpoint_raises(tiny_clip, pairs, tmp_path):
@@ -281,7 +296,7 @@ def test_a_corrupt_rng_state_in_a_checkpoint_raises(tiny_clip, pairs, tmp_path):
         train(tiny_clip, pairs, None, config, resume=str(path))
 
 
-# -- gathering across processes ------------------------------------------------------
+# -- gathering across processes ------------------------------------------------
 def test_one_process_is_a_world_of_one():
     assert (dist.get_rank(), dist.get_world_size()) == (0, 1)
     assert dist.is_main_process() and not dist.is_distributed()
