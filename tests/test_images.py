@@ -28,7 +28,8 @@ def test_pixels_match_transformers_processor(model, request, image_files, gradie
         rgb = to_rgb(item)  # the reference does not read 16-bit or float inputs
         theirs = reference(images=[rgb], return_tensors="pt")["pixel_values"]
         assert ours.shape == theirs.shape
-        assert (ours - theirs).abs().max().item() < 1e-2, item if isinstance(item, str) else item.shape
+        name = item if isinstance(item, str) else item.shape
+        assert (ours - theirs).abs().max().item() < 1e-2, name
 
 
 def test_embeddings_match_get_image_features(tiny_clip, image_files):
