@@ -34,9 +34,10 @@ def photo(width, height, edges, seed):
     x = np.arange(width, dtype=np.float32)[None, :, None]
     y = np.arange(height, dtype=np.float32)[:, None, None]
     scale = width / 640
-    image = rng.uniform(0, 255, 3) + (
-        rng.uniform(-0.3, 0.3, 3) * x + rng.uniform(-0.3, 0.3, 3) * y
-    ) / scale
+    image = (
+        rng.uniform(0, 255, 3)
+        + (rng.uniform(-0.3, 0.3, 3) * x + rng.uniform(-0.3, 0.3, 3) * y) / scale
+    )
     for _ in range(6):
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
         radius = rng.uniform(20, 150) * scale
@@ -108,7 +109,10 @@ def main():
                     "draft (ms)": f"{1000 * timings['draft']:.1f}",
                 }
             )
-    print(f"\n## Default draft_factor={ImageConfig().draft_factor} against a full decode\n")
+    print(
+        f"\n## Default draft_factor={ImageConfig().draft_factor} "
+        "against a full decode\n"
+    )
     print_table(rows, list(rows[0]))
 
 
