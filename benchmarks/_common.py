@@ -16,9 +16,9 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
+from sklearn_clip.datasets import make_photo
 from sklearn_clip.toy import make_random_clip, make_tiny_clip
 
 CACHE = Path(
@@ -44,33 +44,16 @@ def small_checkpoint():
     return str(path)
 
 
-def _photo(rng, width, height):
-    # Smooth gradients, soft blobs and sensor noise: compresses like a photo
-    # (about 55 kB at 640x480, quality 90).
-    x = np.arange(width, dtype=np.float32)[None, :, None]
-    y = np.arange(height, dtype=np.float32)[:, None, None]
-    image = rng.uniform(0, 255, 3) + rng.uniform(-0.3, 0.3, 3) * x
-    image = image + rng.uniform(-0.3, 0.3, 3) * y
-    for _ in range(5):
-        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-        radius = rng.uniform(20, 150)
-        blob = np.exp(-((x - cx) ** 2) / (2 * radius**2))
-        blob = blob * np.exp(-((y - cy) ** 2) / (2 * radius**2))
-        image = image + blob * rng.uniform(-120, 120, 3)
-    image = image + rng.normal(0, 6, image.shape)
-    return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
-
-
 def jpeg_files(n=256, size=(640, 480), quality=90, seed=0):
     """``n`` photo-like JPEG files of ``size`` (width, height); paths as str."""
-    folder = CACHE / f"jpeg-{size[0]}x{size[1]}-q{quality}-s{seed}"
+    folder = CACHE / f"photo-{size[0]}x{size[1]}-q{quality}-s{seed}"
     paths = [folder / f"{i:05d}.jpg" for i in range(n)]
     missing = [i for i, p in enumerate(paths) if not p.exists()]
     if missing:
         folder.mkdir(parents=True, exist_ok=True)
         for i in missing:
-            rng = np.random.default_rng([seed, i])
-            _photo(rng, *size).save(paths[i], quality=quality)
+            image = make_photo(*size, random_state=[seed, i])
+            Image.fromarray(image).save(paths[i], quality=quality)
     return [str(p) for p in paths]
 
 

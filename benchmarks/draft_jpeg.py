@@ -17,42 +17,22 @@ import time
 import warnings
 from dataclasses import replace
 
-import numpy as np
 import torch
 from _common import checkpoint, machine, print_table
 from PIL import Image
 
 from sklearn_clip import load_model
 from sklearn_clip._images import ImageConfig, normalize_batch, prepare_image
+from sklearn_clip.datasets import make_photo
 
 SIZES = [(640, 480), (1024, 768), (1600, 1200), (3000, 2000), (4032, 3024)]
 
 
 def photo(width, height, edges, seed):
-    """JPEG bytes: gradients, soft blobs, noise; ``edges`` adds a checkerboard."""
-    rng = np.random.default_rng(seed)
-    x = np.arange(width, dtype=np.float32)[None, :, None]
-    y = np.arange(height, dtype=np.float32)[:, None, None]
-    scale = width / 640
-    image = (
-        rng.uniform(0, 255, 3)
-        + (rng.uniform(-0.3, 0.3, 3) * x + rng.uniform(-0.3, 0.3, 3) * y) / scale
-    )
-    for _ in range(6):
-        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-        radius = rng.uniform(20, 150) * scale
-        blob = np.exp(-((x - cx) ** 2) / (2 * radius**2))
-        image = image + blob * np.exp(-((y - cy) ** 2) / (2 * radius**2)) * (
-            rng.uniform(-120, 120, 3)
-        )
-    if edges:
-        period = max(2, int(6 * scale))
-        image = image + ((x // period + y // period) % 2) * 60 - 30
-    image = image + rng.normal(0, 6, image.shape).astype(np.float32)
+    """JPEG bytes of a photo-like image (see ``make_photo``)."""
     buffer = io.BytesIO()
-    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(
-        buffer, "JPEG", quality=90
-    )
+    image = make_photo(width, height, edges=edges, random_state=seed)
+    Image.fromarray(image).save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
 
 

@@ -13,7 +13,15 @@ import numpy as np
 from scipy.special import ndtri
 from sklearn.utils import Bunch, check_random_state
 
-__all__ = ["COLORS", "POSITIONS", "SHAPES", "SIZES", "TEMPLATES", "make_shapes"]
+__all__ = [
+    "COLORS",
+    "POSITIONS",
+    "SHAPES",
+    "SIZES",
+    "TEMPLATES",
+    "make_photo",
+    "make_shapes",
+]
 
 # Saturated hues that stay far apart in RGB space even after per-sample jitter, and
 # far from the grey backgrounds, so that the colour of a shape is never ambiguous.
@@ -312,6 +320,55 @@ def make_shapes(
         shape_names=list(shapes),
         DESCR=_DESCR,
     )
+
+
+def make_photo(width=640, height=480, *, edges=False, random_state=None):
+    """A photo-like RGB image, for benchmarks and tests of image decoding.
+
+    Smooth gradients, soft blobs and sensor noise compress like a photograph
+    (about 55 kB at 640x480 as a quality-90 JPEG); ``edges`` adds a fine
+    checkerboard, the worst case for downscaling.
+
+    Parameters
+    ----------
+    width, height : int, default=640, 480
+        Size in pixels; blobs and gradients scale with the width.
+    edges : bool, default=False
+        Add a checkerboard of high-frequency detail.
+    random_state : int, sequence of int, numpy Generator or None, default=None
+        Seed of :func:`numpy.random.default_rng`.
+
+    Returns
+    -------
+    ndarray of shape (height, width, 3) and dtype uint8
+
+    Examples
+    --------
+    >>> from sklearn_clip.datasets import make_photo
+    >>> make_photo(64, 48, random_state=0).shape
+    (48, 64, 3)
+    """
+    rng = np.random.default_rng(random_state)
+    x = np.arange(width, dtype=np.float32)[None, :, None]
+    y = np.arange(height, dtype=np.float32)[:, None, None]
+    scale = width / 640
+    image = (
+        rng.uniform(0, 255, 3)
+        + (rng.uniform(-0.3, 0.3, 3) * x + rng.uniform(-0.3, 0.3, 3) * y) / scale
+    )
+    for _ in range(6):
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        radius = rng.uniform(20, 150) * scale
+        # A Gaussian blob is the outer product of two 1-D ones.
+        blob = np.exp(-((x - cx) ** 2) / (2 * radius**2)) * np.exp(
+            -((y - cy) ** 2) / (2 * radius**2)
+        )
+        image = image + blob * rng.uniform(-120, 120, 3)
+    if edges:
+        period = max(2, int(6 * scale))
+        image = image + ((x // period + y // period) % 2) * 60 - 30
+    image = image + rng.normal(0, 6, image.shape).astype(np.float32)
+    return np.clip(image, 0, 255).astype(np.uint8)
 
 
 _DESCR = """\

@@ -4,9 +4,10 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from sklearn_clip import load_model
+from sklearn_clip import _model, clear_model_cache, load_model
 from sklearn_clip.toy import make_tiny_clip
 
 
@@ -75,3 +76,31 @@ def image_files(tmp_path_factory):
 @pytest.fixture(scope="session")
 def gradient():
     return _gradient
+
+
+@pytest.fixture
+def isolated_cache():
+    """Start a test with an empty model cache; put the old one back after.
+
+    Other tests compare handles with the session fixtures, which must stay the
+    cached ones.
+    """
+    saved = dict(_model._cache)
+    clear_model_cache()
+    yield
+    with _model._cache_lock:
+        _model._cache.clear()
+        _model._cache.update(saved)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's torch ops on one thread.
+
+    Modules with many tiny forward passes use it: on a busy small machine,
+    intra-op thread hand-offs cost more than the work itself.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

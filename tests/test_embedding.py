@@ -1,7 +1,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 from sklearn import config_context
 from sklearn.compose import ColumnTransformer
@@ -13,7 +12,6 @@ from sklearn.preprocessing import StandardScaler
 
 from sklearn_clip import (
     CLIPEmbeddingTransformer,
-    _model,
     clear_model_cache,
     model_cache_info,
 )
@@ -22,29 +20,8 @@ from sklearn_clip._encode import InputErrorWarning
 N_ROWS = 20
 
 
-@pytest.fixture
-def isolated_cache():
-    """Start this test with an empty model cache; put the old one back after.
 
-    Other tests compare handles with the session fixtures, which must stay the
-    cached ones.
-    """
-    saved = dict(_model._cache)
-    clear_model_cache()
-    yield
-    with _model._cache_lock:
-        _model._cache.clear()
-        _model._cache.update(saved)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Many tiny forward passes (batch_size=1): on a busy machine, idle threads
-    # spinning at every op cost more than the work itself.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,7 @@ from sklearn_clip import (
     CLIPContrastiveFinetuner,
     CLIPEmbeddingTransformer,
     CLIPZeroShotClassifier,
-    _model,
     _training,
-    clear_model_cache,
     load_model,
     model_cache_info,
 )
@@ -207,24 +205,19 @@ def test_save_pretrained_round_trips_through_load_model_and_transformers(
     _assert_states_equal(_state(model), _state(fitted.model_))
 
 
-def test_pickle_keeps_the_tuned_weights_as_safetensors(fitted, shapes):
+def test_pickle_keeps_the_tuned_weights_as_safetensors(fitted, shapes, request):
     data = pickle.dumps(fitted)
     expected = fitted.transform(shapes.images[:4])
-    saved = dict(_model._cache)
-    clear_model_cache()  # the restored estimator needs no cached model at alpha 1
-    try:
-        restored = pickle.loads(data)
-        np.testing.assert_allclose(
-            restored.transform(shapes.images[:4]), expected, atol=1e-6
-        )
-        assert restored.history_ == fitted.history_
-        # Mixing needs the starting weights again: they reload from the source.
-        restored.set_params(wise_alpha=0.0)
-        _assert_states_equal(_state(restored.model_), _state(load_model(fitted.model)))
-    finally:
-        with _model._cache_lock:
-            _model._cache.clear()
-            _model._cache.update(saved)
+    # The restored estimator needs no cached model at alpha 1.
+    request.getfixturevalue("isolated_cache")
+    restored = pickle.loads(data)
+    np.testing.assert_allclose(
+        restored.transform(shapes.images[:4]), expected, atol=1e-6
+    )
+    assert restored.history_ == fitted.history_
+    # Mixing needs the starting weights again: they reload from the source.
+    restored.set_params(wise_alpha=0.0)
+    _assert_states_equal(_state(restored.model_), _state(load_model(fitted.model)))
     assert b"safetensors" in data or b"model.safetensors" in data
 
 

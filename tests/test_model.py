@@ -10,7 +10,7 @@ import torch
 from sklearn.base import clone
 from sklearn.preprocessing import FunctionTransformer
 
-from sklearn_clip import ModelHandle, clear_model_cache, load_model, model_cache_info
+from sklearn_clip import ModelHandle, load_model, model_cache_info
 from sklearn_clip._model import resolve_device, resolve_dtype
 
 
@@ -35,17 +35,14 @@ def test_pickle_is_a_light_reference(tiny_clip_path):
     assert pickle.loads(data) is handle  # same process: back through the cache
 
 
-def test_pickle_reloads_in_a_fresh_cache(tiny_clip, tiny_clip_path):
+def test_pickle_reloads_in_a_fresh_cache(tiny_clip, request):
     data = pickle.dumps(tiny_clip)
     texts = ["a red circle", "a small blue square"]
     expected = tiny_clip.encode_texts(texts)
-    clear_model_cache()
-    try:
-        restored = pickle.loads(data)
-        assert restored is not tiny_clip
-        np.testing.assert_allclose(restored.encode_texts(texts), expected, atol=1e-6)
-    finally:
-        clear_model_cache()
+    request.getfixturevalue("isolated_cache")
+    restored = pickle.loads(data)
+    assert restored is not tiny_clip
+    np.testing.assert_allclose(restored.encode_texts(texts), expected, atol=1e-6)
 
 
 def test_in_memory_handle_pickles_its_weights(tiny_clip):

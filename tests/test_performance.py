@@ -16,43 +16,16 @@ from transformers import CLIPImageProcessorPil
 from sklearn_clip import CLIPEmbeddingTransformer, _encode, load_model
 from sklearn_clip._encode import AUTO_BATCH_SIZES, BatchSizer, encode_images
 from sklearn_clip._images import ImageConfig, normalize_batch, prepare_image
+from sklearn_clip.datasets import make_photo
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _photo(width, height, *, edges=False, seed=0):
-    """JPEG bytes of a photo-like image: gradients, soft blobs, sensor noise,
-    and with ``edges`` a fine checkerboard (the worst case for downscaling)."""
-    rng = np.random.default_rng(seed)
-    x = np.arange(width, dtype=np.float32)[None, :, None]
-    y = np.arange(height, dtype=np.float32)[:, None, None]
-    scale = width / 640
-    image = (
-        rng.uniform(0, 255, 3)
-        + (rng.uniform(-0.3, 0.3, 3) * x + rng.uniform(-0.3, 0.3, 3) * y) / scale
-    )
-    for _ in range(6):
-        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
-        radius = rng.uniform(20, 150) * scale
-        # A Gaussian blob is the outer product of two 1-D ones.
-        blob = np.exp(-((x - cx) ** 2) / (2 * radius**2)) * np.exp(
-            -((y - cy) ** 2) / (2 * radius**2)
-        )
-        image = image + blob * rng.uniform(-120, 120, 3)
-    if edges:
-        period = max(2, int(6 * scale))
-        image = image + ((x // period + y // period) % 2) * 60 - 30
-    image = image + rng.normal(0, 6, image.shape).astype(np.float32)
+    """JPEG bytes of a photo-like image (see ``make_photo``)."""
     buffer = io.BytesIO()
-    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(
-        buffer, "JPEG", quality=90
-    )
+    image = make_photo(width, height, edges=edges, random_state=seed)
+    Image.fromarray(image).save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
 
 

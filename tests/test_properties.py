@@ -14,7 +14,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -208,15 +207,6 @@ junk = st.one_of(
     st.sampled_from([None, float("nan"), pd.NA, 3, "/no/such/dir/x.png", b""]),
 )
 
-
-@pytest.fixture(scope="module")
-def one_torch_thread():
-    # Hundreds of tiny forward passes: with several intra-op threads on a busy
-    # small machine, thread hand-offs cost more than the work itself.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -22,27 +22,12 @@ from sklearn.utils import estimator_checks, get_tags
 from sklearn_clip import (
     CLIPEmbeddingTransformer,
     CLIPZeroShotClassifier,
-    _model,
     clear_model_cache,
     model_cache_info,
 )
 
 LABELS = ["bird", "cat", "dog"]
 
-
-@pytest.fixture
-def isolated_cache():
-    """Start this test with an empty model cache; put the old one back after.
-
-    Other tests compare handles with the session fixtures, which must stay the
-    cached ones.
-    """
-    saved = dict(_model._cache)
-    clear_model_cache()
-    yield
-    with _model._cache_lock:
-        _model._cache.clear()
-        _model._cache.update(saved)
 
 
 DATA_FREE_CHECKS = [

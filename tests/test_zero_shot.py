@@ -16,7 +16,6 @@ from sklearn.model_selection import GridSearchCV, cross_val_predict
 
 from sklearn_clip import (
     CLIPZeroShotClassifier,
-    _model,
     clear_model_cache,
     model_cache_info,
 )
@@ -27,29 +26,8 @@ from sklearn_clip._prompts import OPENAI_IMAGENET_7_TEMPLATES
 LABELS = ["red circle", "blue square", "green triangle"]
 
 
-@pytest.fixture
-def isolated_cache():
-    """Start this test with an empty model cache; put the old one back after.
 
-    Other tests compare handles with the session fixtures, which must stay the
-    cached ones.
-    """
-    saved = dict(_model._cache)
-    clear_model_cache()
-    yield
-    with _model._cache_lock:
-        _model._cache.clear()
-        _model._cache.update(saved)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Many tiny forward passes: on a busy machine, idle threads spinning at
-    # every op cost more than the work itself.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
