@@ -1,8 +1,7 @@
 """The one batched encoding path: rows -> tensors -> float32 embeddings.
 
-This is the only module that knows how ``transformers`` returns features: in 4.x
-``get_image_features`` returns the projected embedding tensor, in 5.x an output
-object whose ``pooler_output`` is that embedding.
+Features come from :mod:`sklearn_clip._forward`, the one place that knows how
+a model computes them.
 
 Images are decoded and resized in background threads (Pillow releases the GIL)
 while the model works on the previous batch; at most ``prefetch`` batches are
@@ -26,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sklearn_clip._cache import encode_through_cache, text_memo
+from sklearn_clip._forward import image_features, text_features
 from sklearn_clip._images import (
     ROW_ERRORS,
     ImageInputError,
@@ -38,24 +38,6 @@ from sklearn_clip._inputs import index_label, row_label
 
 class InputErrorWarning(UserWarning):
     """Some rows could not be read and came back as NaN (``on_error="nan"``)."""
-
-
-def _features(output):
-    if isinstance(output, torch.Tensor):
-        return output
-    return output.pooler_output
-
-
-def image_features(model, pixel_values):
-    """Projected image embeddings (not normalised), as a tensor."""
-    return _features(model.get_image_features(pixel_values=pixel_values))
-
-
-def text_features(model, input_ids, attention_mask):
-    """Projected text embeddings (not normalised), as a tensor."""
-    return _features(
-        model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
-    )
 
 
 def tokenize(handle, texts):

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from sklearn_clip import _encode
+from sklearn_clip._forward import use_fast_activations
 from sklearn_clip._images import ImageConfig
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
@@ -99,7 +100,7 @@ class ModelHandle:
         device=None,
         dtype=None,
     ):
-        self.model = model.eval()
+        self.model = use_fast_activations(model.eval())
         self.tokenizer = tokenizer
         self.processor_config = dict(processor_config)
         self.image_config = ImageConfig.from_processor_dict(self.processor_config)

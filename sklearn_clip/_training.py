@@ -32,12 +32,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from sklearn_clip import _distributed as dist
-from sklearn_clip._encode import (
-    image_features,
-    iter_prepared_batches,
-    text_features,
-    tokenize,
-)
+from sklearn_clip._encode import iter_prepared_batches, tokenize
+from sklearn_clip._forward import image_features, text_features
 from sklearn_clip._images import normalize_batch
 from sklearn_clip._losses import contrastive_loss, sigmoid_loss
 
