@@ -73,12 +73,24 @@ def _to_numpy(embeddings, normalize):
     return embeddings.cpu().numpy()
 
 
-def encode_texts(handle, texts, *, batch_size=256, normalize=True, cache=None):
-    """Embed texts; each distinct text is encoded once, in length order.
+TEXT_ORDERS = ("length", "prefix")
 
-    Texts this model encoded recently in this process come from a memo
-    (:data:`sklearn_clip._cache.text_memo`), then from ``cache`` if given.
+
+def encode_texts(
+    handle, texts, *, batch_size=256, normalize=True, cache=None, order="length"
+):
+    """Embed texts; each distinct text is encoded once.
+
+    ``order="length"`` batches texts of similar length together, which keeps
+    padding (wasted work) small for free text such as captions;
+    ``order="prefix"`` batches them in alphabetical order, which keeps the
+    prompts of one template together, so that their shared first tokens run
+    once (see :mod:`sklearn_clip._forward`). Texts this model encoded recently
+    in this process come from a memo (:data:`sklearn_clip._cache.text_memo`),
+    then from ``cache`` if given.
     """
+    if order not in TEXT_ORDERS:
+        raise ValueError(f"order must be one of {TEXT_ORDERS}; got {order!r}")
     texts = list(texts)
     unique, inverse = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
     out = np.empty((len(unique), handle.embedding_dim), np.float32)
@@ -96,11 +108,13 @@ def encode_texts(handle, texts, *, batch_size=256, normalize=True, cache=None):
         return _to_numpy(features, normalize)
 
     def encode(positions):
-        # Batching texts of similar length keeps padding, and so wasted work, small.
-        order = sorted(positions, key=lambda i: len(unique[i]))
+        if order == "prefix":
+            chosen = sorted(positions)  # np.unique sorted the texts alphabetically
+        else:
+            chosen = sorted(positions, key=lambda i: len(unique[i]))
         with torch.inference_mode():
-            _run_batches([(i, unique[i]) for i in order], forward, out, sizer)
-        text_memo.store(token, [unique[i] for i in order], out[order], normalize)
+            _run_batches([(i, unique[i]) for i in chosen], forward, out, sizer)
+        text_memo.store(token, [unique[i] for i in chosen], out[chosen], normalize)
 
     if cache is None:
         encode(todo)

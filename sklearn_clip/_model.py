@@ -190,8 +190,13 @@ class ModelHandle:
         )
         return embeddings
 
-    def encode_texts(self, texts, *, batch_size=256, normalize=True, cache=None):
-        """Embed texts into a float32 array of shape ``(n, embedding_dim)``."""
+    def encode_texts(
+        self, texts, *, batch_size=256, normalize=True, cache=None, order="length"
+    ):
+        """Embed texts into a float32 array of shape ``(n, embedding_dim)``.
+
+        ``order`` is how texts are batched (see :func:`_encode.encode_texts`).
+        """
         from sklearn_clip._inputs import as_rows, check_texts
 
         rows, index = as_rows(texts, kind="text")
@@ -201,6 +206,7 @@ class ModelHandle:
             batch_size=batch_size,
             normalize=normalize,
             cache=cache,
+            order=order,
         )
 
     # -- persistence -------------------------------------------------------

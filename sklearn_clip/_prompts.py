@@ -276,13 +276,14 @@ def class_embeddings(handle, prompts, *, batch_size=32, cache=None):
     """Encode every class's prompts and ensemble them into ``(n_classes, d)``.
 
     All prompts of all classes go to the text tower in one call, which encodes
-    each distinct prompt once and batches prompts of similar length together;
-    prompts encoded recently by the same model come from memory, and from
-    ``cache`` (an :class:`~sklearn_clip._cache.EmbeddingCache`) when given.
+    each distinct prompt once and batches prompts of one template together, so
+    that a causal text tower runs their shared first tokens once; prompts
+    encoded recently by the same model come from memory, and from ``cache``
+    (an :class:`~sklearn_clip._cache.EmbeddingCache`) when given.
     """
     flat = [prompt for own in prompts for prompt in own]
     embeddings = handle.encode_texts(
-        flat, batch_size=batch_size, normalize=True, cache=cache
+        flat, batch_size=batch_size, normalize=True, cache=cache, order="prefix"
     )
     return ensemble(embeddings, [len(own) for own in prompts])
 

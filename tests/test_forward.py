@@ -1,5 +1,6 @@
 """The short forward passes compute what transformers computes, with less work."""
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModel
@@ -92,9 +93,12 @@ def test_the_last_layer_runs_for_the_class_token_only(tiny_clip_path):
 
 def test_gradients_match_the_stock_forward(tiny_clip_path):
     """Fine-tuning goes through the short path: same loss, same gradients."""
-    stock, ours = _stock(tiny_clip_path).train(), _ours(tiny_clip_path).train()
-    pixels = torch.randn(5, 3, 30, 30, generator=torch.Generator().manual_seed(1))
-    target = torch.randn(5, stock.config.projection_dim)
+    # In float64, so that only a real difference shows above the rounding.
+    stock = _stock(tiny_clip_path).double().train()
+    ours = _ours(tiny_clip_path).double().train()
+    generator = torch.Generator().manual_seed(1)
+    pixels = torch.randn(5, 3, 30, 30, generator=generator, dtype=torch.float64)
+    target = torch.randn(5, stock.config.projection_dim, dtype=torch.float64)
 
     def gradients(model, features):
         loss = ((features - target) ** 2).sum()
@@ -107,7 +111,7 @@ def test_gradients_match_the_stock_forward(tiny_clip_path):
     mine = gradients(ours, image_features(ours, pixels))
     assert mine.keys() == theirs.keys() and len(mine) > 20
     for name in theirs:
-        torch.testing.assert_close(mine[name], theirs[name], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(mine[name], theirs[name], rtol=1e-9, atol=1e-10)
 
 
 def test_attention_dropout_in_training_takes_the_stock_path(tiny_clip_path):
@@ -131,3 +135,77 @@ def test_siglip_takes_the_stock_path(tiny_siglip_path):
         torch.testing.assert_close(
             image_features(stock, pixels), expected, rtol=0, atol=0
         )
+
+
+TEMPLATED = [
+    template.format(label)
+    for template in ("a photo of a {}.", "a blurry photo of the {}.", "itap of a {}.")
+    for label in ("cat", "sea lion", "red fire truck", "dog", "x")
+] + ["", "a", "a photo", "completely different words here", "a photo of a cat."]
+
+
+@pytest.mark.parametrize("rows", [TEMPLATED, TEMPLATED[:1], TEMPLATED[::-1]])
+def test_shared_prefix_text_features_match_get_text_features(
+    tiny_clip_path, tiny_clip, rows
+):
+    from sklearn_clip._encode import tokenize
+
+    stock, ours = _stock(tiny_clip_path), _ours(tiny_clip_path)
+    input_ids, mask = tokenize(tiny_clip, rows)
+    with torch.inference_mode():
+        expected = stock.get_text_features(
+            input_ids=input_ids, attention_mask=mask
+        ).pooler_output
+        got = text_features(ours, input_ids, mask)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_templated_prompts_share_their_prefix(tiny_clip, monkeypatch):
+    from sklearn_clip import _forward
+    from sklearn_clip._encode import tokenize
+
+    monkeypatch.setattr(_forward, "_MIN_GROUP_ROWS", 4)
+    rows = [f"a photo of a {label}." for label in ("cat", "dog", "cow", "fox")]
+    rows += [f"a drawing of the {label}." for label in ("cat", "dog", "cow", "fox")]
+    input_ids, mask = tokenize(tiny_clip, rows)
+    ids = [input_ids[i, : int(mask[i].sum())].tolist() for i in range(len(rows))]
+    pooled = _forward._pooled_positions(tiny_clip.model.text_model, input_ids)
+    groups = _forward._prefix_groups(ids, pooled.tolist())
+    assert sorted(sorted(g) for g, _ in groups) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    for group, shared in groups:
+        # Every row of the group starts with the shared tokens; the rest differ.
+        assert len({tuple(ids[i][:shared]) for i in group}) == 1
+        assert shared >= 4 and all(shared <= pooled[i] for i in group)
+
+
+def test_text_gradients_match_the_stock_forward(tiny_clip_path, tiny_clip):
+    from sklearn_clip._encode import tokenize
+
+    stock = _stock(tiny_clip_path).double().train()
+    ours = _ours(tiny_clip_path).double().train()
+    input_ids, mask = tokenize(tiny_clip, TEMPLATED)
+
+    def gradients(model, features):
+        (features.sum(dim=0) ** 2).sum().backward()
+        return {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+
+    theirs = gradients(
+        stock,
+        stock.get_text_features(input_ids=input_ids, attention_mask=mask).pooler_output,
+    )
+    mine = gradients(ours, text_features(ours, input_ids, mask))
+    assert mine.keys() == theirs.keys() and len(mine) > 20
+    for name in theirs:
+        torch.testing.assert_close(mine[name], theirs[name], rtol=1e-9, atol=1e-10)
+
+
+def test_both_text_orders_give_the_same_embeddings(tiny_clip):
+    from sklearn_clip import _cache
+
+    _cache.text_memo.clear()
+    by_length = tiny_clip.encode_texts(TEMPLATED, batch_size=4, order="length")
+    _cache.text_memo.clear()
+    by_prefix = tiny_clip.encode_texts(TEMPLATED, batch_size=4, order="prefix")
+    np.testing.assert_allclose(by_prefix, by_length, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="order must be one of"):
+        tiny_clip.encode_texts(TEMPLATED, order="random")
