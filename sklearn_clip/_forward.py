@@ -121,8 +121,10 @@ def _class_token_features(model, pixel_values):
 # Groups of prompts sharing fewer leading tokens than this (the start token
 # and one word) are encoded whole: too little is shared to pay for a group.
 _MIN_SHARED_TOKENS = 2
-# A group is not cut to keep a longer shared prefix until it has this many rows.
+# Each row's prefix is the one it shares with at least this many neighbours.
 _MIN_GROUP_ROWS = 16
+# Smaller groups cost more in extra kernel launches than their prefix saves.
+_MIN_SHARING_ROWS = 4
 
 
 def _shared_prefix_features(model, input_ids, attention_mask):
@@ -130,28 +132,52 @@ def _shared_prefix_features(model, input_ids, attention_mask):
 
     Prompts made from templates ("a photo of a {}.") share their first
     tokens, and in a causal encoder those tokens' states do not depend on what
-    follows. Rows are grouped by shared prefix; each group's prefix runs once
-    and its keys and values serve every row, which then runs only its own
-    tokens: for the 80 ImageNet templates about a third of the tokens.
+    follows. Rows are grouped by shared prefix; the groups' prefixes run once,
+    together, and their keys and values serve every row of the group, which
+    then runs only its own tokens: for the 80 ImageNet templates about a third
+    of the tokens. Rows sharing too little take the stock forward pass.
     """
     text = model.text_model
     lengths = attention_mask.sum(dim=1).tolist()
     pooled_at = _pooled_positions(text, input_ids).tolist()
     rows = [input_ids[i, : lengths[i]].tolist() for i in range(len(lengths))]
-    out = [None] * len(rows)
-    for group, shared in _prefix_groups(rows, pooled_at):
-        if shared < _MIN_SHARED_TOKENS:
-            index = torch.as_tensor(group, device=input_ids.device)
-            features = _features(
-                model.get_text_features(
-                    input_ids=input_ids[index], attention_mask=attention_mask[index]
-                )
-            )
+    groups = _prefix_groups(rows, pooled_at)
+    sharing = [(group, shared) for group, shared in groups if shared > 0]
+    whole = [row for group, shared in groups if shared == 0 for row in group]
+    parts = []
+    for batch in _by_own_length(sharing, rows):
+        members = [row for group, _ in batch for row in group]
+        parts.append((members, _grouped_features(model, rows, pooled_at, batch)))
+    if whole:
+        index = torch.as_tensor(whole, device=input_ids.device)
+        output = model.get_text_features(
+            input_ids=input_ids[index], attention_mask=attention_mask[index]
+        )
+        parts.append((whole, _features(output)))
+    order = torch.as_tensor([row for members, _ in parts for row in members])
+    features = torch.cat([features for _, features in parts])
+    return features[torch.argsort(order).to(features.device)]
+
+
+def _by_own_length(groups, rows):
+    """Split groups into batches whose rows have similar numbers of own tokens.
+
+    Every row of a batch is padded to the longest in it: a template with the
+    label in the middle ("a {} in a video game.") would otherwise pad every
+    row to its length.
+    """
+
+    def own_tokens(item):
+        group, shared = item
+        return max(len(rows[row]) for row in group) - shared
+
+    batches = []
+    for item in sorted(groups, key=own_tokens):
+        if batches and own_tokens(item) <= 1.5 * own_tokens(batches[-1][0]):
+            batches[-1].append(item)
         else:
-            features = _group_features(model, rows, pooled_at, group, shared)
-        for row, vector in zip(group, features, strict=True):
-            out[row] = vector
-    return torch.stack(out)
+            batches.append([item])
+    return batches
 
 
 def _pooled_positions(text, input_ids):
@@ -173,57 +199,101 @@ def _common_prefix(a, b):
 
 
 def _prefix_groups(rows, pooled_at):
-    """``(row indices, shared length)`` groups, from the rows sorted by tokens.
+    """``(row indices, shared length)`` groups of rows with a common prefix.
 
-    In sorted order a run's common prefix is that of its first and last rows.
-    A group is cut when the next row would shorten its prefix, once it is
-    large enough to be worth a prefix of its own. The shared length stops
-    short of every row's pooled token, which must be computed per row.
+    In token order, each row is given the longest prefix it shares with a
+    run of ``_MIN_GROUP_ROWS`` neighbours (the prefix of a run is the least
+    common prefix of its adjacent pairs), and neighbouring rows given the same
+    prefix form a group. So the prompts of one template gather under the
+    template's first tokens, and a stray row cannot shorten its neighbours'
+    prefix. Rows left with fewer than ``_MIN_SHARED_TOKENS`` shared tokens,
+    or in a group of fewer than ``_MIN_SHARING_ROWS``, form one last group,
+    encoded whole (shared length 0). A shared prefix
+    stops short of each row's pooled token, which every row computes itself.
     """
     order = sorted(range(len(rows)), key=lambda i: rows[i])
-    groups, group, shared = [], [], 0
-    for i in order:
-        if group:
-            # What the group would share with row i in it.
-            common = min(_common_prefix(rows[group[0]], rows[i]), pooled_at[i])
-            if common < shared and len(group) >= _MIN_GROUP_ROWS:
-                groups.append((group, shared))
-                group = []
-            else:
-                group.append(i)
-                shared = min(shared, common)
-        if not group:
-            group, shared = [i], pooled_at[i]
-    groups.append((group, shared))
+    adjacent = [
+        min(_common_prefix(rows[a], rows[b]), pooled_at[a], pooled_at[b])
+        for a, b in zip(order, order[1:])
+    ]
+    pairs = min(_MIN_GROUP_ROWS, len(rows)) - 1  # adjacent pairs in a run
+    if pairs == 0:
+        return [(order, pooled_at[order[0]])]
+    run_prefix = [
+        min(adjacent[start : start + pairs])
+        for start in range(len(adjacent) - pairs + 1)
+    ]
+    groups, whole = [], []
+    for position, row in enumerate(order):
+        # The runs holding this row start from position - pairs to position.
+        first, last = max(0, position - pairs), min(position, len(run_prefix) - 1)
+        shared = max(run_prefix[first : last + 1])
+        if shared < _MIN_SHARED_TOKENS:
+            whole.append(row)
+        elif (
+            groups
+            and groups[-1][1] == shared
+            and rows[groups[-1][0][0]][:shared] == rows[row][:shared]
+        ):
+            groups[-1][0].append(row)
+        else:
+            groups.append(([row], shared))
+    for group, _ in groups:
+        if len(group) < _MIN_SHARING_ROWS:
+            whole.extend(group)
+    groups = [(g, shared) for g, shared in groups if len(g) >= _MIN_SHARING_ROWS]
+    if whole:
+        groups.append((whole, 0))
     return groups
 
 
-def _group_features(model, rows, pooled_at, group, shared):
+def _grouped_features(model, rows, pooled_at, groups):
+    """Embeddings of the rows of ``groups``, in group order, in two passes.
+
+    One pass runs every group's prefix (one row per group, padded); the other
+    runs every row's own tokens, each attending to its group's prefix keys
+    and values and to its own earlier tokens.
+    """
     text = model.text_model
     device = text.embeddings.token_embedding.weight.device
-    prefix = torch.as_tensor([rows[group[0]][:shared]], device=device)
-    hidden = text.embeddings(input_ids=prefix)
-    width = max(len(rows[i]) for i in group) - shared
-    suffix = torch.zeros((len(group), width), dtype=torch.long, device=device)
-    for n, i in enumerate(group):
-        suffix[n, : len(rows[i]) - shared] = torch.as_tensor(rows[i][shared:])
-    positions = torch.arange(shared, shared + width, device=device).unsqueeze(0)
-    states = text.embeddings(input_ids=suffix, position_ids=positions)
+    shared = [length for _, length in groups]
+    prefixes = torch.zeros((len(groups), max(shared)), dtype=torch.long)
+    for g, (group, length) in enumerate(groups):
+        prefixes[g, :length] = torch.as_tensor(rows[group[0]][:length])
+    group_of = [g for g, (group, _) in enumerate(groups) for _ in group]
+    members = [row for group, _ in groups for row in group]
+    starts = torch.as_tensor([shared[g] for g in group_of])
+    width = max(len(rows[row]) - shared[g] for row, g in zip(members, group_of))
+    own = torch.zeros((len(members), width), dtype=torch.long)
+    for n, (row, g) in enumerate(zip(members, group_of, strict=True)):
+        own[n, : len(rows[row]) - shared[g]] = torch.as_tensor(rows[row][shared[g] :])
+    positions = starts[:, None] + torch.arange(width)[None, :]
+    # Prefixes are padded on the right: a row sees only its group's real ones.
+    visible = torch.arange(prefixes.shape[1])[None, :] < starts[:, None]
+    prefixes, own, positions = prefixes.to(device), own.to(device), positions.to(device)
+    visible, group_of = visible.to(device), torch.as_tensor(group_of, device=device)
+
+    prefix_states = text.embeddings(input_ids=prefixes)
+    states = text.embeddings(input_ids=own, position_ids=positions)
     for layer in text.encoder.layers:
-        hidden, past = _causal_layer(layer, hidden)
+        prefix_states, (keys, values) = _causal_layer(layer, prefix_states)
+        past = (keys[group_of], values[group_of], visible)
         states, _ = _causal_layer(layer, states, past)
-    pooled = torch.as_tensor([pooled_at[i] - shared for i in group], device=device)
-    states = states[torch.arange(len(group), device=device), pooled]
+    pooled = torch.as_tensor(
+        [pooled_at[row] - shared[g] for row, g in zip(members, group_of.tolist())],
+        device=device,
+    )
+    states = states[torch.arange(len(members), device=device), pooled]
     return model.text_projection(text.final_layer_norm(states))
 
 
 def _causal_layer(layer, hidden, past=None):
     """A CLIP text encoder layer over ``hidden``, after the tokens of ``past``.
 
-    ``past`` holds the keys and values of earlier tokens shared by every row
-    (batch dimension 1). Returns the new states and this call's own keys and
-    values. Padding sits after each row's last token, so causality alone keeps
-    it out of every real token's view.
+    ``past`` is ``(keys, values, visible)`` for tokens before each row's own:
+    their keys and values, and which of them the row may see. Returns the new
+    states and this call's own keys and values. Padding sits after each row's
+    last token, so causality alone keeps it out of every real token's view.
     """
     attention = layer.self_attn
     batch, tokens, width = hidden.shape
@@ -238,11 +308,17 @@ def _causal_layer(layer, hidden, past=None):
     own = (key, value)
     mask = torch.ones(tokens, tokens, dtype=torch.bool, device=hidden.device).tril()
     if past is not None:
-        seen = past[0].shape[2]
-        key = torch.cat([past[0].expand(batch, -1, -1, -1), key], dim=2)
-        value = torch.cat([past[1].expand(batch, -1, -1, -1), value], dim=2)
-        visible = torch.ones(tokens, seen, dtype=torch.bool, device=hidden.device)
-        mask = torch.cat([visible, mask], dim=1)
+        past_keys, past_values, visible = past
+        key = torch.cat([past_keys, key], dim=2)
+        value = torch.cat([past_values, value], dim=2)
+        # (batch, 1, tokens, past + tokens), broadcast over the heads.
+        mask = torch.cat(
+            [
+                visible[:, None, None, :].expand(-1, 1, tokens, -1),
+                mask.expand(batch, 1, tokens, tokens),
+            ],
+            dim=-1,
+        )
     attended = F.scaled_dot_product_attention(
         query, key, value, attn_mask=mask, scale=attention.scale
     )

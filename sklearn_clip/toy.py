@@ -29,14 +29,14 @@ _SPECIAL = ("<pad>", "<unk>", "<bos>", "<eos>")
 _cache = {}
 
 
-def _build_tokenizer(context_length):
+def _build_tokenizer(context_length, words=()):
     from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
     from transformers import PreTrainedTokenizerFast
 
     chars = string.ascii_lowercase + string.digits + string.punctuation
     vocab = {token: i for i, token in enumerate(_SPECIAL)}
-    for token in [*_WORDS, *chars, *(f"##{c}" for c in chars)]:
+    for token in [*_WORDS, *words, *chars, *(f"##{c}" for c in chars)]:
         vocab.setdefault(token, len(vocab))
     backend = Tokenizer(
         WordPiece(vocab, unk_token="<unk>", max_input_chars_per_word=64)
@@ -216,18 +216,23 @@ ARCHITECTURES = {
 }
 
 
-def make_random_clip(path=None, *, architecture="ViT-B/32", random_state=0):
+def make_random_clip(path=None, *, architecture="ViT-B/32", words=(), random_state=0):
     """Write a full-size CLIP with random weights, for benchmarks.
 
     It has the layer sizes of the released checkpoint named by
     ``architecture`` (224-pixel images, 77-token context), so it costs the same
-    compute; only the tokenizer is the small one of :func:`make_tiny_clip`.
+    compute; only the tokenizer is the small one of :func:`make_tiny_clip`,
+    which splits words it does not know into characters.
 
     Parameters
     ----------
     path : str or pathlib.Path, default=None
         Where to write it; None uses a new temporary directory.
     architecture : {"ViT-B/32", "ViT-B/16", "ViT-L/14"}, default="ViT-B/32"
+    words : sequence of str, default=()
+        More whole-word tokens. CLIP's 49,408-token vocabulary holds most
+        common English words whole; give the words of a benchmark's texts so
+        that they take as many tokens as with the released tokenizer.
     random_state : int, default=0
 
     Returns
@@ -244,7 +249,7 @@ def make_random_clip(path=None, *, architecture="ViT-B/32", random_state=0):
     shape = ARCHITECTURES[architecture]
     width, layers, heads, patch = shape["vision"]
     text_width, text_layers, text_heads = shape["text"]
-    tokenizer = _build_tokenizer(77)
+    tokenizer = _build_tokenizer(77, [w.lower() for w in words])
     config = CLIPConfig(
         vision_config={
             "hidden_size": width,
