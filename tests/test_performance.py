@@ -251,3 +251,26 @@ def test_decoding_runs_a_bounded_number_of_batches_ahead(
     # The batch being encoded, plus at most `prefetch` (2) decoded ahead and
     # one being decoded.
     assert max(ahead) <= 2 * 4
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_script_runs_in_smoke_mode(tmp_path):
+    """The GPU script is only run on a lent card: keep it working meanwhile."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    env = {**os.environ, "SKLEARN_CLIP_BENCH_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, str(script), "--smoke"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=script.parent,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "acceptance 5 (tiny (smoke))" in done.stdout
+    assert "model only, ready tensors" in done.stdout
