@@ -33,6 +33,7 @@ import torch
 from _common import CACHE, checkpoint, jpeg_files, machine, print_table
 
 from sklearn_clip import CLIPEmbeddingTransformer, _encode, load_model
+from sklearn_clip._forward import _features
 from sklearn_clip.toy import make_tiny_clip
 
 
@@ -102,8 +103,7 @@ def plain_loop(path, model, files, batch_size, device, dtype):
                 ]
                 batch = processor(images=images, return_tensors="pt")
                 pixels = batch["pixel_values"].to(device, dtype)
-                out = model.get_image_features(pixel_values=pixels)
-                out = out if isinstance(out, torch.Tensor) else out.pooler_output
+                out = _features(model.get_image_features(pixel_values=pixels))
                 out.float().cpu()
 
     name = type(processor.image_processor).__name__

@@ -22,6 +22,7 @@ gradients flow the same way, so fine-tuning uses them too):
 Models of other shapes take the stock methods: SigLIP pools its image with an
 attention head rather than a token, and its text tower is not causal.
 """
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -79,20 +80,12 @@ def text_features(model, input_ids, attention_mask):
 
 
 def _pools_class_token(model):
-    # The vision tower's class differs across transformers versions
-    # (CLIPVisionTransformer in 4.x, CLIPVisionModel in 5.x); its parts do not.
     from transformers.models.clip.modeling_clip import CLIPVisionEmbeddings
 
-    vision = getattr(model, "vision_model", None)
     parts = ("pre_layrnorm", "encoder", "post_layernorm")
-    if not isinstance(getattr(vision, "embeddings", None), CLIPVisionEmbeddings):
-        return False
-    if not all(hasattr(vision, part) for part in parts):
-        return False
-    if not hasattr(model, "visual_projection"):
-        return False
-    # Attention dropout is only applied in training; the short path has none.
-    return not (vision.training and vision.config.attention_dropout > 0)
+    return _is_clip_tower(
+        model, "vision_model", CLIPVisionEmbeddings, parts, "visual_projection"
+    )
 
 
 def _is_causal_clip_text(model):
@@ -100,14 +93,27 @@ def _is_causal_clip_text(model):
     # depend only on the tokens before it.
     from transformers.models.clip.modeling_clip import CLIPTextEmbeddings
 
-    text = getattr(model, "text_model", None)
-    if not isinstance(getattr(text, "embeddings", None), CLIPTextEmbeddings):
+    parts = ("encoder", "final_layer_norm")
+    return _is_clip_tower(
+        model, "text_model", CLIPTextEmbeddings, parts, "text_projection"
+    )
+
+
+def _is_clip_tower(model, tower, embeddings, parts, projection):
+    """Whether ``model.<tower>`` is a CLIP tower the short paths know.
+
+    Checked by its parts: the tower's class differs across transformers
+    versions (``CLIPVisionTransformer`` in 4.x, ``CLIPVisionModel`` in 5.x).
+    """
+    module = getattr(model, tower, None)
+    if not isinstance(getattr(module, "embeddings", None), embeddings):
         return False
-    if not all(hasattr(text, part) for part in ("encoder", "final_layer_norm")):
+    if not all(hasattr(module, part) for part in parts):
         return False
-    if not hasattr(model, "text_projection"):
+    if not hasattr(model, projection):
         return False
-    return not (text.training and text.config.attention_dropout > 0)
+    # Attention dropout is only applied in training; the short paths have none.
+    return not (module.training and module.config.attention_dropout > 0)
 
 
 def _class_token_features(model, pixel_values):
@@ -118,8 +124,8 @@ def _class_token_features(model, pixel_values):
         hidden = layer(hidden, None)
         if isinstance(hidden, tuple):  # transformers 4.x layers return tuples
             hidden = hidden[0]
-    pooled = vision.post_layernorm(_class_token_of_layer(last, hidden))
-    return model.visual_projection(pooled)
+    token, _ = _encoder_layer(last, hidden, outputs=1)
+    return model.visual_projection(vision.post_layernorm(token[:, 0]))
 
 
 # Groups of prompts sharing fewer leading tokens than this (the start token
@@ -145,9 +151,7 @@ def _shared_prefix_features(model, input_ids, attention_mask):
     lengths = attention_mask.sum(dim=1).tolist()
     pooled_at = _pooled_positions(text, input_ids).tolist()
     rows = [input_ids[i, : lengths[i]].tolist() for i in range(len(lengths))]
-    groups = _prefix_groups(rows, pooled_at)
-    sharing = [(group, shared) for group, shared in groups if shared > 0]
-    whole = [row for group, shared in groups if shared == 0 for row in group]
+    sharing, whole = _prefix_groups(rows, pooled_at)
     parts = []
     for batch in _by_own_length(sharing, rows):
         members = [row for group, _ in batch for row in group]
@@ -203,7 +207,10 @@ def _common_prefix(a, b):
 
 
 def _prefix_groups(rows, pooled_at):
-    """``(row indices, shared length)`` groups of rows with a common prefix.
+    """Rows with a common prefix, and the rows to encode whole.
+
+    Returns ``(groups, whole)``: ``groups`` lists ``(row indices, shared
+    length)``, ``whole`` the other rows.
 
     In token order, each row is given the longest prefix it shares with a
     run of ``_MIN_GROUP_ROWS`` neighbours (the prefix of a run is the least
@@ -211,9 +218,9 @@ def _prefix_groups(rows, pooled_at):
     prefix form a group. So the prompts of one template gather under the
     template's first tokens, and a stray row cannot shorten its neighbours'
     prefix. Rows left with fewer than ``_MIN_SHARED_TOKENS`` shared tokens,
-    or in a group of fewer than ``_MIN_SHARING_ROWS``, form one last group,
-    encoded whole (shared length 0). A shared prefix
-    stops short of each row's pooled token, which every row computes itself.
+    or in a group of fewer than ``_MIN_SHARING_ROWS``, are encoded whole. A
+    shared prefix stops short of each row's pooled token, which every row
+    computes itself.
     """
     order = sorted(range(len(rows)), key=lambda i: rows[i])
     adjacent = [
@@ -222,7 +229,7 @@ def _prefix_groups(rows, pooled_at):
     ]
     pairs = min(_MIN_GROUP_ROWS, len(rows)) - 1  # adjacent pairs in a run
     if pairs == 0:
-        return [(order, pooled_at[order[0]])]
+        return [], order  # one row: nothing to share
     run_prefix = [
         min(adjacent[start : start + pairs])
         for start in range(len(adjacent) - pairs + 1)
@@ -246,9 +253,7 @@ def _prefix_groups(rows, pooled_at):
         if len(group) < _MIN_SHARING_ROWS:
             whole.extend(group)
     groups = [(g, shared) for g, shared in groups if len(g) >= _MIN_SHARING_ROWS]
-    if whole:
-        groups.append((whole, 0))
-    return groups
+    return groups, whole
 
 
 def _grouped_features(model, rows, pooled_at, groups):
@@ -277,12 +282,25 @@ def _grouped_features(model, rows, pooled_at, groups):
     prefixes, own, positions = prefixes.to(device), own.to(device), positions.to(device)
     visible, group_of = visible.to(device), torch.as_tensor(group_of, device=device)
 
+    # Padding sits after each row's last token, so causality alone keeps it
+    # out of every real token's view.
+    prefix_mask = _causal_mask(prefixes.shape[1], device)
+    own_mask = torch.cat(
+        [
+            visible[:, None, None, :].expand(-1, 1, width, -1),
+            _causal_mask(width, device).expand(len(members), 1, width, width),
+        ],
+        dim=-1,
+    )  # (rows, 1, own tokens, prefix + own tokens), broadcast over the heads
+
     prefix_states = text.embeddings(input_ids=prefixes)
     states = text.embeddings(input_ids=own, position_ids=positions)
     for layer in text.encoder.layers:
-        prefix_states, (keys, values) = _causal_layer(layer, prefix_states)
-        past = (keys[group_of], values[group_of], visible)
-        states, _ = _causal_layer(layer, states, past)
+        prefix_states, (keys, values) = _encoder_layer(
+            layer, prefix_states, mask=prefix_mask
+        )
+        past = (keys[group_of], values[group_of])
+        states, _ = _encoder_layer(layer, states, mask=own_mask, past=past)
     pooled = torch.as_tensor(
         [pooled_at[row] - shared[g] for row, g in zip(members, group_of.tolist())],
         device=device,
@@ -291,62 +309,38 @@ def _grouped_features(model, rows, pooled_at, groups):
     return model.text_projection(text.final_layer_norm(states))
 
 
-def _causal_layer(layer, hidden, past=None):
-    """A CLIP text encoder layer over ``hidden``, after the tokens of ``past``.
+def _causal_mask(tokens, device):
+    return torch.ones(tokens, tokens, dtype=torch.bool, device=device).tril()
 
-    ``past`` is ``(keys, values, visible)`` for tokens before each row's own:
-    their keys and values, and which of them the row may see. Returns the new
-    states and this call's own keys and values. Padding sits after each row's
-    last token, so causality alone keeps it out of every real token's view.
+
+def _encoder_layer(layer, hidden, *, outputs=None, mask=None, past=None):
+    """A CLIP encoder layer, for the first ``outputs`` tokens of ``hidden``.
+
+    Keys and values come from every token of ``hidden``, after the keys and
+    values ``past`` (``(keys, values)``, one row each) when given; ``mask``
+    says which of those each output token sees (all of them when None).
+    Returns the outputs' new states and this call's own keys and values.
     """
     attention = layer.self_attn
     batch, tokens, width = hidden.shape
+    outputs = tokens if outputs is None else outputs
     heads = attention.num_heads
     normed = layer.layer_norm1(hidden)
 
     def split(states):
-        return states.view(batch, tokens, heads, width // heads).transpose(1, 2)
+        length = states.shape[1]
+        return states.view(batch, length, heads, width // heads).transpose(1, 2)
 
-    query = split(attention.q_proj(normed))
+    query = split(attention.q_proj(normed[:, :outputs]))
     key, value = split(attention.k_proj(normed)), split(attention.v_proj(normed))
     own = (key, value)
-    mask = torch.ones(tokens, tokens, dtype=torch.bool, device=hidden.device).tril()
     if past is not None:
-        past_keys, past_values, visible = past
-        key = torch.cat([past_keys, key], dim=2)
-        value = torch.cat([past_values, value], dim=2)
-        # (batch, 1, tokens, past + tokens), broadcast over the heads.
-        mask = torch.cat(
-            [
-                visible[:, None, None, :].expand(-1, 1, tokens, -1),
-                mask.expand(batch, 1, tokens, tokens),
-            ],
-            dim=-1,
-        )
+        key = torch.cat([past[0], key], dim=2)
+        value = torch.cat([past[1], value], dim=2)
     attended = F.scaled_dot_product_attention(
         query, key, value, attn_mask=mask, scale=attention.scale
     )
-    attended = attended.transpose(1, 2).reshape(batch, tokens, width)
-    hidden = hidden + attention.out_proj(attended)
+    attended = attended.transpose(1, 2).reshape(batch, outputs, width)
+    hidden = hidden[:, :outputs] + attention.out_proj(attended)
     hidden = hidden + layer.mlp(layer.layer_norm2(hidden))
     return hidden, own
-
-
-def _class_token_of_layer(layer, hidden):
-    """The first token's output of a CLIP encoder layer: ``(batch, width)``."""
-    attention = layer.self_attn
-    batch, tokens, width = hidden.shape
-    heads = attention.num_heads
-    normed = layer.layer_norm1(hidden)
-
-    def split(states, length):
-        return states.view(batch, length, heads, width // heads).transpose(1, 2)
-
-    query = split(attention.q_proj(normed[:, :1]), 1)
-    key = split(attention.k_proj(normed), tokens)
-    value = split(attention.v_proj(normed), tokens)
-    attended = F.scaled_dot_product_attention(query, key, value, scale=attention.scale)
-    attended = attention.out_proj(attended.transpose(1, 2).reshape(batch, 1, width))
-    token = hidden[:, :1] + attended
-    token = token + layer.mlp(layer.layer_norm2(token))
-    return token[:, 0]

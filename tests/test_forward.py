@@ -170,8 +170,9 @@ def test_templated_prompts_share_their_prefix(tiny_clip, monkeypatch):
     input_ids, mask = tokenize(tiny_clip, rows)
     ids = [input_ids[i, : int(mask[i].sum())].tolist() for i in range(len(rows))]
     pooled = _forward._pooled_positions(tiny_clip.model.text_model, input_ids)
-    groups = _forward._prefix_groups(ids, pooled.tolist())
+    groups, whole = _forward._prefix_groups(ids, pooled.tolist())
     assert sorted(sorted(g) for g, _ in groups) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert whole == []
     for group, shared in groups:
         # Every row of the group starts with the shared tokens; the rest differ.
         assert len({tuple(ids[i][:shared]) for i in group}) == 1
