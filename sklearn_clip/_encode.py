@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from sklearn_clip._cache import encode_through_cache, text_memo
-from sklearn_clip._forward import image_features, text_features
+from sklearn_clip._forward import text_features
 from sklearn_clip._images import (
     ROW_ERRORS,
     ImageInputError,
@@ -408,7 +408,7 @@ def _encode_image_rows(
     def forward(arrays):
         config = handle.image_config
         pixels = normalize_batch(arrays, config, handle.device, handle.dtype)
-        return _to_numpy(image_features(handle.model, pixels), normalize)
+        return _to_numpy(handle.image_features(pixels), normalize)
 
     batches = iter_prepared_batches(
         rows,

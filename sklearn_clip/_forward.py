@@ -52,6 +52,15 @@ def use_fast_activations(model):
     return model
 
 
+def compile_image_features(model, options):
+    """:func:`image_features` of ``model`` through ``torch.compile(**options)``."""
+
+    def forward(pixel_values):
+        return image_features(model, pixel_values)
+
+    return torch.compile(forward, **options)
+
+
 def _features(output):
     # transformers 4.x returns the embedding tensor, 5.x an output object.
     if isinstance(output, torch.Tensor):

@@ -45,7 +45,7 @@ def image_paths(tmp_path_factory, gradient):
 def forward_calls(monkeypatch):
     """Rows that reached the image and text towers, by call."""
     calls = {"image": [], "text": []}
-    image_features, text_features = _encode.image_features, _encode.text_features
+    image_features, text_features = ModelHandle.image_features, _encode.text_features
 
     def images(model, pixels):
         calls["image"].append(len(pixels))
@@ -55,7 +55,7 @@ def forward_calls(monkeypatch):
         calls["text"].append(len(input_ids))
         return text_features(model, input_ids, attention_mask)
 
-    monkeypatch.setattr(_encode, "image_features", images)
+    monkeypatch.setattr(ModelHandle, "image_features", images)
     monkeypatch.setattr(_encode, "text_features", texts)
     text_memo.clear()
     yield calls

@@ -50,7 +50,8 @@ def test_in_memory_handle_pickles_its_weights(tiny_clip):
     restored = pickle.loads(pickle.dumps(handle))
     assert restored.source is None
     np.testing.assert_allclose(
-        restored.encode_texts(["a cat"]), handle.encode_texts(["a cat"]), atol=1e-6)
+        restored.encode_texts(["a cat"]), handle.encode_texts(["a cat"]), atol=1e-6
+    )
 
 
 def test_uncached_hub_id_fails_fast_with_a_clear_error():
@@ -61,9 +62,13 @@ def test_uncached_hub_id_fails_fast_with_a_clear_error():
         "except OSError as e:\n    print(round(time.time() - t, 1)); print(e)\n"
     )
     start = time.time()
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, env={"HF_HUB_DISABLE_TELEMETRY": "1",
-                                          "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"HF_HUB_DISABLE_TELEMETRY": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert time.time() - start < 30  # includes interpreter and torch import
     seconds, message = out.stdout.split("\n", 1)
     assert float(seconds) < 10
@@ -141,3 +146,42 @@ def test_device_and_dtype_resolution():
 def test_repr_is_short(tiny_clip):
     assert len(repr(tiny_clip)) < 200 and "CLIPModel" in repr(tiny_clip)
     assert isinstance(tiny_clip, ModelHandle)
+
+
+# -- torch.compile of the image forward pass ------------------------------------
+def _compiled_matches_eager(path, image_files, options):
+    eager = load_model(path, device="cpu")
+    compiled = load_model(path, device="cpu", compile=options)
+    expected_options = {} if options is True else options
+    assert compiled is not eager and compiled.compile_options == expected_options
+    assert load_model(path, device="cpu", compile=options) is compiled
+    files = [str(p) for p in image_files.values()]
+    np.testing.assert_allclose(
+        compiled.encode_images(files), eager.encode_images(files), atol=1e-5
+    )
+    assert compiled._compiled_image_features is not None
+    assert eager._compiled_image_features is None
+    # A pickle reloads with the same options; clones share the handle.
+    assert pickle.loads(pickle.dumps(compiled)) is compiled
+    return compiled
+
+
+def test_compile_runs_the_image_forward_through_torch_compile(
+    tiny_clip_path, image_files
+):
+    # The "eager" backend traces with dynamo but builds no kernels: fast.
+    handle = _compiled_matches_eager(tiny_clip_path, image_files, {"backend": "eager"})
+    # Text encoding stays eager and unchanged.
+    texts = ["a red circle", "a small blue square"]
+    np.testing.assert_allclose(
+        handle.encode_texts(texts),
+        load_model(tiny_clip_path, device="cpu").encode_texts(texts),
+        atol=1e-6,
+    )
+    with pytest.raises(TypeError, match="compile must be True, False or a dict"):
+        load_model(tiny_clip_path, compile="yes")
+
+
+@pytest.mark.slow
+def test_compile_with_inductor_matches_eager(tiny_clip_path, image_files):
+    _compiled_matches_eager(tiny_clip_path, image_files, True)

@@ -13,7 +13,7 @@ import torch
 from PIL import Image, JpegImagePlugin
 from transformers import CLIPImageProcessorPil
 
-from sklearn_clip import CLIPEmbeddingTransformer, _encode, load_model
+from sklearn_clip import CLIPEmbeddingTransformer, ModelHandle, _encode, load_model
 from sklearn_clip._encode import AUTO_BATCH_SIZES, BatchSizer, encode_images
 from sklearn_clip._images import ImageConfig, normalize_batch, prepare_image
 from sklearn_clip.datasets import make_photo
@@ -149,8 +149,11 @@ def images(gradient):
 
 
 def _out_of_memory_above(limit, monkeypatch, name="image_features"):
+    # Images go through the handle (which may compile them), texts through
+    # _encode's module-level function.
+    owner = ModelHandle if name == "image_features" else _encode
     seen = []
-    real = getattr(_encode, name)
+    real = getattr(owner, name)
 
     def forward(model, *tensors):
         seen.append(len(tensors[0]))
@@ -158,7 +161,7 @@ def _out_of_memory_above(limit, monkeypatch, name="image_features"):
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(model, *tensors)
 
-    monkeypatch.setattr(_encode, name, forward)
+    monkeypatch.setattr(owner, name, forward)
     return seen
 
 
@@ -208,14 +211,14 @@ def test_out_of_memory_propagates_with_a_fixed_batch_or_at_one_row(
 def test_auto_batch_grows_during_a_call(tiny_clip, images, monkeypatch):
     monkeypatch.setitem(AUTO_BATCH_SIZES, ("image", "cpu"), (2, 8))
     seen = []
-    real = _encode.image_features
+    real = ModelHandle.image_features
 
     def forward(model, pixels):
         seen.append(len(pixels))
         time.sleep(0.03)  # a fixed cost per call: bigger batches are faster
         return real(model, pixels)
 
-    monkeypatch.setattr(_encode, "image_features", forward)
+    monkeypatch.setattr(ModelHandle, "image_features", forward)
     auto, _ = encode_images(tiny_clip, images, batch_size="auto")
     assert seen[:5] == [2, 2, 4, 4, 8] and max(seen) == 8
     plain, _ = encode_images(tiny_clip, images, batch_size=8)
@@ -229,7 +232,7 @@ def test_decoding_runs_a_bounded_number_of_batches_ahead(
     tiny_clip, images, monkeypatch
 ):
     lock, decoded, consumed, ahead = threading.Lock(), [0], [0], []
-    real_prepare, real_forward = _encode.prepare_image, _encode.image_features
+    real_prepare, real_forward = _encode.prepare_image, ModelHandle.image_features
 
     def prepare(item, config):
         with lock:
@@ -244,7 +247,7 @@ def test_decoding_runs_a_bounded_number_of_batches_ahead(
         return real_forward(model, pixels)
 
     monkeypatch.setattr(_encode, "prepare_image", prepare)
-    monkeypatch.setattr(_encode, "image_features", forward)
+    monkeypatch.setattr(ModelHandle, "image_features", forward)
     rows = images * 4
     encode_images(tiny_clip, rows, batch_size=2, n_workers=2)
     assert consumed[0] == len(rows)

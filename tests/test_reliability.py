@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from PIL import Image, UnidentifiedImageError
 
-from sklearn_clip import _encode, _images
+from sklearn_clip import ModelHandle, _encode, _images
 from sklearn_clip._encode import InputErrorWarning, encode_images
 from sklearn_clip._images import (
     ImageConfig,
@@ -376,7 +376,7 @@ def test_model_errors_propagate_under_nan(tiny_clip, good_rows, monkeypatch):
     def broken(model, pixels):
         raise RuntimeError("device-side assert")
 
-    monkeypatch.setattr(_encode, "image_features", broken)
+    monkeypatch.setattr(ModelHandle, "image_features", broken)
     with pytest.raises(RuntimeError, match="device-side assert"):
         encode_images(tiny_clip, [good_rows[0], None], on_error="nan")
 
