@@ -22,6 +22,7 @@ from contextlib import closing
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from sklearn_clip._cache import encode_through_cache, text_memo
@@ -266,6 +267,15 @@ def default_workers():
     return max(1, min(8, (os.cpu_count() or 1)))
 
 
+def _one_intra_op_thread():
+    # Decoding threads resize with torch. Each would otherwise start its own
+    # team of intra-op threads, one per core, and crowd out the model's. The
+    # OpenMP thread count is a per-thread setting, so the model's is untouched.
+    # torch sets a thread's count on its first parallel call: make that first.
+    torch.get_num_threads()
+    threadpool_limits(1, user_api="openmp")
+
+
 def iter_prepared_batches(
     rows,
     index,
@@ -290,7 +300,7 @@ def iter_prepared_batches(
     n_workers = n_workers or default_workers()
     positions = range(len(rows)) if positions is None else positions
     next_size = batch_size if callable(batch_size) else lambda: batch_size
-    pool = ThreadPoolExecutor(max_workers=n_workers)
+    pool = ThreadPoolExecutor(max_workers=n_workers, initializer=_one_intra_op_thread)
     try:
         pending = deque()
         queued = 0

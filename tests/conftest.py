@@ -23,12 +23,14 @@ def tiny_siglip_path(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_clip(tiny_clip_path):
-    return load_model(tiny_clip_path)
+    # On CPU even where a GPU is present: tests compare against CPU references
+    # (tests/test_gpu.py asks for the GPU itself).
+    return load_model(tiny_clip_path, device="cpu")
 
 
 @pytest.fixture(scope="session")
 def tiny_siglip(tiny_siglip_path):
-    return load_model(tiny_siglip_path)
+    return load_model(tiny_siglip_path, device="cpu")
 
 
 def _gradient(height, width, seed):
@@ -37,6 +39,12 @@ def _gradient(height, width, seed):
     base = np.stack([x * 255 / max(width - 1, 1), y * 255 / max(height - 1, 1),
                      (x + y) * 127 / max(height + width - 2, 1)], axis=-1)
     return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+
+
+def grey_levels(difference, config):
+    """A difference of normalised NCHW pixels, in grey levels of the 0-255 input."""
+    std = torch.tensor(config.std).view(1, 3, 1, 1)
+    return (difference * std * 255).abs()
 
 
 def encoded(image, fmt, **options):

@@ -5,7 +5,8 @@ from PIL import Image
 from transformers import CLIPImageProcessorPil, SiglipImageProcessorPil
 
 from sklearn_clip._images import ImageConfig, pixel_values, to_rgb
-from tests.conftest import encoded
+from sklearn_clip.datasets import make_photo
+from tests.conftest import encoded, grey_levels
 
 
 def _reference_processor(handle):
@@ -17,7 +18,9 @@ def _reference_processor(handle):
 
 
 @pytest.mark.parametrize("model", ["tiny_clip", "tiny_siglip"])
-def test_pixels_match_transformers_processor(model, request, image_files, gradient):
+def test_pixels_match_transformers_pil_processor(model, request, image_files, gradient):
+    # Resizes run in torch (the kernel of transformers' default processors);
+    # against Pillow they differ by rounding: a grey level or so, on a few pixels.
     handle = request.getfixturevalue(model)
     reference = _reference_processor(handle)
     inputs = [str(p) for p in image_files.values()]
@@ -29,7 +32,42 @@ def test_pixels_match_transformers_processor(model, request, image_files, gradie
         theirs = reference(images=[rgb], return_tensors="pt")["pixel_values"]
         assert ours.shape == theirs.shape
         name = item if isinstance(item, str) else item.shape
-        assert (ours - theirs).abs().max().item() < 1e-2, name
+        levels = grey_levels(ours - theirs, handle.image_config)
+        assert levels.max().item() < 3.5, name
+        assert levels.mean().item() < 0.5, name
+
+
+@pytest.mark.parametrize("size", [(640, 480), (480, 640), (1024, 768), (250, 251)])
+def test_photo_pixels_are_within_one_grey_level_of_pillow(tiny_clip, size):
+    photo = make_photo(*size, random_state=0)
+    config = ImageConfig(size=224, crop=(224, 224))
+    ours = pixel_values([photo], config)
+    pil = CLIPImageProcessorPil(size={"shortest_edge": 224},
+                                crop_size={"height": 224, "width": 224})
+    theirs = pil(images=[Image.fromarray(photo)], return_tensors="pt")["pixel_values"]
+    levels = grey_levels(ours - theirs, config).round()
+    assert levels.max().item() <= 1
+    assert (levels > 0).float().mean().item() < 0.01
+
+
+@pytest.mark.parametrize("model", ["tiny_clip", "tiny_siglip"])
+def test_pixels_equal_transformers_default_processor(model, request, image_files):
+    # transformers' default image processors resize with torchvision, which
+    # calls the same torch kernel: the pixels agree to float rounding.
+    pytest.importorskip("torchvision")
+    from transformers import CLIPImageProcessor, SiglipImageProcessor
+
+    handle = request.getfixturevalue(model)
+    config = {k: v for k, v in handle.processor_config.items()
+              if k != "image_processor_type"}
+    default = SiglipImageProcessor if handle.is_sigmoid else CLIPImageProcessor
+    reference = default(**config)
+    assert "Pil" not in type(reference).__name__
+    for path in image_files.values():
+        rgb = to_rgb(str(path))
+        ours = pixel_values([rgb], handle.image_config)
+        theirs = reference(images=[rgb], return_tensors="pt")["pixel_values"]
+        assert (ours - theirs).abs().max().item() < 1e-5, path.name
 
 
 def test_embeddings_match_get_image_features(tiny_clip, image_files):
