@@ -23,9 +23,14 @@ from sklearn_clip._forward import (
     use_fast_activations,
 )
 from sklearn_clip._images import ImageConfig
+from sklearn_clip._loading import (
+    PROCESSOR_FILE,
+    hub_snapshot,
+    is_local,
+    read_checkpoint,
+)
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
-_PROCESSOR_FILE = "preprocessor_config.json"
 
 _cache = OrderedDict()
 _cache_lock = threading.RLock()
@@ -236,7 +241,7 @@ class ModelHandle:
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
-        with open(path / _PROCESSOR_FILE, "w") as handle:
+        with open(path / PROCESSOR_FILE, "w") as handle:
             json.dump(self.processor_config, handle, indent=2, default=str)
         return path
 
@@ -305,103 +310,8 @@ def _handle_from_files(files):
     return handle
 
 
-def _is_local(source):
-    return isinstance(source, str | os.PathLike) and Path(source).is_dir()
-
-
-def _offline_error(source, exc):
-    return OSError(
-        f"Could not load the model {source!r}: it is not a local directory and is "
-        "not in the Hugging Face cache, and the hub could not be reached "
-        f"({type(exc).__name__}). Either pass a local directory written by "
-        "save_pretrained, download the model once on a machine with network access "
-        "(it is then cached), or run with HF_HUB_OFFLINE=1 / local_files_only=True "
-        "to use only cached files."
-    )
-
-
-def _hub_is_offline():
-    value = os.environ.get("HF_HUB_OFFLINE", "") or os.environ.get(
-        "TRANSFORMERS_OFFLINE", ""
-    )
-    return value.upper() in ("1", "ON", "YES", "TRUE")
-
-
-def _hub_reachable(timeout=3.0):
-    import socket
-    from urllib.parse import urlparse
-
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    host = urlparse(endpoint).hostname or "huggingface.co"
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _read_processor_config(directory):
-    path = Path(directory, _PROCESSOR_FILE)
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-# Weight files that are read with pickle, which can run code while loading.
-_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-
-
-def _check_loadable(directory):
-    """Refuse, with a clear reason, a checkpoint that would need code to load.
-
-    Loading itself is safe without this (safetensors only, no remote code);
-    the check replaces the library's messages, which suggest options that this
-    package deliberately does not have.
-    """
-    directory = Path(directory)
-    if not any(directory.glob("*.safetensors")):
-        pickles = sorted(
-            p.name for p in directory.iterdir() if p.suffix in _PICKLE_SUFFIXES
-        )
-        found = f" (found {', '.join(pickles)})" if pickles else ""
-        raise OSError(
-            f"{str(directory)!r} holds no safetensors weights{found}. sklearn-clip "
-            "loads weights only from safetensors files, because pickle-based "
-            "checkpoints can run arbitrary code when read. Convert the checkpoint "
-            "once, where you trust it, with transformers: "
-            "model.save_pretrained(path, safe_serialization=True)."
-        )
-    config_path = directory / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    if config.get("auto_map"):
-        from transformers import CONFIG_MAPPING
-
-        if config.get("model_type") not in CONFIG_MAPPING:
-            raise ValueError(
-                f"{str(directory)!r} declares a model type "
-                f"{config.get('model_type')!r} that only its own Python code "
-                f"(auto_map: {sorted(config['auto_map'])}) can build; sklearn-clip "
-                "never runs code shipped with a checkpoint (trust_remote_code=False)."
-            )
-
-
 def _load_directory(source, device, dtype):
-    from transformers import AutoModel, AutoTokenizer
-
-    _check_loadable(source)
-    # Safetensors only and never remote code: a checkpoint cannot run anything.
-    # An auto_map in a known model type's config is ignored: the built-in class
-    # loads it.
-    options = {"local_files_only": True, "trust_remote_code": False}
-    model = AutoModel.from_pretrained(str(source), use_safetensors=True, **options)
-    if not (
-        hasattr(model, "get_image_features") and hasattr(model, "get_text_features")
-    ):
-        raise TypeError(
-            f"{source!r} loads as {type(model).__name__}, which is not a CLIP-family "
-            "model (it needs get_image_features and get_text_features)"
-        )
-    tokenizer = AutoTokenizer.from_pretrained(str(source), **options)
-    processor = _read_processor_config(source)
-    model = model.to(device=device, dtype=dtype or torch.float32)
+    model, tokenizer, processor = read_checkpoint(source, device, dtype)
     return ModelHandle(
         model, tokenizer, processor, source=str(source), device=device, dtype=dtype
     )
@@ -465,7 +375,7 @@ def load_model(
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     compile_options = _compile_options(compile)
-    local = _is_local(source)
+    local = is_local(source)
     key_source = os.path.realpath(source) if local else str(source)
     key = (key_source, revision, str(device), str(dtype), repr(compile_options))
     with _cache_lock:
@@ -498,33 +408,11 @@ def _compile_options(compile):
     )
 
 
-# What a checkpoint directory needs; weights only as safetensors, so a pickle
-# checkpoint in the same repository is never even downloaded.
-_HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
-
-
-def _hub_snapshot(source, revision, local_files_only):
-    """The local directory of a hub model: from the cache, else downloaded."""
-    from huggingface_hub import snapshot_download
-
-    try:
-        return snapshot_download(
-            source,
-            revision=revision,
-            local_files_only=True,
-            allow_patterns=_HUB_PATTERNS,
-        )
-    except Exception as exc:  # noqa: BLE001 - any cache miss means: not cached
-        if local_files_only or _hub_is_offline() or not _hub_reachable():
-            raise _offline_error(source, exc) from exc
-    return snapshot_download(source, revision=revision, allow_patterns=_HUB_PATTERNS)
-
-
 def _load_with_clear_errors(source, revision, device, dtype, local_files_only, local):
     # Loading always happens from a local directory: hub ids are resolved to
     # their cached snapshot first, so no library call can wander onto the
     # network (and retry for a minute) when there is none.
-    directory = source if local else _hub_snapshot(source, revision, local_files_only)
+    directory = source if local else hub_snapshot(source, revision, local_files_only)
     handle = _load_directory(directory, device, dtype)
     if not local:
         handle.source, handle.revision = str(source), revision

@@ -1,12 +1,14 @@
 """One contrastive training loop, readable top to bottom.
 
 :func:`train` copies the model, trains the copy on (image, caption) pairs and
-returns it; the model it was given is never touched. Everything a run needs is
-here, in the order it happens: which parameters train (all, a locked tower, the
-projections, or LoRA adapters), AdamW with weight decay on matrices only, a
-linear warmup and cosine schedule, gradient accumulation, clipping, bfloat16
-autocast on GPUs, the clamped temperature, validation and early stopping on
-recall@1, atomic checkpoints and resuming from them.
+returns it; the model it was given is never touched. The run happens here, in
+the order it happens: AdamW with weight decay on matrices only, a linear warmup
+and cosine schedule, gradient accumulation, clipping, bfloat16 autocast on
+GPUs, the clamped temperature, validation and early stopping on recall@1,
+atomic checkpoints and resuming from them. Which parameters train (all, a
+locked tower, the projections, or LoRA adapters) is
+:mod:`sklearn_clip._trainable`'s business, and the checkpoint files
+:mod:`sklearn_clip._checkpoints`'.
 
 Failures are part of the loop too. A non-finite loss or gradient is never
 applied: training stops with :class:`NonFiniteLossError`, which carries the
@@ -17,10 +19,8 @@ Images are decoded once per fit, at the model's resolution, into one ``uint8``
 array (``n * height * width * 3`` bytes: 150 kB a pair at 224 pixels).
 """
 
-import copy
 import hashlib
 import math
-import os
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -32,27 +32,24 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from sklearn_clip import _distributed as dist
+from sklearn_clip._checkpoints import (
+    CHECKPOINT_FORMAT,
+    check_signature,
+    latest_checkpoint,
+    load_checkpoint,
+    rng_state,
+    run_signature,
+    save_checkpoint,
+    set_rng_state,
+)
 from sklearn_clip._encode import iter_prepared_batches, tokenize
 from sklearn_clip._forward import image_features, text_features
 from sklearn_clip._images import normalize_batch
 from sklearn_clip._losses import contrastive_loss, sigmoid_loss
+from sklearn_clip._trainable import build_trainable, parameter_groups
 
 # open_clip's ceiling on the temperature: logits at most 100 x cosine.
 MAX_LOGIT_SCALE = math.log(100)
-_KEEP_CHECKPOINTS = 2
-_CHECKPOINT_FORMAT = 1
-
-# Parameter-name prefixes of each part of a CLIP or SigLIP model.
-_IMAGE_TOWER = ("vision_model.", "visual_projection.")
-_TEXT_TOWER = ("text_model.", "text_projection.")
-_PROJECTIONS = (
-    "visual_projection.",
-    "text_projection.",
-    "vision_model.head.",
-    "text_model.head.",
-)
-_TEMPERATURE = ("logit_scale", "logit_bias")
-_LORA_LAYERS = "(q_proj|k_proj|v_proj|out_proj|fc1|fc2)"
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -179,89 +176,6 @@ class _Progress:
     finished: bool = False
 
 
-# -- the model: what trains ----------------------------------------------------
-def _trains(name, train_parts):
-    """Whether the parameter ``name`` trains under ``train_parts``."""
-    if name in _TEMPERATURE:
-        return True  # the temperature always adapts to the new pairs
-    if train_parts == "all":
-        return True
-    if train_parts == "projections":
-        return name.startswith(_PROJECTIONS)
-    locked = _IMAGE_TOWER if train_parts == "lock_image" else _TEXT_TOWER
-    return not name.startswith(locked)
-
-
-def _lora_config(lora, train_parts):
-    try:
-        from peft import LoraConfig
-    except ImportError as exc:
-        raise ImportError(
-            "lora= needs the optional dependency peft; install it with "
-            "pip install sklearn-clip[lora]"
-        ) from exc
-    if train_parts == "projections":
-        raise ValueError(
-            "lora adapts the attention and MLP layers of the towers, but "
-            "train_parts='projections' trains only the projections; use "
-            "train_parts='all', 'lock_image' or 'lock_text' with lora, or lora=None."
-        )
-    towers = {
-        "all": "(text_model|vision_model)",
-        "lock_image": "text_model",
-        "lock_text": "vision_model",
-    }[train_parts]
-    options = {"r": lora} if isinstance(lora, int) else dict(lora)
-    options.setdefault("r", 8)
-    # alpha = r keeps the adapters' scale at 1 whatever the rank.
-    options.setdefault("lora_alpha", options["r"])
-    options.setdefault("lora_dropout", 0.0)
-    options.setdefault("target_modules", rf".*{towers}\..*\.{_LORA_LAYERS}")
-    return LoraConfig(**options)
-
-
-def build_trainable(base_model, config):
-    """A float32 copy of ``base_model`` with only the chosen parameters trainable.
-
-    Returns ``(model, peft_model)``; ``peft_model`` is None without LoRA, and
-    otherwise wraps ``model``, whose layers then carry the adapters.
-    """
-    # float32 master weights: AdamW's small updates vanish in bfloat16.
-    model = copy.deepcopy(base_model).float()
-    for name, parameter in model.named_parameters():
-        parameter.requires_grad_(_trains(name, config.train_parts))
-    if config.lora is None:
-        return model, None
-    lora_config = _lora_config(config.lora, config.train_parts)  # imports peft
-    from peft import get_peft_model
-
-    with warnings.catch_warnings():
-        # peft asks transformers a deprecated question; not the user's concern.
-        warnings.filterwarnings("ignore", ".*is_gradient_checkpointing", FutureWarning)
-        peft_model = get_peft_model(model, lora_config)
-    model = peft_model.get_base_model()
-    for name in _TEMPERATURE:
-        if hasattr(model, name):
-            getattr(model, name).requires_grad_(True)
-    return model, peft_model
-
-
-def parameter_groups(model, weight_decay):
-    """AdamW groups: decay on matrices, none on biases, norms and temperature.
-
-    Decaying a gain, an offset or the temperature towards zero only pulls the
-    model away from its working point; matrices are what decay regularises.
-    """
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        if parameter.requires_grad:
-            (decay if parameter.ndim >= 2 else no_decay).append(parameter)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-
-
 def lr_multiplier(step, warmup_steps, total_steps):
     """Linear warmup to 1, then cosine decay to 0 at ``total_steps``."""
     if step < warmup_steps:
@@ -362,69 +276,6 @@ def evaluate(model, handle, data, batch_size, device, autocast):
     return total / len(data), recall
 
 
-# -- checkpoints ---------------------------------------------------------------
-def save_checkpoint(directory, state):
-    """Write ``state`` atomically as ``step-XXXXXXXX.pt``; keep the newest two.
-
-    The file is written under a temporary name in the same directory, flushed
-    to disk, then renamed over the final name: a crash mid-write leaves the
-    previous checkpoint intact and no partial file under a checkpoint's name.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"step-{state['progress']['step']:08d}.pt"
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    for old in sorted(directory.glob("step-*.pt"))[:-_KEEP_CHECKPOINTS]:
-        old.unlink(missing_ok=True)
-    return str(path)
-
-
-def latest_checkpoint(directory):
-    """The newest checkpoint in ``directory``, or None."""
-    found = sorted(Path(directory).glob("step-*.pt")) if directory else []
-    return str(found[-1]) if found else None
-
-
-def load_checkpoint(path):
-    """Read a checkpoint with ``weights_only=True``: it cannot run code."""
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _run_signature(config, train_data, val_data, model):
-    return {
-        **asdict(config),
-        "n_parameters": sum(p.numel() for p in model.parameters()),
-        "train_data": train_data.fingerprint(),
-        "val_data": None if val_data is None else val_data.fingerprint(),
-    }
-
-
-def _check_signature(saved, current, path):
-    differ = sorted(k for k in current if saved.get(k) != current[k])
-    if differ:
-        raise ValueError(
-            f"cannot resume from {path}: it was written by a run with other "
-            f"settings or data ({', '.join(differ)} differ). Fit with the same "
-            "parameters and data, or without resume to start over."
-        )
-
-
-def _rng_state(device):
-    cuda = torch.cuda.get_rng_state_all() if device.type == "cuda" else []
-    return {"torch": torch.get_rng_state(), "cuda": cuda}
-
-
-def _set_rng_state(state, device):
-    torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and state["cuda"]:
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _cpu_copy(model):
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
@@ -507,7 +358,7 @@ def _train(
     steps_per_epoch = math.ceil(n_batches / accumulate)
     total_steps = steps_per_epoch * config.max_epochs
     warmup_steps = round(config.warmup_fraction * total_steps)
-    signature = _run_signature(config, train_data, val_data, model)
+    signature = run_signature(config, train_data, val_data, model)
     main = dist.is_main_process()
 
     p = _Progress()
@@ -521,25 +372,25 @@ def _train(
                 "fit with resume=False to start a new run."
             )
         state = load_checkpoint(checkpoint)
-        _check_signature(state["signature"], signature, checkpoint)
+        check_signature(state["signature"], signature, checkpoint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         p = _Progress(**state["progress"])
         p.best = None if p.best is None else tuple(p.best)
         best_model = state["best_model"]
-        _set_rng_state(state["rng"], device)
+        set_rng_state(state["rng"], device)
 
     def write_checkpoint():
         if checkpoint_dir is None or not main:
             return None
         state = {
-            "format": _CHECKPOINT_FORMAT,
+            "format": CHECKPOINT_FORMAT,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "schedule": {"warmup_steps": warmup_steps, "total_steps": total_steps},
             "progress": asdict(p),
             "best_model": best_model,
-            "rng": _rng_state(device),
+            "rng": rng_state(device),
             "signature": signature,
             "versions": {"torch": str(torch.__version__)},
         }

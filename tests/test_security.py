@@ -25,7 +25,7 @@ import transformers
 from PIL import Image, ImageFile
 
 import sklearn_clip
-from sklearn_clip import _model, load_model
+from sklearn_clip import _loading, _model, load_model
 from sklearn_clip._encode import encode_images
 
 
@@ -133,7 +133,7 @@ def test_a_pickle_in_a_cached_hub_snapshot_is_never_read(
     assert torch_load_calls == []
     # Nor would a download fetch a pickle in the first place.
     for name in ("pytorch_model.bin", "model.pt", "model.ckpt", "weights.pkl"):
-        assert not any(fnmatch.fnmatch(name, p) for p in _model._HUB_PATTERNS)
+        assert not any(fnmatch.fnmatch(name, p) for p in _loading.HUB_PATTERNS)
 
 
 def test_loading_asks_transformers_for_safe_options_only(tiny_clip_path, monkeypatch):
