@@ -268,7 +268,7 @@ def test_gpu_benchmark_script_runs_in_smoke_mode(tmp_path):
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
     env = {**os.environ, "SKLEARN_CLIP_BENCH_DIR": str(tmp_path)}
     done = subprocess.run(
-        [sys.executable, str(script), "--smoke"],
+        [sys.executable, str(script), "--smoke", "--compile"],
         capture_output=True,
         text=True,
         env=env,
@@ -277,7 +277,14 @@ def test_gpu_benchmark_script_runs_in_smoke_mode(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "acceptance 5 (tiny (smoke))" in done.stdout
-    assert "model only, ready tensors" in done.stdout
+    for row in (
+        "ready tensors, transformers get_image_features",
+        "ready tensors, sklearn-clip forward",
+        "ready tensors, sklearn-clip forward, compile=True",
+        "sklearn-clip from JPEG",
+        "+ get_image_features",
+    ):
+        assert row in done.stdout, row
 
 
 def test_decoding_threads_resize_on_one_intra_op_thread(tiny_clip, images, monkeypatch):
