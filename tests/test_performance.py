@@ -259,7 +259,7 @@ def test_decoding_runs_a_bounded_number_of_batches_ahead(
 
 @pytest.mark.slow
 def test_gpu_benchmark_script_runs_in_smoke_mode(tmp_path):
-    """The GPU script is only run on a lent card: keep it working meanwhile."""
+    """The GPU script runs only where there is a card: keep it working meanwhile."""
     import os
     import subprocess
     import sys
