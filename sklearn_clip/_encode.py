@@ -13,6 +13,7 @@ and an out-of-memory error halves it and retries the same rows. An optional
 it does not hold are encoded, then stored.
 """
 
+import functools
 import os
 import time
 import warnings
@@ -22,7 +23,7 @@ from contextlib import closing
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 from tqdm.auto import tqdm
 
 from sklearn_clip._cache import encode_through_cache, text_memo
@@ -267,13 +268,20 @@ def default_workers():
     return max(1, min(8, (os.cpu_count() or 1)))
 
 
+@functools.cache
+def _thread_pools():
+    # Finding the loaded thread-pool libraries takes milliseconds; a pool of
+    # decoding threads starts with every call, so they are found once.
+    return ThreadpoolController()
+
+
 def _one_intra_op_thread():
     # Decoding threads resize with torch. Each would otherwise start its own
     # team of intra-op threads, one per core, and crowd out the model's. The
     # OpenMP thread count is a per-thread setting, so the model's is untouched.
     # torch sets a thread's count on its first parallel call: make that first.
     torch.get_num_threads()
-    threadpool_limits(1, user_api="openmp")
+    _thread_pools().limit(limits=1, user_api="openmp")
 
 
 def iter_prepared_batches(

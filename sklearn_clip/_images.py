@@ -330,7 +330,7 @@ def resize_and_crop(image, config):
     ``_RESIZE_HEADROOM`` times the crop area is resampled only where the crop
     keeps it (Pillow's ``box``), so a 1 x 100,000 strip costs no more memory
     than a square photo. Other images take the plain resize-then-crop path of
-    the reference processors, pixel for pixel.
+    the reference processors, resized by :func:`_resize`.
     """
     if config.size is not None:
         new_size = _resized_shape(image.width, image.height, config.size)
