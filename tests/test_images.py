@@ -9,12 +9,17 @@ from sklearn_clip.datasets import make_photo
 from tests.conftest import encoded, grey_levels
 
 
-def _reference_processor(handle):
+def _reference_processor(handle, default_backend=False):
+    """transformers' Pillow processor for ``handle``, or its default backend's."""
     config = {k: v for k, v in handle.processor_config.items()
               if k != "image_processor_type"}
-    if handle.is_sigmoid:
-        return SiglipImageProcessorPil(**config)
-    return CLIPImageProcessorPil(**config)
+    if default_backend:  # torchvision-backed where torchvision imports
+        from transformers import CLIPImageProcessor, SiglipImageProcessor
+
+        classes = SiglipImageProcessor, CLIPImageProcessor
+    else:
+        classes = SiglipImageProcessorPil, CLIPImageProcessorPil
+    return classes[0](**config) if handle.is_sigmoid else classes[1](**config)
 
 
 @pytest.mark.parametrize("model", ["tiny_clip", "tiny_siglip"])
@@ -38,7 +43,7 @@ def test_pixels_match_transformers_pil_processor(model, request, image_files, gr
 
 
 @pytest.mark.parametrize("size", [(640, 480), (480, 640), (1024, 768), (250, 251)])
-def test_photo_pixels_are_within_one_grey_level_of_pillow(tiny_clip, size):
+def test_photo_pixels_are_within_one_grey_level_of_pillow(size):
     photo = make_photo(*size, random_state=0)
     config = ImageConfig(size=224, crop=(224, 224))
     ours = pixel_values([photo], config)
@@ -55,13 +60,8 @@ def test_pixels_equal_transformers_default_processor(model, request, image_files
     # transformers' default image processors resize with torchvision, which
     # calls the same torch kernel: the pixels agree to float rounding.
     pytest.importorskip("torchvision")
-    from transformers import CLIPImageProcessor, SiglipImageProcessor
-
     handle = request.getfixturevalue(model)
-    config = {k: v for k, v in handle.processor_config.items()
-              if k != "image_processor_type"}
-    default = SiglipImageProcessor if handle.is_sigmoid else CLIPImageProcessor
-    reference = default(**config)
+    reference = _reference_processor(handle, default_backend=True)
     assert "Pil" not in type(reference).__name__
     for path in image_files.values():
         rgb = to_rgb(str(path))
