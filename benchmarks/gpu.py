@@ -153,7 +153,8 @@ def measure(
         path = make_tiny_clip(CACHE / "tiny-224", image_size=224, patch_size=32)
     else:
         path = checkpoint(architecture)
-    handle = load_model(path, device=str(device), dtype=str(dtype).split(".")[-1])
+    loading = {"device": str(device), "dtype": str(dtype).removeprefix("torch.")}
+    handle = load_model(path, **loading)
     model, size = handle.model, handle.image_config.output_size[0]
     forwards = {
         "transformers get_image_features": lambda x: model.get_image_features(
@@ -195,9 +196,7 @@ def measure(
         # The package's compiled image forward (load_model(compile=True)),
         # timed at the best eager batch size; its first call includes the
         # compilation, reported in the row.
-        compiled = load_model(
-            path, device=str(device), dtype=str(dtype).split(".")[-1], compile=True
-        )
+        compiled = load_model(path, **loading, compile=True)
         began = time.perf_counter()
         ready_tensors(compiled.image_features, best_batch, size, device, dtype, 1)
         seconds = time.perf_counter() - began
