@@ -14,8 +14,11 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
+from sklearn_clip._cache import make_cache
+from sklearn_clip._encode import encode_rows
 from sklearn_clip._inputs import as_rows
 from sklearn_clip._model import ModelHandle, _handle_from_files, load_model
+from sklearn_clip._options import CACHE_DTYPES, DTYPE_NAMES, ON_ERROR_OPTIONS
 
 # Parameter descriptions written once and put into each estimator's docstring by
 # `fill_doc`, so the three estimators document shared parameters identically.
@@ -79,7 +82,7 @@ def fill_doc(cls):
 ENCODING_PARAMETER_CONSTRAINTS = {
     "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
     "cache_dir": [str, os.PathLike, None],
-    "cache_dtype": [StrOptions({"float32", "float16"})],
+    "cache_dtype": [StrOptions(set(CACHE_DTYPES))],
 }
 
 
@@ -90,9 +93,9 @@ class CLIPEstimatorBase(BaseEstimator):
         "model": [str, os.PathLike, ModelHandle],
         "revision": [str, None],
         "device": [str, None],
-        "dtype": [StrOptions({"auto", "float32", "bfloat16", "float16"})],
+        "dtype": [StrOptions({"auto", *DTYPE_NAMES})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "on_error": [StrOptions({"raise", "nan"})],
+        "on_error": [StrOptions(set(ON_ERROR_OPTIONS))],
         "store_weights_in_pickle": ["boolean"],
         "progress": ["boolean"],
     }
@@ -117,6 +120,29 @@ class CLIPEstimatorBase(BaseEstimator):
                 )
             self._handle = handle
         return handle
+
+    def _encode(self, X, *, modality, normalize=True):
+        """Embed ``X`` with the fitted model: the estimators' one encoding path.
+
+        Uses the shared encoding parameters (``batch_size``, ``on_error``,
+        ``progress``, ``cache_dir``, ``cache_dtype``) and, under
+        ``on_error="nan"``, records the rows that failed in ``input_errors_``.
+        """
+        rows, index = self._validate_rows(X, kind=modality, reset=False)
+        embeddings, errors = encode_rows(
+            self._get_model(),
+            rows,
+            index,
+            modality=modality,
+            batch_size=self.batch_size,
+            normalize=normalize,
+            on_error=self.on_error,
+            progress=self.progress,
+            cache=make_cache(self.cache_dir, self.cache_dtype),
+        )
+        if self.on_error == "nan":
+            self.input_errors_ = errors
+        return embeddings
 
     def _validate_rows(self, X, *, kind, reset):
         """Flatten ``X`` to ``(rows, index)``; record (fit) or check its column.

@@ -43,8 +43,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sklearn_clip._options import CACHE_DTYPES
+
 FORMAT_VERSION = 1
-CACHE_DTYPES = ("float32", "float16")
 
 
 # -- what the model is ---------------------------------------------------------

@@ -10,9 +10,6 @@ from sklearn_clip._base import (
     CLIPEstimatorBase,
     fill_doc,
 )
-from sklearn_clip._cache import make_cache
-from sklearn_clip._encode import encode_images, encode_texts, failure_records
-from sklearn_clip._inputs import check_texts
 from sklearn_clip._model import DEFAULT_MODEL
 
 
@@ -179,21 +176,7 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
             not be read under ``on_error="nan"``.
         """
         check_is_fitted(self)
-        rows, index = self._validate_rows(X, kind=self.modality, reset=False)
-        embeddings, errors = _embed(
-            self._get_model(),
-            rows,
-            index,
-            modality=self.modality,
-            batch_size=self.batch_size,
-            normalize=self.normalize,
-            on_error=self.on_error,
-            progress=self.progress,
-            cache=make_cache(self.cache_dir, self.cache_dtype),
-        )
-        if self.on_error == "nan":
-            self.input_errors_ = errors
-        return embeddings
+        return self._encode(X, modality=self.modality, normalize=self.normalize)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output features: ``feature_prefix`` and a number.
@@ -215,26 +198,3 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
             [f"{self.feature_prefix}_{i}" for i in range(self.embedding_dim_)],
             dtype=object,
         )
-
-
-def _embed(
-    handle, rows, index, *, modality, batch_size, normalize, on_error, progress, cache
-):
-    """Rows -> ``(float32 embeddings, input error records)``."""
-    if modality == "text":
-        texts = check_texts(rows, index)
-        embeddings = encode_texts(
-            handle, texts, batch_size=batch_size, normalize=normalize, cache=cache
-        )
-        return embeddings, []
-    embeddings, failures = encode_images(
-        handle,
-        rows,
-        index,
-        batch_size=batch_size,
-        normalize=normalize,
-        on_error=on_error,
-        progress=progress,
-        cache=cache,
-    )
-    return embeddings, failure_records(failures, rows, index)

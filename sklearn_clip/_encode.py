@@ -35,7 +35,8 @@ from sklearn_clip._images import (
     normalize_batch,
     prepare_image,
 )
-from sklearn_clip._inputs import index_label, row_label
+from sklearn_clip._inputs import check_texts, index_label, row_label
+from sklearn_clip._options import ON_ERROR_OPTIONS
 
 
 class InputErrorWarning(UserWarning):
@@ -232,9 +233,6 @@ def _run_batches(items, forward, out, sizer, *, keep_partial=False, done=None):
             done(n_rows)
         first += n_rows
     return items[first:]
-
-
-ON_ERROR_OPTIONS = ("raise", "nan")
 
 
 def _check_on_error(on_error):
@@ -451,6 +449,43 @@ def _encode_image_rows(
             )
         _run_batches(ready, forward, out, sizer, done=done)
     return failures
+
+
+def encode_rows(
+    handle,
+    rows,
+    index=None,
+    *,
+    modality,
+    batch_size,
+    normalize=True,
+    on_error="raise",
+    progress=False,
+    cache=None,
+):
+    """Rows of one modality -> ``(float32 embeddings, input error records)``.
+
+    The one entry point that the estimators and :class:`ModelHandle` use;
+    ``rows`` and ``index`` are what :func:`sklearn_clip._inputs.as_rows`
+    returns. Texts are checked for missing values (naming the row) first.
+    """
+    if modality == "text":
+        texts = check_texts(rows, index)
+        embeddings = encode_texts(
+            handle, texts, batch_size=batch_size, normalize=normalize, cache=cache
+        )
+        return embeddings, []
+    embeddings, failures = encode_images(
+        handle,
+        rows,
+        index,
+        batch_size=batch_size,
+        normalize=normalize,
+        on_error=on_error,
+        progress=progress,
+        cache=cache,
+    )
+    return embeddings, failure_records(failures, rows, index)
 
 
 def report_failures(failures, n_rows):

@@ -23,12 +23,14 @@ from sklearn_clip._forward import (
     use_fast_activations,
 )
 from sklearn_clip._images import ImageConfig
+from sklearn_clip._inputs import as_rows
 from sklearn_clip._loading import (
     PROCESSOR_FILE,
     hub_snapshot,
     is_local,
     read_checkpoint,
 )
+from sklearn_clip._options import DTYPE_NAMES
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
@@ -67,16 +69,9 @@ def resolve_dtype(dtype, device):
         return torch.float32
     if isinstance(dtype, torch.dtype):
         return dtype
-    names = {
-        "float32": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "float16": torch.float16,
-    }
-    if dtype not in names:
-        raise ValueError(
-            f"dtype must be 'auto' or one of {sorted(names)}; got {dtype!r}"
-        )
-    return names[dtype]
+    if dtype not in DTYPE_NAMES:
+        raise ValueError(f"dtype must be 'auto' or one of {DTYPE_NAMES}; got {dtype!r}")
+    return getattr(torch, dtype)
 
 
 class ModelHandle:
@@ -190,13 +185,12 @@ class ModelHandle:
         ``images`` is anything :func:`sklearn_clip._inputs.as_rows` reads;
         ``cache`` an optional :class:`~sklearn_clip._cache.EmbeddingCache`.
         """
-        from sklearn_clip._inputs import as_rows
-
         rows, index = as_rows(images, kind="image")
-        embeddings, _ = _encode.encode_images(
+        embeddings, _ = _encode.encode_rows(
             self,
             rows,
             index,
+            modality="image",
             batch_size=batch_size,
             normalize=normalize,
             on_error=on_error,
@@ -212,7 +206,7 @@ class ModelHandle:
 
         ``order`` is how texts are batched (see :func:`_encode.encode_texts`).
         """
-        from sklearn_clip._inputs import as_rows, check_texts
+        from sklearn_clip._inputs import check_texts
 
         rows, index = as_rows(texts, kind="text")
         return _encode.encode_texts(

@@ -16,7 +16,6 @@ from sklearn_clip._base import (
     fill_doc,
 )
 from sklearn_clip._cache import make_cache
-from sklearn_clip._encode import encode_images, failure_records
 from sklearn_clip._model import DEFAULT_MODEL
 from sklearn_clip._prompts import (
     class_embeddings,
@@ -366,19 +365,7 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
         return tags
 
     def _logits(self, X):
-        rows, index = self._validate_rows(X, kind="image", reset=False)
-        embeddings, failures = encode_images(
-            self._get_model(),
-            rows,
-            index,
-            batch_size=self.batch_size,
-            normalize=True,
-            on_error=self.on_error,
-            progress=self.progress,
-            cache=make_cache(self.cache_dir, self.cache_dtype),
-        )
-        if self.on_error == "nan":
-            self.input_errors_ = failure_records(failures, rows, index)
+        embeddings = self._encode(X, modality="image")
         return _scaled_logits(
             embeddings, self.class_embeddings_, self.logit_scale_, self.logit_bias_
         )

@@ -36,8 +36,14 @@ def tiny_siglip(tiny_siglip_path):
 def _gradient(height, width, seed):
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
-    base = np.stack([x * 255 / max(width - 1, 1), y * 255 / max(height - 1, 1),
-                     (x + y) * 127 / max(height + width - 2, 1)], axis=-1)
+    base = np.stack(
+        [
+            x * 255 / max(width - 1, 1),
+            y * 255 / max(height - 1, 1),
+            (x + y) * 127 / max(height + width - 2, 1),
+        ],
+        axis=-1,
+    )
     return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
 
 

@@ -20,7 +20,6 @@ from sklearn_clip._encode import InputErrorWarning
 N_ROWS = 20
 
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

@@ -33,8 +33,11 @@ _KILLED_WRITER = textwrap.dedent(
 
 
 def test_a_process_killed_mid_write_leaves_the_previous_checkpoint(tmp_path):
-    result = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(tmp_path)],
-                            capture_output=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", _KILLED_WRITER, str(tmp_path)],
+        capture_output=True,
+        timeout=120,
+    )
     assert result.returncode == -signal.SIGKILL
     leftovers = sorted(p.name for p in tmp_path.iterdir())
     assert "step-00000001.pt" in leftovers

@@ -11,8 +11,9 @@ from tests.conftest import encoded, grey_levels
 
 def _reference_processor(handle, default_backend=False):
     """transformers' Pillow processor for ``handle``, or its default backend's."""
-    config = {k: v for k, v in handle.processor_config.items()
-              if k != "image_processor_type"}
+    config = {
+        k: v for k, v in handle.processor_config.items() if k != "image_processor_type"
+    }
     if default_backend:  # torchvision-backed where torchvision imports
         from transformers import CLIPImageProcessor, SiglipImageProcessor
 
@@ -29,8 +30,11 @@ def test_pixels_match_transformers_pil_processor(model, request, image_files, gr
     handle = request.getfixturevalue(model)
     reference = _reference_processor(handle)
     inputs = [str(p) for p in image_files.values()]
-    inputs += [gradient(20, 70, 5), gradient(64, 64, 6)[..., 0],
-               gradient(33, 31, 7).astype(np.float32) / 255]
+    inputs += [
+        gradient(20, 70, 5),
+        gradient(64, 64, 6)[..., 0],
+        gradient(33, 31, 7).astype(np.float32) / 255,
+    ]
     for item in inputs:
         ours = pixel_values([item], handle.image_config)
         rgb = to_rgb(item)  # the reference does not read 16-bit or float inputs
@@ -47,8 +51,9 @@ def test_photo_pixels_are_within_one_grey_level_of_pillow(size):
     photo = make_photo(*size, random_state=0)
     config = ImageConfig(size=224, crop=(224, 224))
     ours = pixel_values([photo], config)
-    pil = CLIPImageProcessorPil(size={"shortest_edge": 224},
-                                crop_size={"height": 224, "width": 224})
+    pil = CLIPImageProcessorPil(
+        size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}
+    )
     theirs = pil(images=[Image.fromarray(photo)], return_tensors="pt")["pixel_values"]
     levels = grey_levels(ours - theirs, config).round()
     assert levels.max().item() <= 1
@@ -78,8 +83,11 @@ def test_embeddings_match_get_image_features(tiny_clip, image_files):
     with torch.no_grad():
         out = tiny_clip.model.get_image_features(**batch)
     theirs = (out if isinstance(out, torch.Tensor) else out.pooler_output).numpy()
-    cosine = (ours * theirs).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(
-        theirs, axis=1)
+    cosine = (
+        (ours * theirs).sum(1)
+        / np.linalg.norm(ours, axis=1)
+        / np.linalg.norm(theirs, axis=1)
+    )
     assert cosine.min() >= 0.9999
 
 
@@ -128,4 +136,5 @@ def test_config_reads_both_processor_styles(tiny_clip, tiny_siglip):
     assert tiny_clip.image_config.crop == (30, 30)
     assert tiny_clip.image_config.size == 30
     assert tiny_siglip.image_config == ImageConfig(
-        size=(30, 30), crop=None, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+        size=(30, 30), crop=None, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)
+    )

@@ -5,13 +5,16 @@ import pytest
 from sklearn_clip._inputs import as_rows, check_texts
 
 
-@pytest.mark.parametrize("container", [
-    lambda v: list(v),
-    lambda v: np.array(v, dtype=object),
-    lambda v: pd.Series(v),
-    lambda v: pd.DataFrame({"c": v}),
-    lambda v: np.array(v, dtype=object).reshape(-1, 1),
-])
+@pytest.mark.parametrize(
+    "container",
+    [
+        lambda v: list(v),
+        lambda v: np.array(v, dtype=object),
+        lambda v: pd.Series(v),
+        lambda v: pd.DataFrame({"c": v}),
+        lambda v: np.array(v, dtype=object).reshape(-1, 1),
+    ],
+)
 def test_containers_flatten_in_order(container):
     values = ["a.jpg", "b.jpg", "c.jpg"]
     rows, _ = as_rows(container(values))

@@ -208,7 +208,6 @@ junk = st.one_of(
 )
 
 
-
 @pytest.fixture(scope="module")
 def pool(tiny_clip, gradient):
     """Valid rows of every input type, with the embedding each gets alone."""

@@ -29,7 +29,6 @@ from sklearn_clip import (
 LABELS = ["bird", "cat", "dog"]
 
 
-
 DATA_FREE_CHECKS = [
     "check_estimator_cloneable",
     "check_estimator_repr",

@@ -26,7 +26,6 @@ from sklearn_clip._prompts import OPENAI_IMAGENET_7_TEMPLATES
 LABELS = ["red circle", "blue square", "green triangle"]
 
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 

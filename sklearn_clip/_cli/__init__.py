@@ -1,0 +1,1 @@
+"""The subcommands of ``sklearn-clip``, one module each."""

@@ -1,0 +1,10 @@
+"""Option lists that several modules accept, each defined once."""
+
+#: What an unreadable input row does (see the estimators' ``on_error``).
+ON_ERROR_OPTIONS = ("raise", "nan")
+
+#: Names accepted by ``dtype=`` besides ``"auto"``.
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+
+#: How the on-disk embedding cache stores vectors.
+CACHE_DTYPES = ("float32", "float16")
