@@ -8,6 +8,8 @@ colour-shape combinations that never appeared in training, which it can only do
 by composing what the words mean.
 """
 
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -89,6 +91,81 @@ def _tasks(n_test, random_state):
     ]
 
 
+def _train(init_dir, n_train, max_epochs, random_state, *, progress):
+    """Fit the demo's fine-tuner from random weights; ``(tuner, training set)``."""
+    train = make_shapes(
+        n_train,
+        image_size=IMAGE_SIZE,
+        holdout_combinations=HELD_OUT,
+        random_state=random_state,
+    )
+    init = make_tiny_clip(init_dir, random_state=random_state, **MODEL_OPTIONS)
+    options = {**TRAINING_OPTIONS, "random_state": random_state}
+    if max_epochs is not None:
+        options["max_epochs"] = max_epochs
+    tuner = CLIPContrastiveFinetuner(model=init, progress=progress, **options)
+    return tuner.fit(train.images, train.captions), train
+
+
+def trained_model(directory=None, *, n_train=8000, max_epochs=None, random_state=0):
+    """A small CLIP trained by the demo on generated shapes, cached on disk.
+
+    The first call trains it (about a minute on two CPU cores) and writes it
+    with ``save_pretrained``; later calls with the same arguments return the
+    saved directory at once. Examples and notebooks use it where a model that
+    has learned something makes the point (accuracy, calibration, few-shot
+    gains); it knows only the colours, shapes and sizes of
+    :func:`~sklearn_clip.datasets.make_shapes` at ``image_size=32``.
+
+    Parameters
+    ----------
+    directory : str or pathlib.Path, default=None
+        Where the trained models are kept; None uses
+        ``$SKLEARN_CLIP_DATA`` or ``~/.cache/sklearn-clip``.
+    n_train : int, default=8000
+        Generated training pairs.
+    max_epochs : int, default=None
+        Training epochs; None uses the demo's tuned value.
+    random_state : int, default=0
+        Seeds the data and the training.
+
+    Returns
+    -------
+    pathlib.Path
+        A directory that ``model=`` and :func:`~sklearn_clip.load_model` accept.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from sklearn_clip import CLIPZeroShotClassifier
+    >>> from sklearn_clip.demo import trained_model
+    >>> path = trained_model(tempfile.mkdtemp(), n_train=128, max_epochs=1)
+    >>> clf = CLIPZeroShotClassifier(path, candidate_labels=["red", "blue"]).fit()
+    >>> clf.classes_.tolist()
+    ['blue', 'red']
+    """
+    root = directory or os.environ.get("SKLEARN_CLIP_DATA") or "~/.cache/sklearn-clip"
+    epochs = TRAINING_OPTIONS["max_epochs"] if max_epochs is None else max_epochs
+    name = f"demo-model-n{n_train}-e{epochs}-s{random_state}"
+    target = Path(root).expanduser() / name
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Train into a temporary sibling and rename: a crash or a concurrent
+    # caller never leaves a half-written model under the final name.
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        tuner, _ = _train(
+            Path(tmp) / "init", n_train, max_epochs, random_state, progress=False
+        )
+        tuner.save_pretrained(Path(tmp) / "model")
+        try:
+            os.replace(Path(tmp) / "model", target)
+        except OSError:
+            if not (target / "config.json").exists():
+                raise
+    return target
+
+
 def run_demo(
     output_dir="sklearn-clip-demo",
     *,
@@ -124,25 +201,14 @@ def run_demo(
     say = print if verbose else (lambda *args, **kwargs: None)
     start = time.perf_counter()
 
-    train = make_shapes(
-        n_train,
-        image_size=IMAGE_SIZE,
-        holdout_combinations=HELD_OUT,
-        random_state=random_state,
+    say("Training a small CLIP from random weights ...")
+    tuner, train = _train(
+        output_dir / "init", n_train, max_epochs, random_state, progress=verbose
     )
     say(
-        f"Generated {n_train} training pairs such as {train.captions[0]!r}, "
-        f"{train.captions[1]!r}; {len(HELD_OUT)} colour-shape pairs held out."
+        f"Trained on {n_train} generated pairs such as {train.captions[0]!r}, with "
+        f"{len(HELD_OUT)} colour-shape pairs held out."
     )
-    init = make_tiny_clip(
-        output_dir / "init", random_state=random_state, **MODEL_OPTIONS
-    )
-    options = {**TRAINING_OPTIONS, "random_state": random_state}
-    if max_epochs is not None:
-        options["max_epochs"] = max_epochs
-    tuner = CLIPContrastiveFinetuner(model=init, progress=verbose, **options)
-    say("Training a small CLIP from random weights ...")
-    tuner.fit(train.images, train.captions)
     tuner.save_pretrained(output_dir / "model")
     say(
         f"Trained in {time.perf_counter() - start:.0f} s; model saved to "
