@@ -43,30 +43,44 @@ class InputErrorWarning(UserWarning):
     """Some rows could not be read and came back as NaN (``on_error="nan"``)."""
 
 
-def tokenize(handle, texts):
-    """Token ids and attention mask, truncated to the model's context.
+def tokenize(handle, texts, device=None):
+    """Token ids and attention mask (None where the family uses none).
 
-    Truncation keeps the end token: CLIP pools the text at that token, so a
-    sequence cut before it would be embedded from the wrong position.
+    The tokenizer pads and truncates, as transformers' zero-shot pipeline asks
+    it to: SigLIP-family text to exactly 64 tokens, other families to the
+    longest text of the batch and at most the model's context. Its
+    truncation keeps the end token, at which CLIP pools the text.
     """
+    padding = "max_length" if handle.pad_to_max_length else True
     # verbose=False: the one warning about truncation is ours, below.
-    ids = handle.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"]
-    limit = handle.context_length
-    too_long = [i for i, seq in enumerate(ids) if len(seq) > limit]
+    batch = handle.tokenizer(
+        list(texts),
+        padding=padding,
+        truncation=True,
+        max_length=handle.context_length,
+        return_tensors="pt",
+        verbose=False,
+    )
+    too_long = _truncated(handle, texts, batch)
     if too_long:
-        ids = [seq[: limit - 1] + seq[-1:] if len(seq) > limit else seq for seq in ids]
         handle.warn_once(
             "truncation",
-            f"{len(too_long)} text(s) are longer than the model's context of {limit} "
-            f"tokens and were truncated (first: {texts[too_long[0]][:60]!r}).",
+            f"{len(too_long)} text(s) are longer than the model's context of "
+            f"{handle.context_length} tokens and were truncated "
+            f"(first: {texts[too_long[0]][:60]!r}).",
         )
-    width = limit if handle.pad_to_max_length else max(map(len, ids))
-    input_ids = torch.full((len(ids), width), handle.pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(ids), width), dtype=torch.long)
-    for row, seq in enumerate(ids):
-        input_ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        attention_mask[row, : len(seq)] = 1
-    return input_ids, attention_mask
+    mask = batch.get("attention_mask")
+    input_ids = batch["input_ids"].to(device or "cpu")
+    return input_ids, None if mask is None else mask.to(device or "cpu")
+
+
+def _truncated(handle, texts, batch):
+    """Positions of the texts the tokenizer truncated."""
+    encodings = getattr(batch, "encodings", None)
+    if encodings:
+        return [i for i, e in enumerate(encodings) if e.overflowing]
+    ids = handle.tokenizer(list(texts), verbose=False)["input_ids"]
+    return [i for i, seq in enumerate(ids) if len(seq) > handle.context_length]
 
 
 def _to_numpy(embeddings, normalize):
@@ -104,11 +118,8 @@ def encode_texts(
     sizer = BatchSizer(batch_size, handle.device, kind="text")
 
     def forward(chosen):
-        input_ids, mask = tokenize(handle, chosen)
-        features = text_features(
-            handle.model, input_ids.to(handle.device), mask.to(handle.device)
-        )
-        return _to_numpy(features, normalize)
+        input_ids, mask = tokenize(handle, chosen, handle.device)
+        return _to_numpy(text_features(handle.model, input_ids, mask), normalize)
 
     def encode(positions):
         if order == "prefix":

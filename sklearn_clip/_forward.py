@@ -19,8 +19,11 @@ gradients flow the same way, so fine-tuning uses them too):
   runs only its own last tokens. For the 80 ImageNet templates that halves
   the text tower's time (``benchmarks/zero_shot_cpu.py``).
 
-Models of other shapes take the stock methods: SigLIP pools its image with an
-attention head rather than a token, and its text tower is not causal.
+Each shortcut is used only for the model classes in :data:`FAST_PATHS`, where
+``tests/test_forward.py`` proves it equal to the class's own
+``get_image_features`` / ``get_text_features``; every other model takes the
+stock methods (SigLIP pools its image with an attention head rather than a
+token, and its text tower is not causal; ALIGN's image tower is a CNN).
 """
 
 import torch
@@ -37,14 +40,34 @@ class QuickGELU(nn.Module):
         return F.silu(x * _QUICK_GELU_SLOPE).div_(_QUICK_GELU_SLOPE)
 
 
+# Which shortcuts each model class takes, by class name; each pairing is
+# proven in tests/test_forward.py. "class_token": the last image layer for the
+# class token only; "prefix": shared text prefixes run once; "quick_gelu":
+# the fused activation.
+FAST_PATHS = {
+    "CLIPModel": {"class_token", "prefix", "quick_gelu"},
+    "MetaClip2Model": {"class_token", "prefix", "quick_gelu"},
+    "AltCLIPModel": {"quick_gelu"},
+    "ChineseCLIPModel": {"quick_gelu"},
+}
+
+
+def fast_paths(model):
+    """The shortcuts proven for ``model``'s class (an empty set for others)."""
+    return FAST_PATHS.get(type(model).__name__, set())
+
+
 def use_fast_activations(model):
     """Swap every ``quick_gelu`` module of ``model`` for :class:`QuickGELU`.
 
-    In place (activations hold no weights, so the state dict and
-    ``save_pretrained`` are unchanged); returns ``model``.
+    Only for the classes :data:`FAST_PATHS` names. In place (activations hold
+    no weights, so the state dict and ``save_pretrained`` are unchanged);
+    returns ``model``.
     """
     from transformers.activations import QuickGELUActivation
 
+    if "quick_gelu" not in fast_paths(model):
+        return model
     for module in list(model.modules()):
         for name, child in module.named_children():
             if isinstance(child, QuickGELUActivation):
@@ -61,6 +84,16 @@ def compile_image_features(model, options):
     return torch.compile(forward, **options)
 
 
+def logit_scale(model):
+    """What the model multiplies cosines by, as a tensor gradients flow through.
+
+    ``exp(logit_scale)``; ALIGN divides by a learned ``temperature`` instead.
+    """
+    if hasattr(model, "temperature"):
+        return 1.0 / model.temperature
+    return model.logit_scale.exp()
+
+
 def _features(output):
     # transformers 4.x returns the embedding tensor, 5.x an output object.
     if isinstance(output, torch.Tensor):
@@ -68,60 +101,40 @@ def _features(output):
     return output.pooler_output
 
 
-def image_features(model, pixel_values):
-    """Projected image embeddings (not normalised), as a tensor."""
-    if _pools_class_token(model):
-        return _class_token_features(model, pixel_values)
-    return _features(model.get_image_features(pixel_values=pixel_values))
+def image_features(model, pixels):
+    """Projected image embeddings (not normalised), as a tensor.
+
+    ``pixels`` is a pixel tensor, or a dict of the model's image inputs (what
+    a family's own image processor returns, e.g. SigLIP 2's patch masks).
+    """
+    if isinstance(pixels, dict):
+        return _features(model.get_image_features(**pixels))
+    if _takes(model, "class_token", "vision_model"):
+        return _class_token_features(model, pixels)
+    return _features(model.get_image_features(pixel_values=pixels))
 
 
-def text_features(model, input_ids, attention_mask):
+def text_features(model, input_ids, attention_mask=None):
     """Projected text embeddings (not normalised), as a tensor.
 
     ``input_ids`` are padded on the right, as :func:`~sklearn_clip._encode.tokenize`
-    pads them.
+    pads them; ``attention_mask`` is None for families whose tokenizer gives
+    none (SigLIP's text tower attends to its padding).
     """
-    if _is_causal_clip_text(model):
+    if attention_mask is not None and _takes(model, "prefix", "text_model"):
         return _shared_prefix_features(model, input_ids, attention_mask)
-    return _features(
-        model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
-    )
+    inputs = {"input_ids": input_ids}
+    if attention_mask is not None:
+        inputs["attention_mask"] = attention_mask
+    return _features(model.get_text_features(**inputs))
 
 
-def _pools_class_token(model):
-    from transformers.models.clip.modeling_clip import CLIPVisionEmbeddings
-
-    parts = ("pre_layrnorm", "encoder", "post_layernorm")
-    return _is_clip_tower(
-        model, "vision_model", CLIPVisionEmbeddings, parts, "visual_projection"
-    )
-
-
-def _is_causal_clip_text(model):
-    # CLIP's text tower is causal with absolute positions: a token's states
-    # depend only on the tokens before it.
-    from transformers.models.clip.modeling_clip import CLIPTextEmbeddings
-
-    parts = ("encoder", "final_layer_norm")
-    return _is_clip_tower(
-        model, "text_model", CLIPTextEmbeddings, parts, "text_projection"
-    )
-
-
-def _is_clip_tower(model, tower, embeddings, parts, projection):
-    """Whether ``model.<tower>`` is a CLIP tower the short paths know.
-
-    Checked by its parts: the tower's class differs across transformers
-    versions (``CLIPVisionTransformer`` in 4.x, ``CLIPVisionModel`` in 5.x).
-    """
-    module = getattr(model, tower, None)
-    if not isinstance(getattr(module, "embeddings", None), embeddings):
-        return False
-    if not all(hasattr(module, part) for part in parts):
-        return False
-    if not hasattr(model, projection):
+def _takes(model, shortcut, tower):
+    """Whether ``model`` takes ``shortcut`` for ``tower`` now."""
+    if shortcut not in fast_paths(model):
         return False
     # Attention dropout is only applied in training; the short paths have none.
+    module = getattr(model, tower)
     return not (module.training and module.config.attention_dropout > 0)
 
 

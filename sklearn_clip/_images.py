@@ -2,18 +2,25 @@
 
 Each row is brought to one canonical form (an RGB ``PIL.Image``) on its own: no
 heuristic is shared across a batch, so one odd image cannot change how its
-neighbours are read. Resizing and cropping follow the checkpoint's own
-``preprocessor_config.json``. Bicubic and bilinear resizes run through
-PyTorch's antialiased ``uint8`` interpolation, the kernel that transformers'
-default (torchvision) image processors use: four times faster than Pillow's
-on one core, and within one grey level of the Pillow processors. Rescaling and
-normalisation are done once per batch as tensor arithmetic.
+neighbours are read.
+
+The checkpoint's image processor (resolved by transformers) decides the
+preprocessing. For the processors whose steps are proven equal here (CLIP's
+and SigLIP's: resize, centre crop, rescale, normalise; see
+``tests/test_images.py``) an :class:`ImageConfig` takes those settings and
+runs them faster: bicubic and bilinear resizes through PyTorch's antialiased
+``uint8`` interpolation, the kernel that transformers' default (torchvision)
+image processors use, four times faster than Pillow's on one core and within
+one grey level of the Pillow processors, and rescaling and normalisation once
+per batch as tensor arithmetic. Every other processor runs itself, row by row
+in the decoding threads (:class:`ProcessorImages`), so whatever inputs its
+model takes (SigLIP 2's patch masks and shapes, for one) come with it.
 """
 
 import io
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +82,7 @@ _TORCH_RESIZE_MODES = {
 
 @dataclass(frozen=True)
 class ImageConfig:
-    """The preprocessing a checkpoint expects, read from its processor config.
+    """The preprocessing of a CLIP or SigLIP image processor, run fast.
 
     Parameters
     ----------
@@ -107,40 +114,6 @@ class ImageConfig:
     std: tuple[float, float, float] = _OPENAI_CLIP_STD
     draft_factor: float | None = 2.0
 
-    @classmethod
-    def from_processor_dict(cls, config):
-        """Read a ``preprocessor_config.json`` dictionary (CLIP or SigLIP style)."""
-        size = config.get("size", 224)
-        if isinstance(size, dict):
-            if "shortest_edge" in size:
-                size = int(size["shortest_edge"])
-            else:
-                size = (int(size["height"]), int(size["width"]))
-        if not config.get("do_resize", True):
-            size = None
-        crop = None
-        if config.get("do_center_crop", False):
-            crop_size = config.get("crop_size", size)
-            if isinstance(crop_size, dict):
-                crop = (int(crop_size["height"]), int(crop_size["width"]))
-            else:
-                crop = (int(crop_size), int(crop_size))
-        rescale = config.get("rescale_factor", 1 / 255)
-        if not config.get("do_rescale", True):
-            rescale = 1.0
-        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
-        if config.get("do_normalize", True):
-            mean = tuple(config.get("image_mean", _OPENAI_CLIP_MEAN))
-            std = tuple(config.get("image_std", _OPENAI_CLIP_STD))
-        return cls(
-            size=size,
-            crop=crop,
-            resample=int(config.get("resample", Image.Resampling.BICUBIC)),
-            rescale_factor=float(rescale),
-            mean=mean,
-            std=std,
-        )
-
     @property
     def output_size(self):
         """The ``(height, width)`` of the pixel tensors."""
@@ -149,6 +122,111 @@ class ImageConfig:
         if isinstance(self.size, tuple):
             return self.size
         raise ValueError("A shortest-edge resize without a crop has no fixed size.")
+
+
+# Image processors whose steps ImageConfig reproduces (proven against each in
+# tests/test_images.py), by class name: the Pillow and torchvision variants.
+FAST_PROCESSORS = (
+    "CLIPImageProcessor",
+    "CLIPImageProcessorPil",
+    "SiglipImageProcessor",
+    "SiglipImageProcessorPil",
+)
+# The settings those processors have; any other switched on (a pad, a
+# different rescale) leaves the processor to run itself.
+_KNOWN_SETTINGS = {
+    "do_resize",
+    "size",
+    "resample",
+    "do_center_crop",
+    "crop_size",
+    "do_rescale",
+    "rescale_factor",
+    "do_normalize",
+    "image_mean",
+    "image_std",
+    "do_convert_rgb",
+    "image_processor_type",
+    "processor_class",
+}
+
+
+def image_preprocessing(processor):
+    """The fast :class:`ImageConfig` of a processor where one is proven, else
+    :class:`ProcessorImages` running the processor itself."""
+    if type(processor).__name__ in FAST_PROCESSORS:
+        config = _fast_config(processor.to_dict())
+        if config is not None:
+            return config
+    return ProcessorImages(processor)
+
+
+def _size(size):
+    """``(height, width)``, an int (shortest edge), or None for other forms."""
+    size = {k: v for k, v in dict(size).items() if v is not None}
+    if set(size) == {"shortest_edge"}:
+        return int(size["shortest_edge"])
+    if set(size) == {"height", "width"}:
+        return int(size["height"]), int(size["width"])
+    return None
+
+
+def _fast_config(settings):
+    switched_on = {k for k, v in settings.items() if v not in (None, False)}
+    if not switched_on <= _KNOWN_SETTINGS:
+        return None
+    size = _size(settings["size"]) if settings.get("do_resize") else None
+    crop = None
+    if settings.get("do_center_crop"):
+        crop = _size(settings.get("crop_size") or {})
+        if not isinstance(crop, tuple):
+            return None
+    if settings.get("do_resize") and size is None:
+        return None  # longest_edge and other forms: the processor itself
+    if crop is None and not isinstance(size, tuple):
+        return None  # no fixed output size
+    rescale = settings.get("rescale_factor") if settings.get("do_rescale") else 1.0
+    mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    if settings.get("do_normalize"):
+        mean, std = tuple(settings["image_mean"]), tuple(settings["image_std"])
+    return ImageConfig(
+        size=size,
+        crop=crop,
+        resample=int(settings.get("resample", Image.Resampling.BICUBIC)),
+        rescale_factor=float(rescale),
+        mean=mean,
+        std=std,
+    )
+
+
+@dataclass(frozen=True)
+class ProcessorImages:
+    """Preprocessing by the checkpoint's own image processor, one row at a time.
+
+    Each row becomes a record (a 0-d structured numpy array) of what the
+    processor returns for it (``pixel_values``, and for SigLIP 2
+    ``pixel_attention_mask`` and ``spatial_shapes``); a batch of records
+    stacks into the model's keyword arguments.
+    """
+
+    processor: object = field(compare=False)
+
+    def prepare(self, image):
+        out = self.processor(images=[image], return_tensors="np")
+        arrays = {key: np.asarray(value)[0] for key, value in out.items()}
+        dtype = np.dtype([(k, v.dtype, v.shape) for k, v in arrays.items()])
+        record = np.empty((), dtype)
+        for key, value in arrays.items():
+            record[key] = value
+        return record
+
+    def collate(self, records, device, dtype):
+        batch = np.stack(records) if isinstance(records, list) else records
+        inputs = {}
+        for key in batch.dtype.names:
+            tensor = torch.from_numpy(np.ascontiguousarray(batch[key])).to(device)
+            inputs[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+        return inputs
 
 
 def _is_missing(item):
@@ -394,7 +472,13 @@ def _center_crop(array, crop):
 
 
 def prepare_image(item, config):
-    """One input -> the HWC ``uint8`` array the model's pixels are made from."""
+    """One input -> what the model's pixels are made from.
+
+    An HWC ``uint8`` array under an :class:`ImageConfig`, a record of the
+    processor's outputs under :class:`ProcessorImages`.
+    """
+    if isinstance(config, ProcessorImages):
+        return config.prepare(to_rgb(item))
     if isinstance(item, str | Path | bytes | bytearray):
         # Decoded here rather than in to_rgb, so a large JPEG can be drafted.
         item = _open_image(item, draft_for=config)
@@ -406,7 +490,11 @@ def normalize_batch(arrays, config, device="cpu", dtype=torch.float32):
 
     The arithmetic runs once per batch on ``device``: on a GPU only the small
     ``uint8`` batch crosses the bus, from pinned memory without blocking.
+    Under :class:`ProcessorImages` the processor's records are stacked into a
+    dict of the model's inputs instead.
     """
+    if isinstance(config, ProcessorImages):
+        return config.collate(arrays, device, dtype)
     batch = torch.from_numpy(np.stack(arrays))
     device = torch.device(device)
     if device.type == "cuda":

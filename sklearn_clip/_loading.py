@@ -7,13 +7,40 @@ message that says how to fix it. Weights are read only from safetensors files
 and never with a checkpoint's own Python code.
 """
 
+import contextlib
 import json
 import os
+import threading
 from pathlib import Path
 
 import torch
 
-PROCESSOR_FILE = "preprocessor_config.json"
+# Where a checkpoint's image preprocessing may be written: transformers 5's
+# processors nest it under "image_processor" in the second file.
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+
+# The model types of transformers' zero-shot-image-classification mapping
+# that run end to end here, each checked against transformers' own pipeline
+# in tests/test_families.py. The others in that mapping (BLIP-2's retrieval
+# head, CLIPSeg, ...) score image-text pairs in ways these estimators do not
+# reproduce, and are refused at load.
+SUPPORTED_FAMILIES = (
+    "clip",
+    "metaclip_2",
+    "siglip",
+    "siglip2",
+    "align",
+    "altclip",
+    "chinese_clip",
+    "blip",
+)
+# Scored with a sigmoid and a learned bias (transformers' pipeline picks these
+# by "siglip" in the model type, and so does this).
+SIGMOID_FAMILIES = ("siglip", "siglip2")
+# Families with a learned contrastive temperature that fine-tuning trains.
+# BLIP's image-text embeddings were trained alongside matching and captioning
+# heads, which a contrastive loss alone would leave behind.
+FINETUNE_FAMILIES = tuple(f for f in SUPPORTED_FAMILIES if f != "blip")
 
 
 def is_local(source):
@@ -51,9 +78,84 @@ def hub_reachable(timeout=3.0):
         return False
 
 
-def read_processor_config(directory):
-    path = Path(directory, PROCESSOR_FILE)
+_quiet_lock = threading.RLock()
+
+
+class _DefaultConfigNoise:
+    """Drops the token-id warnings transformers raises about its own defaults.
+
+    Writing a config, transformers diffs it against a default-built one; for
+    SigLIP that default names end tokens outside its default vocabulary and
+    warns, whatever the config being written holds.
+    """
+
+    def filter(self, record):
+        return "an integer within the vocabulary" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """No transformers progress bars ("Loading weights", "Writing model shards"),
+    and no warnings about its own default configs."""
+    import logging as std_logging
+
+    from transformers.utils import logging
+
+    config_logger = std_logging.getLogger("transformers.configuration_utils")
+    noise = _DefaultConfigNoise()
+    with _quiet_lock:
+        enabled = logging.is_progress_bar_enabled()
+        logging.disable_progress_bar()
+        config_logger.addFilter(noise)
+        try:
+            yield
+        finally:
+            config_logger.removeFilter(noise)
+            if enabled:
+                logging.enable_progress_bar()
+
+
+def read_config(directory):
+    path = Path(directory, "config.json")
     return json.loads(path.read_text()) if path.exists() else {}
+
+
+def check_family(directory, config):
+    """Refuse, before any weights are read, a model type not supported here."""
+    model_type = config.get("model_type")
+    if model_type not in SUPPORTED_FAMILIES:
+        raise ValueError(
+            f"{str(directory)!r} holds a {model_type!r} model; sklearn-clip supports "
+            f"the CLIP-family model types {', '.join(SUPPORTED_FAMILIES)}."
+        )
+
+
+def has_image_processor_config(directory):
+    """Whether either layout of an image-processor config is present."""
+    legacy, nested = (Path(directory, name) for name in PROCESSOR_FILES)
+    if legacy.exists():
+        return True
+    return nested.exists() and "image_processor" in json.loads(nested.read_text())
+
+
+def read_image_processor(directory):
+    """The checkpoint's image processor, resolved by transformers itself.
+
+    transformers knows both layouts (``preprocessor_config.json``, and the
+    ``"image_processor"`` entry of transformers 5's ``processor_config.json``)
+    and every family's settings; a checkpoint with neither is an error, never
+    a default.
+    """
+    from transformers import AutoImageProcessor
+
+    if not has_image_processor_config(directory):
+        raise OSError(
+            f"{str(directory)!r} has no image-processor config: looked for "
+            f"{PROCESSOR_FILES[0]} and an 'image_processor' entry in "
+            f"{PROCESSOR_FILES[1]}. Save the model's processor next to its weights "
+            "(AutoProcessor.from_pretrained(original).save_pretrained(directory))."
+        )
+    return AutoImageProcessor.from_pretrained(str(directory), local_files_only=True)
 
 
 # Weight files that are read with pickle, which can run code while loading.
@@ -117,23 +219,25 @@ def hub_snapshot(source, revision, local_files_only):
 
 
 def read_checkpoint(directory, device, dtype):
-    """``(model, tokenizer, processor config)`` from a saved directory."""
+    """``(model, tokenizer, image processor)`` from a saved directory.
+
+    Everything that can be refused (pickle weights, remote code, an
+    unsupported family, no image-processor config) is, before the weights
+    are read.
+    """
     from transformers import AutoModel, AutoTokenizer
 
     check_loadable(directory)
+    check_family(directory, read_config(directory))
     # Safetensors only and never remote code: a checkpoint cannot run anything.
     # An auto_map in a known model type's config is ignored: the built-in class
     # loads it.
     options = {"local_files_only": True, "trust_remote_code": False}
-    model = AutoModel.from_pretrained(str(directory), use_safetensors=True, **options)
-    if not (
-        hasattr(model, "get_image_features") and hasattr(model, "get_text_features")
-    ):
-        raise TypeError(
-            f"{directory!r} loads as {type(model).__name__}, which is not a "
-            "CLIP-family model (it needs get_image_features and get_text_features)"
+    with quiet_transformers():
+        image_processor = read_image_processor(directory)
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), **options)
+        model = AutoModel.from_pretrained(
+            str(directory), use_safetensors=True, **options
         )
-    tokenizer = AutoTokenizer.from_pretrained(str(directory), **options)
-    processor = read_processor_config(directory)
     model = model.to(device=device, dtype=dtype or torch.float32)
-    return model, tokenizer, processor
+    return model, tokenizer, image_processor

@@ -20,14 +20,16 @@ from sklearn_clip import _encode
 from sklearn_clip._forward import (
     compile_image_features,
     image_features,
+    logit_scale,
     use_fast_activations,
 )
-from sklearn_clip._images import ImageConfig
+from sklearn_clip._images import image_preprocessing
 from sklearn_clip._inputs import as_rows
 from sklearn_clip._loading import (
-    PROCESSOR_FILE,
+    SIGMOID_FAMILIES,
     hub_snapshot,
     is_local,
+    quiet_transformers,
     read_checkpoint,
 )
 from sklearn_clip._options import DTYPE_NAMES
@@ -83,10 +85,15 @@ class ModelHandle:
     Attributes
     ----------
     model : torch.nn.Module
-        The ``transformers`` model (CLIP or SigLIP), in eval mode.
+        The ``transformers`` model (any of
+        :data:`sklearn_clip._loading.SUPPORTED_FAMILIES`), in eval mode.
     tokenizer : transformers tokenizer
-    image_config : ImageConfig
-        Resize, crop and normalisation from the checkpoint's processor config.
+    image_processor : transformers image processor
+        The checkpoint's own, as transformers resolves it.
+    image_config : ImageConfig or ProcessorImages
+        How images are preprocessed: the fast path for the processors it is
+        proven for, else the image processor itself (see
+        :mod:`sklearn_clip._images`).
     source, revision : str or None
         Where the weights came from; None for weights that live only in memory.
     device : torch.device
@@ -100,7 +107,7 @@ class ModelHandle:
         self,
         model,
         tokenizer,
-        processor_config,
+        image_processor,
         *,
         source=None,
         revision=None,
@@ -110,8 +117,10 @@ class ModelHandle:
     ):
         self.model = use_fast_activations(model.eval())
         self.tokenizer = tokenizer
-        self.processor_config = dict(processor_config)
-        self.image_config = ImageConfig.from_processor_dict(self.processor_config)
+        if isinstance(image_processor, dict):
+            image_processor = _image_processor_from_dict(image_processor)
+        self.image_processor = image_processor
+        self.image_config = image_preprocessing(image_processor)
         self.source = source
         self.revision = revision
         self.device = device or next(model.parameters()).device
@@ -123,9 +132,19 @@ class ModelHandle:
 
     # -- what the model is -------------------------------------------------
     @property
+    def family(self):
+        """The transformers model type (``"clip"``, ``"siglip2"``, ...)."""
+        return self.model.config.model_type
+
+    @property
+    def processor_config(self):
+        """The image processor's settings, as its config file holds them."""
+        return self.image_processor.to_dict()
+
+    @property
     def is_sigmoid(self):
         """True for SigLIP-style models, scored with a sigmoid and a bias."""
-        return hasattr(self.model, "logit_bias")
+        return self.family in SIGMOID_FAMILIES
 
     @property
     def embedding_dim(self):
@@ -137,7 +156,16 @@ class ModelHandle:
 
     @property
     def context_length(self):
-        return int(self.model.config.text_config.max_position_embeddings)
+        """Texts are truncated to this many tokens (SigLIP's are padded to it)."""
+        if self.is_sigmoid:
+            # What transformers' zero-shot pipeline pads SigLIP text to.
+            return SIGLIP_TEXT_LENGTH
+        text = self.model.config.text_config
+        positions = int(text.max_position_embeddings)
+        if self.family == "altclip":
+            positions -= int(text.pad_token_id) + 1  # XLM-R's position offset
+        limit = self.tokenizer.model_max_length
+        return min(positions, int(limit)) if limit and limit < 1e6 else positions
 
     @property
     def pad_to_max_length(self):
@@ -152,8 +180,8 @@ class ModelHandle:
 
     @property
     def logit_scale(self):
-        """The learned temperature, ``exp(logit_scale)``."""
-        return float(self.model.logit_scale.detach().float().exp())
+        """What cosines are multiplied by: ``exp(logit_scale)`` (ALIGN: ``1 / T``)."""
+        return float(logit_scale(self.model).detach().float())
 
     @property
     def logit_bias(self):
@@ -230,13 +258,25 @@ class ModelHandle:
 
     # -- persistence -------------------------------------------------------
     def save_pretrained(self, path):
-        """Write safetensors weights, tokenizer and processor config to ``path``."""
+        """Write safetensors weights and the family's processor to ``path``.
+
+        The family's processor saves itself (``processor_config.json`` and the
+        tokenizer files in transformers 5); the image processor's own
+        ``preprocessor_config.json`` is written too, which transformers 4
+        reads.
+        """
+        import transformers
+        from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(path, safe_serialization=True)
-        self.tokenizer.save_pretrained(path)
-        with open(path / PROCESSOR_FILE, "w") as handle:
-            json.dump(self.processor_config, handle, indent=2, default=str)
+        processor = getattr(transformers, PROCESSOR_MAPPING_NAMES[self.family])(
+            image_processor=self.image_processor, tokenizer=self.tokenizer
+        )
+        with quiet_transformers():
+            self.model.save_pretrained(path, safe_serialization=True)
+            processor.save_pretrained(path)
+            self.image_processor.save_pretrained(path)
         return path
 
     def with_model(self, model, *, source=None, revision=None):
@@ -244,7 +284,7 @@ class ModelHandle:
         return ModelHandle(
             model,
             self.tokenizer,
-            self.processor_config,
+            self.image_processor,
             source=source,
             revision=revision,
             device=self.device,
@@ -284,6 +324,22 @@ class ModelHandle:
             f"ModelHandle({name!r}, {type(self.model).__name__}, "
             f"device={str(self.device)!r}, dtype={str(self.dtype)!r})"
         )
+
+
+# transformers' zero-shot pipeline pads SigLIP-family text to 64 tokens.
+SIGLIP_TEXT_LENGTH = 64
+
+
+def _image_processor_from_dict(settings):
+    """An image processor from its settings, resolved as transformers resolves
+    a saved one (the Pillow variant where torchvision is absent)."""
+    from transformers import AutoImageProcessor
+
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "preprocessor_config.json").write_text(
+            json.dumps(dict(settings), default=int)
+        )
+        return AutoImageProcessor.from_pretrained(tmp, local_files_only=True)
 
 
 def _load_reference(source, revision, device, dtype, compile=None):

@@ -17,7 +17,7 @@ _PROJECTIONS = (
     "vision_model.head.",
     "text_model.head.",
 )
-_TEMPERATURE = ("logit_scale", "logit_bias")
+_TEMPERATURE = ("logit_scale", "logit_bias", "temperature")
 _LORA_LAYERS = "(q_proj|k_proj|v_proj|out_proj|fc1|fc2)"
 
 

@@ -43,7 +43,7 @@ from sklearn_clip._checkpoints import (
     set_rng_state,
 )
 from sklearn_clip._encode import iter_prepared_batches, tokenize
-from sklearn_clip._forward import image_features, text_features
+from sklearn_clip._forward import image_features, logit_scale, text_features
 from sklearn_clip._images import normalize_batch
 from sklearn_clip._losses import contrastive_loss, sigmoid_loss
 from sklearn_clip._trainable import build_trainable, parameter_groups
@@ -95,8 +95,7 @@ class PairedData:
 
 def prepare_pairs(handle, rows, index, captions, *, n_workers=None):
     """Decode every image once (threaded) and number the distinct captions."""
-    height, width = handle.image_config.output_size
-    pixels = np.empty((len(rows), height, width, 3), np.uint8)
+    pixels = None
     batches = iter_prepared_batches(
         rows,
         index,
@@ -106,7 +105,10 @@ def prepare_pairs(handle, rows, index, captions, *, n_workers=None):
         n_workers=n_workers,
     )
     for start, arrays in batches:
-        pixels[start : start + len(arrays)] = np.stack(arrays)
+        arrays = np.stack(arrays)
+        if pixels is None:  # rows of the handle's preprocessing: shape and dtype
+            pixels = np.empty((len(rows), *arrays.shape[1:]), arrays.dtype)
+        pixels[start : start + len(arrays)] = arrays
     distinct, ids = np.unique(np.asarray(captions, dtype=object), return_inverse=True)
     return PairedData(pixels, ids.astype(np.int64), [str(c) for c in distinct])
 
@@ -207,9 +209,9 @@ def embed_batch(model, handle, data, rows, device):
     ids = data.caption_ids[rows]
     # Each distinct caption of the batch goes through the text tower once.
     distinct, inverse = np.unique(ids, return_inverse=True)
-    input_ids, mask = tokenize(handle, [data.captions[i] for i in distinct])
+    input_ids, mask = tokenize(handle, [data.captions[i] for i in distinct], device)
     images = image_features(model, pixels)
-    texts = text_features(model, input_ids.to(device), mask.to(device))
+    texts = text_features(model, input_ids, mask)
     texts = texts[torch.as_tensor(inverse.reshape(-1), device=device)]
     return (
         F.normalize(images.float(), dim=-1),
@@ -223,7 +225,7 @@ def batch_loss(model, image_embeds, text_embeds, caption_ids):
     image_embeds, text_embeds, caption_ids = dist.gather_features(
         image_embeds, text_embeds, caption_ids
     )
-    scale = model.logit_scale.exp()
+    scale = logit_scale(model)
     if hasattr(model, "logit_bias"):
         return sigmoid_loss(
             image_embeds, text_embeds, scale, model.logit_bias, caption_ids
@@ -265,9 +267,10 @@ def evaluate(model, handle, data, batch_size, device, autocast):
         images.append(image_embeds.float().cpu())
     texts = []
     for start in range(0, len(data.captions), batch_size):
-        input_ids, mask = tokenize(handle, data.captions[start : start + batch_size])
+        captions = data.captions[start : start + batch_size]
+        input_ids, mask = tokenize(handle, captions, device)
         with autocast:
-            features = text_features(model, input_ids.to(device), mask.to(device))
+            features = text_features(model, input_ids, mask)
         texts.append(F.normalize(features.float(), dim=-1).cpu())
     model.train()
     recall = recall_at_1(
@@ -450,8 +453,9 @@ def _train(
                     group_["lr"] = lr
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                with torch.no_grad():
-                    model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+                if hasattr(model, "logit_scale"):  # ALIGN has a temperature
+                    with torch.no_grad():
+                        model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
                 p.step += 1
                 p.batch += len(group)
                 p.loss_sum += group_loss
@@ -467,7 +471,7 @@ def _train(
                 "val_loss": math.nan,
                 "val_recall_at_1": math.nan,
                 "learning_rate": lr,
-                "logit_scale": float(model.logit_scale.detach().float().exp().mean()),
+                "logit_scale": float(logit_scale(model).detach().float().mean()),
                 "grad_norm": p.grad_norm_sum / max(1, p.epoch_steps),
                 "seconds": 0.0,
             }

@@ -1,4 +1,4 @@
-"""Tiny random CLIP and SigLIP checkpoints, for examples, doctests and tests.
+"""Tiny random CLIP-family checkpoints, for examples, doctests and tests.
 
 No pretrained CLIP weights ship with any package, and a machine without the hub
 cannot download them. :func:`make_tiny_clip` builds a small randomly initialised
@@ -7,7 +7,6 @@ and writes it with ``save_pretrained``: everything downstream then goes through
 the same ``from_pretrained`` path a real checkpoint takes.
 """
 
-import json
 import string
 import tempfile
 from pathlib import Path
@@ -29,7 +28,7 @@ _SPECIAL = ("<pad>", "<unk>", "<bos>", "<eos>")
 _cache = {}
 
 
-def _build_tokenizer(context_length, words=()):
+def _build_tokenizer(context_length, words=(), *, attention_mask=True):
     from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
     from transformers import PreTrainedTokenizerFast
@@ -57,22 +56,14 @@ def _build_tokenizer(context_length, words=()):
         pad_token="<pad>",
         unk_token="<unk>",
         model_max_length=context_length,
+        model_input_names=(
+            ["input_ids", "attention_mask"] if attention_mask else ["input_ids"]
+        ),
     )
 
 
-def _build_model(
-    family,
-    tokenizer,
-    *,
-    image_size,
-    patch_size,
-    hidden_size,
-    num_layers,
-    num_heads,
-    context_length,
-):
-    from transformers import CLIPConfig, CLIPModel, SiglipConfig, SiglipModel
-
+def _towers(tokenizer, *, hidden_size, num_layers, num_heads, context_length):
+    """Text and vision settings shared by the transformer towers of every family."""
     tower = {
         "hidden_size": hidden_size,
         "intermediate_size": 2 * hidden_size + 5,
@@ -89,53 +80,148 @@ def _build_model(
         # tokenizer's own end token, or it pools at the wrong position.
         "eos_token_id": tokenizer.eos_token_id,
     }
-    vision = {**tower, "image_size": image_size, "patch_size": patch_size}
-    if family == "clip":
-        config = CLIPConfig(
-            text_config=text, vision_config=vision, projection_dim=hidden_size
-        )
-        return CLIPModel(config)
-    config = SiglipConfig(text_config=text, vision_config=vision)
-    return SiglipModel(config)
+    return tower, text
 
 
-def _processor_config(family, image_size):
-    if family == "clip":
-        return {
-            "image_processor_type": "CLIPImageProcessor",
-            "do_resize": True,
-            "size": {"shortest_edge": image_size},
-            "do_center_crop": True,
-            "crop_size": {"height": image_size, "width": image_size},
-            "resample": 3,
-            "do_rescale": True,
-            "rescale_factor": 1 / 255,
-            "do_normalize": True,
-            "do_convert_rgb": True,
-            "image_mean": [0.48145466, 0.4578275, 0.40821073],
-            "image_std": [0.26862954, 0.26130258, 0.27577711],
-        }
+def _efficientnet(image_size, hidden_size):
+    # ALIGN's image tower is an EfficientNet; its last block's channels are
+    # the image embedding, so they match the text projection.
     return {
-        "image_processor_type": "SiglipImageProcessor",
-        "do_resize": True,
-        "size": {"height": image_size, "width": image_size},
-        "resample": 3,
-        "do_rescale": True,
-        "rescale_factor": 1 / 255,
-        "do_normalize": True,
-        "do_convert_rgb": True,
-        "image_mean": [0.5, 0.5, 0.5],
-        "image_std": [0.5, 0.5, 0.5],
+        "image_size": image_size,
+        "width_coefficient": 1.0,
+        "depth_coefficient": 1.0,
+        "hidden_dim": 4 * hidden_size,
+        "kernel_sizes": (3, 3),
+        "in_channels": (32, 16),
+        "out_channels": (16, hidden_size),
+        "strides": (1, 2),
+        "num_block_repeats": (1, 1),
+        "expand_ratios": (1, 2),
+        "depthwise_padding": [],
     }
 
 
-def _write_checkpoint(target, model, tokenizer, family, image_size):
-    target.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(target, safe_serialization=True)
-    tokenizer.save_pretrained(target)
-    (target / "preprocessor_config.json").write_text(
-        json.dumps(_processor_config(family, image_size), indent=2)
+def _model_config(family, tokenizer, *, image_size, patch_size, **shape):
+    """The family's config, small; text positions as the family counts them."""
+    import transformers
+
+    tower, text = _towers(tokenizer, **shape)
+    hidden = shape["hidden_size"]
+    vision = {**tower, "image_size": image_size, "patch_size": patch_size}
+    name, options = {
+        "clip": ("CLIPConfig", {"projection_dim": hidden}),
+        "metaclip_2": ("MetaClip2Config", {"projection_dim": hidden}),
+        "chinese_clip": ("ChineseCLIPConfig", {"projection_dim": hidden}),
+        "siglip": ("SiglipConfig", {}),
+        "siglip2": ("Siglip2Config", {}),
+        "align": ("AlignConfig", {"projection_dim": hidden}),
+        "altclip": ("AltCLIPConfig", {"projection_dim": hidden}),
+        "blip": ("BlipConfig", {"projection_dim": hidden}),
+    }[family]
+    if family == "siglip2":
+        # NaFlex: no fixed size; up to this many patches, in any aspect ratio.
+        vision = {**tower, "patch_size": patch_size}
+        vision["num_patches"] = (image_size // patch_size) ** 2
+    elif family == "align":
+        vision = _efficientnet(image_size, hidden)
+    elif family == "altclip":
+        # XLM-R counts positions from the padding id + 1, and projects itself.
+        text["max_position_embeddings"] += tokenizer.pad_token_id + 1
+        text["project_dim"] = hidden
+    elif family == "blip":
+        text["encoder_hidden_size"] = hidden
+        text["sep_token_id"] = tokenizer.eos_token_id
+    return getattr(transformers, name)(
+        text_config=text, vision_config=vision, **options
     )
+
+
+def _build_model(family, tokenizer, **options):
+    from transformers import AutoModel
+
+    return AutoModel.from_config(_model_config(family, tokenizer, **options))
+
+
+# Each family's own image processor (the Pillow variant: it needs no
+# torchvision) and its settings at this image size.
+def _image_processor(family, image_size, patch_size):
+    import transformers
+
+    square = {"height": image_size, "width": image_size}
+    openai = {
+        "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711],
+    }
+    clip = {"size": {"shortest_edge": image_size}, "crop_size": square, **openai}
+    name, settings = {
+        "clip": ("CLIPImageProcessorPil", clip),
+        "metaclip_2": ("CLIPImageProcessorPil", clip),
+        "altclip": ("CLIPImageProcessorPil", clip),
+        "chinese_clip": ("ChineseCLIPImageProcessorPil", clip),
+        "siglip": ("SiglipImageProcessorPil", {"size": square}),
+        "siglip2": (
+            "Siglip2ImageProcessorPil",
+            {
+                "patch_size": patch_size,
+                "max_num_patches": (image_size // patch_size) ** 2,
+            },
+        ),
+        "align": (
+            "EfficientNetImageProcessorPil",
+            {
+                "size": {"height": image_size + 4, "width": image_size + 4},
+                "crop_size": square,
+                "do_center_crop": True,
+                "rescale_offset": True,
+                "include_top": False,
+            },
+        ),
+        "blip": ("BlipImageProcessorPil", {"size": square, **openai}),
+    }[family]
+    return getattr(transformers, name)(**settings)
+
+
+# Families whose real tokenizers return no attention mask: their text tower
+# attends to the padding, and the toy tokenizer says so the same way.
+_NO_ATTENTION_MASK = ("siglip", "siglip2")
+# What transformers' zero-shot pipeline pads SigLIP text to.
+_SIGLIP_CONTEXT = 64
+FAMILIES = (
+    "clip",
+    "metaclip_2",
+    "siglip",
+    "siglip2",
+    "align",
+    "altclip",
+    "chinese_clip",
+    "blip",
+)
+LAYOUTS = ("transformers5", "legacy")
+
+
+def _write_checkpoint(
+    target, model, tokenizer, image_processor, layout="transformers5"
+):
+    """Write as transformers 5 does, or with the legacy preprocessor file."""
+    from transformers import AutoProcessor  # noqa: F401 - registers the classes
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+    import transformers
+
+    from sklearn_clip._loading import quiet_transformers
+
+    target.mkdir(parents=True, exist_ok=True)
+    with quiet_transformers():
+        model.save_pretrained(target, safe_serialization=True)
+        if layout == "legacy":
+            tokenizer.save_pretrained(target)
+            image_processor.save_pretrained(target)
+        else:
+            name = PROCESSOR_MAPPING_NAMES[model.config.model_type]
+            processor = getattr(transformers, name)(
+                image_processor=image_processor, tokenizer=tokenizer
+            )
+            processor.save_pretrained(target)
 
 
 def make_tiny_clip(
@@ -148,23 +234,35 @@ def make_tiny_clip(
     num_layers=2,
     num_heads=4,
     context_length=32,
+    layout="transformers5",
     random_state=0,
 ):
-    """Write a tiny random CLIP (or SigLIP) checkpoint and return its directory.
+    """Write a tiny random CLIP-family checkpoint and return its directory.
 
     Parameters
     ----------
     path : str or pathlib.Path, default=None
         Where to write it. None writes to a temporary directory that is reused
         for the same arguments within this process.
-    family : {"clip", "siglip"}, default="clip"
-        CLIP (softmax over a learned temperature) or SigLIP (sigmoid with a bias).
+    family : {"clip", "metaclip_2", "siglip", "siglip2", "align", "altclip", \
+            "chinese_clip", "blip"}, default="clip"
+        The transformers model type. ``"siglip2"`` is the NaFlex
+        (variable-resolution) model; SigLIP 2's fixed-resolution checkpoints
+        are ``"siglip"`` models. SigLIP families get a 64-token context,
+        what transformers' zero-shot pipeline pads their text to.
     image_size, patch_size : int, default=30, 2
-        Input resolution and ViT patch size.
+        Input resolution and ViT patch size (ALIGN's EfficientNet has no
+        patches; SigLIP 2 takes up to ``(image_size // patch_size) ** 2``
+        patches).
     hidden_size, num_layers, num_heads : int, default=32, 2, 4
-        Width (also the embedding size), depth and heads of both towers.
+        Width (also the embedding size), depth and heads of the towers.
     context_length : int, default=32
         Maximum number of text tokens.
+    layout : {"transformers5", "legacy"}, default="transformers5"
+        ``"transformers5"`` writes what the family's processor writes with
+        ``save_pretrained`` in transformers 5 (the image settings inside
+        ``processor_config.json``); ``"legacy"`` writes the separate
+        ``preprocessor_config.json`` of older checkpoints.
     random_state : int, default=0
         Seed of the random initialisation.
 
@@ -179,11 +277,19 @@ def make_tiny_clip(
     >>> from sklearn_clip.toy import make_tiny_clip
     >>> import os
     >>> sorted(os.listdir(make_tiny_clip()))  # doctest: +NORMALIZE_WHITESPACE
+    ['config.json', 'model.safetensors', 'processor_config.json',
+     'tokenizer.json', 'tokenizer_config.json']
+    >>> sorted(os.listdir(make_tiny_clip(layout="legacy")))
+    ... # doctest: +NORMALIZE_WHITESPACE
     ['config.json', 'model.safetensors', 'preprocessor_config.json',
      'tokenizer.json', 'tokenizer_config.json']
     """
-    if family not in ("clip", "siglip"):
-        raise ValueError(f"family must be 'clip' or 'siglip'; got {family!r}")
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}; got {family!r}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}; got {layout!r}")
+    if family in ("siglip", "siglip2"):
+        context_length = max(context_length, _SIGLIP_CONTEXT)
     options = {
         "image_size": image_size,
         "patch_size": patch_size,
@@ -192,17 +298,20 @@ def make_tiny_clip(
         "num_heads": num_heads,
         "context_length": context_length,
     }
-    key = (family, random_state, *sorted(options.items()))
+    key = (family, layout, random_state, *sorted(options.items()))
     if path is None and key in _cache and Path(_cache[key]).is_dir():
         return _cache[key]
     target = (
         Path(path) if path is not None else Path(tempfile.mkdtemp(prefix="tiny-clip-"))
     )
-    tokenizer = _build_tokenizer(context_length)
+    tokenizer = _build_tokenizer(
+        context_length, attention_mask=family not in _NO_ATTENTION_MASK
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(random_state)
         model = _build_model(family, tokenizer, **options)
-    _write_checkpoint(target, model, tokenizer, family, image_size)
+    processor = _image_processor(family, image_size, patch_size)
+    _write_checkpoint(target, model, tokenizer, processor, layout)
     if path is None:
         _cache[key] = str(target)
     return str(target)
@@ -276,5 +385,6 @@ def make_random_clip(path=None, *, architecture="ViT-B/32", words=(), random_sta
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(random_state)
         model = CLIPModel(config)
-    _write_checkpoint(target, model, tokenizer, "clip", 224)
+    processor = _image_processor("clip", 224, shape["vision"][3])
+    _write_checkpoint(target, model, tokenizer, processor)
     return str(target)
