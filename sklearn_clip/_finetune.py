@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from sklearn_clip._base import CLIPEstimatorBase, fill_doc
 from sklearn_clip._inputs import as_rows, check_texts
+from sklearn_clip._loading import FINETUNE_FAMILIES
 from sklearn_clip._model import DEFAULT_MODEL
 from sklearn_clip._prompts import check_template
 from sklearn_clip._training import (
@@ -279,6 +280,12 @@ class CLIPContrastiveFinetuner(
         else:
             resume = bool(resume)
         handle = self._get_model(reset=True)
+        if handle.family not in FINETUNE_FAMILIES:
+            raise ValueError(
+                f"fine-tuning a {handle.family!r} model is not supported; "
+                f"CLIPContrastiveFinetuner trains {', '.join(FINETUNE_FAMILIES)}. "
+                "Its embeddings and zero-shot scores work in the other estimators."
+            )
         data = prepare_pairs(handle, rows, index, captions)
         seed = int(_check_seed(self.random_state))
         train_data, val_data = split_validation(data, self.validation_fraction, seed)

@@ -203,10 +203,9 @@ def _write_checkpoint(
     target, model, tokenizer, image_processor, layout="transformers5"
 ):
     """Write as transformers 5 does, or with the legacy preprocessor file."""
+    import transformers
     from transformers import AutoProcessor  # noqa: F401 - registers the classes
     from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
-
-    import transformers
 
     from sklearn_clip._loading import quiet_transformers
 

@@ -137,21 +137,26 @@ def test_a_pickle_in_a_cached_hub_snapshot_is_never_read(
 
 
 def test_loading_asks_transformers_for_safe_options_only(tiny_clip_path, monkeypatch):
-    seen = []
-    for auto in (transformers.AutoModel, transformers.AutoTokenizer):
+    seen = {}
+    autos = (
+        transformers.AutoModel,
+        transformers.AutoTokenizer,
+        transformers.AutoImageProcessor,
+    )
+    for auto in autos:
         real = auto.from_pretrained
 
-        def spy(*args, _real=real, **kwargs):
-            seen.append(kwargs)
+        def spy(*args, _real=real, _name=auto.__name__, **kwargs):
+            seen[_name] = kwargs
             return _real(*args, **kwargs)
 
         monkeypatch.setattr(auto, "from_pretrained", spy)
     _model._load_directory(tiny_clip_path, torch.device("cpu"), None)
-    model_options, tokenizer_options = seen
-    assert model_options["use_safetensors"] is True
-    for options in seen:
-        assert options["trust_remote_code"] is False
-        assert options["local_files_only"] is True
+    assert seen["AutoModel"]["use_safetensors"] is True
+    assert seen["AutoImageProcessor"]["local_files_only"] is True
+    for name in ("AutoModel", "AutoTokenizer"):
+        assert seen[name]["trust_remote_code"] is False
+        assert seen[name]["local_files_only"] is True
 
 
 # -- code shipped with a checkpoint -----------------------------------------------
