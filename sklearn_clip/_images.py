@@ -158,7 +158,15 @@ def image_preprocessing(processor):
         config = _fast_config(processor.to_dict())
         if config is not None:
             return config
-    return ProcessorImages(processor)
+    config = ProcessorImages(processor)
+    try:  # a setting the processor cannot run fails here, not on every row
+        config.prepare(Image.new("RGB", (17, 11)))
+    except Exception as exc:
+        raise ValueError(
+            f"the checkpoint's image processor ({type(processor).__name__}) cannot "
+            f"preprocess an image with its settings: {type(exc).__name__}: {exc}"
+        ) from exc
+    return config
 
 
 def _size(size):

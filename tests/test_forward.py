@@ -7,13 +7,46 @@ from transformers import AutoModel
 from transformers.activations import QuickGELUActivation
 
 from sklearn_clip._forward import (
+    FAST_PATHS,
     QuickGELU,
+    fast_paths,
     image_features,
     text_features,
     use_fast_activations,
 )
+from sklearn_clip.toy import FAMILIES, make_tiny_clip
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# The family of each class that takes a shortcut: each shortcut is proven
+# below for every class it is used for.
+FAMILY_OF = {
+    "CLIPModel": "clip",
+    "MetaClip2Model": "metaclip_2",
+    "AltCLIPModel": "altclip",
+    "ChineseCLIPModel": "chinese_clip",
+}
+
+
+def _families(shortcut):
+    return [FAMILY_OF[name] for name, paths in FAST_PATHS.items() if shortcut in paths]
+
+
+@pytest.fixture(scope="module")
+def family_path(tmp_path_factory):
+    made = {}
+
+    def path(family):
+        if family not in made:
+            folder = tmp_path_factory.mktemp(family)
+            made[family] = make_tiny_clip(folder, family=family)
+        return made[family]
+
+    return path
+
+
+def test_every_class_with_a_shortcut_is_proven_here():
+    assert set(FAST_PATHS) == set(FAMILY_OF)
 
 
 def _stock(path):
@@ -35,16 +68,48 @@ def test_quick_gelu_matches_transformers_values_and_gradients():
     torch.testing.assert_close(ours_grad, theirs_grad, rtol=1e-12, atol=1e-12)
 
 
-def test_fast_activations_replace_every_quick_gelu_and_keep_the_weights(
-    tiny_clip_path,
+@pytest.mark.parametrize("family", _families("quick_gelu"))
+def test_fast_activations_replace_every_quick_gelu_and_keep_the_outputs(
+    family, family_path
 ):
-    stock = _stock(tiny_clip_path)
+    stock = _stock(family_path(family))
     assert any(isinstance(m, QuickGELUActivation) for m in stock.modules())
-    keys = list(stock.state_dict())
+    state = {k: v.clone() for k, v in stock.state_dict().items()}
+    pixels = torch.randn(2, 3, 30, 30, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = stock.get_image_features(pixel_values=pixels).pooler_output
     use_fast_activations(stock)
     assert not any(isinstance(m, QuickGELUActivation) for m in stock.modules())
-    assert sum(isinstance(m, QuickGELU) for m in stock.modules()) == 2 * 2  # layers
-    assert list(stock.state_dict()) == keys
+    assert any(isinstance(m, QuickGELU) for m in stock.modules())
+    assert stock.state_dict().keys() == state.keys()
+    with torch.inference_mode():
+        got = stock.get_image_features(pixel_values=pixels).pooler_output
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", sorted(set(FAMILIES) - set(FAMILY_OF.values())))
+def test_other_families_take_transformers_own_forward(family, family_path):
+    stock = _stock(family_path(family))
+    assert fast_paths(stock) == set()
+    keys = [type(m) for m in stock.modules()]
+    assert [type(m) for m in use_fast_activations(stock).modules()] == keys
+
+
+def test_shortcuts_are_chosen_by_class_not_by_attributes(tiny_clip_path):
+    from transformers import CLIPModel
+
+    class Derived(CLIPModel):  # same attributes, a class nobody proved
+        pass
+
+    model = Derived.from_pretrained(tiny_clip_path).eval()
+    assert fast_paths(model) == set()
+    seen = []
+    model.vision_model.encoder.layers[-1].mlp.register_forward_hook(
+        lambda module, args, out: seen.append(args[0].shape[1])
+    )
+    with torch.inference_mode():
+        image_features(model, torch.randn(2, 3, 30, 30))
+    assert seen == [model.vision_model.embeddings.num_positions]
 
 
 def test_loaded_handles_use_the_fast_activations(tiny_clip):
@@ -53,9 +118,10 @@ def test_loaded_handles_use_the_fast_activations(tiny_clip):
     )
 
 
+@pytest.mark.parametrize("family", _families("class_token"))
 @pytest.mark.parametrize("batch", [1, 3, 8])
-def test_image_features_match_get_image_features(tiny_clip_path, batch):
-    stock, ours = _stock(tiny_clip_path), _ours(tiny_clip_path)
+def test_image_features_match_get_image_features(family, family_path, batch):
+    stock, ours = _stock(family_path(family)), _ours(family_path(family))
     pixels = torch.randn(batch, 3, 30, 30, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         expected = stock.get_image_features(pixel_values=pixels).pooler_output
@@ -64,8 +130,9 @@ def test_image_features_match_get_image_features(tiny_clip_path, batch):
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_text_features_match_get_text_features(tiny_clip_path, tiny_clip):
-    stock, ours = _stock(tiny_clip_path), _ours(tiny_clip_path)
+@pytest.mark.parametrize("family", _families("prefix"))
+def test_text_features_match_get_text_features(family, family_path, tiny_clip):
+    stock, ours = _stock(family_path(family)), _ours(family_path(family))
     batch = tiny_clip.tokenizer(
         ["a red circle", "a small blue square on the left"],
         padding=True,
@@ -91,11 +158,12 @@ def test_the_last_layer_runs_for_the_class_token_only(tiny_clip_path):
     assert seen == {"first": (4, tokens, 32), "last": (4, 1, 32)}
 
 
-def test_gradients_match_the_stock_forward(tiny_clip_path):
+@pytest.mark.parametrize("family", _families("class_token"))
+def test_gradients_match_the_stock_forward(family, family_path):
     """Fine-tuning goes through the short path: same loss, same gradients."""
     # In float64, so that only a real difference shows above the rounding.
-    stock = _stock(tiny_clip_path).double().train()
-    ours = _ours(tiny_clip_path).double().train()
+    stock = _stock(family_path(family)).double().train()
+    ours = _ours(family_path(family)).double().train()
     generator = torch.Generator().manual_seed(1)
     pixels = torch.randn(5, 3, 30, 30, generator=generator, dtype=torch.float64)
     target = torch.randn(5, stock.config.projection_dim, dtype=torch.float64)
@@ -144,13 +212,14 @@ TEMPLATED = [
 ] + ["", "a", "a photo", "completely different words here", "a photo of a cat."]
 
 
+@pytest.mark.parametrize("family", _families("prefix"))
 @pytest.mark.parametrize("rows", [TEMPLATED, TEMPLATED[:1], TEMPLATED[::-1]])
 def test_shared_prefix_text_features_match_get_text_features(
-    tiny_clip_path, tiny_clip, rows
+    family, family_path, tiny_clip, rows
 ):
     from sklearn_clip._encode import tokenize
 
-    stock, ours = _stock(tiny_clip_path), _ours(tiny_clip_path)
+    stock, ours = _stock(family_path(family)), _ours(family_path(family))
     input_ids, mask = tokenize(tiny_clip, rows)
     with torch.inference_mode():
         expected = stock.get_text_features(
@@ -179,11 +248,12 @@ def test_templated_prompts_share_their_prefix(tiny_clip, monkeypatch):
         assert shared >= 4 and all(shared <= pooled[i] for i in group)
 
 
-def test_text_gradients_match_the_stock_forward(tiny_clip_path, tiny_clip):
+@pytest.mark.parametrize("family", _families("prefix"))
+def test_text_gradients_match_the_stock_forward(family, family_path, tiny_clip):
     from sklearn_clip._encode import tokenize
 
-    stock = _stock(tiny_clip_path).double().train()
-    ours = _ours(tiny_clip_path).double().train()
+    stock = _stock(family_path(family)).double().train()
+    ours = _ours(family_path(family)).double().train()
     input_ids, mask = tokenize(tiny_clip, TEMPLATED)
 
     def gradients(model, features):

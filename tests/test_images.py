@@ -2,25 +2,26 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from transformers import CLIPImageProcessorPil, SiglipImageProcessorPil
+from transformers import AutoImageProcessor, CLIPImageProcessorPil
 
-from sklearn_clip._images import ImageConfig, pixel_values, to_rgb
+from sklearn_clip._images import (
+    ImageConfig,
+    ProcessorImages,
+    image_preprocessing,
+    pixel_values,
+    to_rgb,
+)
 from sklearn_clip.datasets import make_photo
 from tests.conftest import encoded, grey_levels
 
 
 def _reference_processor(handle, default_backend=False):
-    """transformers' Pillow processor for ``handle``, or its default backend's."""
-    config = {
-        k: v for k, v in handle.processor_config.items() if k != "image_processor_type"
-    }
-    if default_backend:  # torchvision-backed where torchvision imports
-        from transformers import CLIPImageProcessor, SiglipImageProcessor
-
-        classes = SiglipImageProcessor, CLIPImageProcessor
-    else:
-        classes = SiglipImageProcessorPil, CLIPImageProcessorPil
-    return classes[0](**config) if handle.is_sigmoid else classes[1](**config)
+    """transformers' own processor for ``handle``'s directory: its Pillow
+    variant, or its default (torchvision) backend's."""
+    backend = "torchvision" if default_backend else "pil"
+    return AutoImageProcessor.from_pretrained(
+        handle.source, local_files_only=True, backend=backend
+    )
 
 
 @pytest.mark.parametrize("model", ["tiny_clip", "tiny_siglip"])
@@ -138,3 +139,32 @@ def test_config_reads_both_processor_styles(tiny_clip, tiny_siglip):
     assert tiny_siglip.image_config == ImageConfig(
         size=(30, 30), crop=None, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)
     )
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        # A size form the fast path does not know
+        {"size": {"shortest_edge": 20, "longest_edge": 30}},
+        {"size": {"shortest_edge": 30}, "do_center_crop": False},  # no fixed size
+        {"size": {"height": 30, "width": 30}, "do_pad": True},  # an extra step
+    ],
+)
+def test_processors_the_fast_path_does_not_cover_run_themselves(settings, gradient):
+    processor = CLIPImageProcessorPil(
+        **{"crop_size": {"height": 30, "width": 30}, **settings}
+    )
+    config = image_preprocessing(processor)
+    assert isinstance(config, ProcessorImages)
+    image = Image.fromarray(gradient(41, 23, 0))
+    ours = pixel_values([image], config)["pixel_values"]
+    theirs = processor(images=[image], return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+def test_a_size_the_processor_cannot_run_fails_when_loaded():
+    processor = CLIPImageProcessorPil(size={"longest_edge": 30})
+    with pytest.raises(
+        ValueError, match=r"CLIPImageProcessorPil\) cannot preprocess.*longest_edge=30"
+    ):
+        image_preprocessing(processor)
