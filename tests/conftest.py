@@ -11,6 +11,22 @@ from sklearn_clip import _model, clear_model_cache, load_model
 from sklearn_clip.toy import make_tiny_clip
 
 
+@pytest.fixture(scope="session", autouse=True)
+def quiet_reference_loads():
+    """No transformers progress bars from the tests' own reference loads.
+
+    sklearn-clip's loads and saves are quiet by themselves (checked with the
+    bars switched on in tests/test_model.py); the references that tests build
+    with transformers directly (its pipeline, ``from_pretrained``) would
+    otherwise draw a "Loading weights" bar each.
+    """
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    yield
+    logging.enable_progress_bar()
+
+
 @pytest.fixture(scope="session")
 def tiny_clip_path(tmp_path_factory):
     return make_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))

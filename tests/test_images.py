@@ -12,7 +12,7 @@ from sklearn_clip._images import (
     to_rgb,
 )
 from sklearn_clip.datasets import make_photo
-from tests.conftest import encoded, grey_levels
+from tests.conftest import grey_levels
 
 
 def _reference_processor(handle, default_backend=False):
@@ -90,28 +90,6 @@ def test_embeddings_match_get_image_features(tiny_clip, image_files):
         / np.linalg.norm(theirs, axis=1)
     )
     assert cosine.min() >= 0.9999
-
-
-def test_alpha_is_composited_on_white(image_files):
-    rgb = np.asarray(to_rgb(str(image_files["rgba.png"])))
-    assert (rgb[:, :32] == 255).all()  # fully transparent half
-    assert not (rgb[:, 32:] == 255).all()
-
-
-def test_sixteen_bit_greyscale_is_rescaled_not_clamped(image_files):
-    image = Image.open(image_files["grey16.png"])
-    assert image.mode.startswith("I")
-    rgb = np.asarray(to_rgb(str(image_files["grey16.png"])))
-    assert 60 < rgb.mean() < 200  # clamping would give almost pure white
-    assert rgb.std() > 20
-
-
-def test_exif_orientation_is_applied(gradient):
-    image = Image.fromarray(gradient(20, 40, 0))
-    exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
-    data = encoded(image, "JPEG", exif=exif.tobytes())
-    assert to_rgb(data).size == (20, 40)
 
 
 @pytest.mark.parametrize("name", ["palette.png", "grey.png", "cmyk.jpg", "small.bmp"])

@@ -20,6 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils import estimator_checks, get_tags
 
 from sklearn_clip import (
+    CLIPContrastiveFinetuner,
     CLIPEmbeddingTransformer,
     CLIPZeroShotClassifier,
     clear_model_cache,
@@ -91,7 +92,8 @@ def _assert_same(first, second, atol=1e-6):
 
 @pytest.mark.parametrize("check_name", DATA_FREE_CHECKS)
 @pytest.mark.parametrize(
-    "estimator_class", [CLIPEmbeddingTransformer, CLIPZeroShotClassifier]
+    "estimator_class",
+    [CLIPEmbeddingTransformer, CLIPZeroShotClassifier, CLIPContrastiveFinetuner],
 )
 def test_sklearn_data_free_check(estimator_class, check_name):
     check = getattr(estimator_checks, check_name)
@@ -104,6 +106,9 @@ def test_sklearn_unfitted_checks():
     )
     estimator_checks.check_transformers_unfitted(
         "CLIPEmbeddingTransformer", CLIPEmbeddingTransformer()
+    )
+    estimator_checks.check_transformers_unfitted(
+        "CLIPContrastiveFinetuner", CLIPContrastiveFinetuner()
     )
 
 
