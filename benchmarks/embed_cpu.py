@@ -23,6 +23,11 @@ best. A second table compares our decoding thread counts.
 
 Usage: ``python benchmarks/embed_cpu.py [--n 256] [--rounds 5]
 [--plot docs/images/embed_cpu.png]``.
+
+``--families`` instead times every supported model family at one shape
+(:data:`FAMILY_SHAPE`, random weights): ``CLIPEmbeddingTransformer`` against
+the family's own image processor + ``get_image_features``, batched, on the
+same JPEG files.
 """
 
 import argparse
@@ -49,6 +54,60 @@ ST = "sentence-transformers encode"
 OURS = "sklearn-clip CLIPEmbeddingTransformer"
 STOCK_CEILING = "model only: transformers get_image_features"
 CEILING = "model only: sklearn-clip forward"
+
+
+# One shape for every family: ViT towers of 224 px, 16-px patches, width 256,
+# four layers (ALIGN's EfficientNet is the toy's, at 224 px).
+FAMILY_SHAPE = {
+    "image_size": 224,
+    "patch_size": 16,
+    "hidden_size": 256,
+    "num_layers": 4,
+    "num_heads": 4,
+}
+
+
+def family_rows(files, rounds, batch_size=32):
+    """One row per family: our images/s and the family's own processor loop's."""
+    from transformers import AutoImageProcessor, AutoModel
+
+    from sklearn_clip.toy import FAMILIES, make_tiny_clip
+
+    rows = []
+    for family in FAMILIES:
+        path = make_tiny_clip(family=family, **FAMILY_SHAPE)
+        embedder = CLIPEmbeddingTransformer(path, batch_size=batch_size, device="cpu")
+        embedder.fit(files[:1])
+        model = AutoModel.from_pretrained(path).eval()
+        processor = AutoImageProcessor.from_pretrained(path)
+
+        def reference(files=files, model=model, processor=processor):
+            with torch.inference_mode():
+                for start in range(0, len(files), batch_size):
+                    images = [
+                        Image.open(f).convert("RGB")
+                        for f in files[start : start + batch_size]
+                    ]
+                    model.get_image_features(**processor(images, return_tensors="pt"))
+
+        embedder.transform(files[:8])  # warm-up on a few files
+        reference(files[:8])
+        runs = {"ours": lambda e=embedder: e.transform(files), "theirs": reference}
+        seconds, times = interleaved(runs, rounds=rounds, warmup=0)
+        handle = load_model(path, device="cpu")
+        rows.append(
+            {
+                "family": family,
+                "preprocessing": type(handle.image_config).__name__,
+                "ours images/s": f"{len(files) / seconds['ours']:.1f}",
+                "processor + get_image_features": (
+                    f"{len(files) / seconds['theirs']:.1f}"
+                ),
+                "ours / theirs": f"{paired_ratio(times, 'ours', 'theirs'):.2f}x",
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
 
 
 def report_load(round_):
@@ -132,10 +191,20 @@ def main():
     parser.add_argument("--architecture", default="ViT-B/32")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--plot", default=None, help="save a bar chart here")
+    parser.add_argument("--families", action="store_true", help="one row a family")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.families:
+        files = jpeg_files(args.n)
+        print(f"# {args.n} JPEGs of 640x480, shape {FAMILY_SHAPE}, random weights")
+        print(f"# {machine()}; median of {args.rounds} interleaved rounds\n")
+        rows = family_rows(files, args.rounds)
+        columns = list(rows[0])
+        print_table(rows, columns)
+        print(f"\n# finished; {load_average()}")
+        return
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     path = checkpoint(args.architecture)
     files = jpeg_files(args.n)
