@@ -560,9 +560,9 @@ def test_long_text_is_cut_to_the_context_with_one_warning(model, request):
     handle = base.with_model(base.model)  # a fresh handle warns afresh
     words = "a red circle on the left of a small blue square".split()
     long_text = " ".join(words[i % len(words)] for i in range(300))
-    # The tiny tokenizer has one token per word; the context is 32 tokens with
-    # the start and end tokens, so 30 words survive.
-    prefix = " ".join(long_text.split()[:30])
+    # The tiny tokenizer has one token per word; the context (32 tokens, 64 for
+    # SigLIP) holds the start and end tokens, and that many words less.
+    prefix = " ".join(long_text.split()[: handle.context_length - 2])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         embeddings = handle.encode_texts([long_text, prefix, long_text + " again"])
