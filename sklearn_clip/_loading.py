@@ -41,6 +41,20 @@ SIGMOID_FAMILIES = ("siglip", "siglip2")
 # BLIP's image-text embeddings were trained alongside matching and captioning
 # heads, which a contrastive loss alone would leave behind.
 FINETUNE_FAMILIES = tuple(f for f in SUPPORTED_FAMILIES if f != "blip")
+# transformers' zero-shot pipeline pads SigLIP-family text to this many tokens.
+SIGLIP_TEXT_LENGTH = 64
+
+
+def family_processor(model_type, image_processor, tokenizer):
+    """The family's own processor (``CLIPProcessor``, ...) around the two parts,
+    to save them as transformers saves them."""
+    import transformers
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+    name = PROCESSOR_MAPPING_NAMES[model_type]
+    return getattr(transformers, name)(
+        image_processor=image_processor, tokenizer=tokenizer
+    )
 
 
 def is_local(source):

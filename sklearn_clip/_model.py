@@ -26,7 +26,9 @@ from sklearn_clip._forward import (
 from sklearn_clip._images import image_preprocessing
 from sklearn_clip._inputs import as_rows
 from sklearn_clip._loading import (
+    SIGLIP_TEXT_LENGTH,
     SIGMOID_FAMILIES,
+    family_processor,
     hub_snapshot,
     is_local,
     quiet_transformers,
@@ -265,14 +267,9 @@ class ModelHandle:
         ``preprocessor_config.json`` is written too, which transformers 4
         reads.
         """
-        import transformers
-        from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
-
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        processor = getattr(transformers, PROCESSOR_MAPPING_NAMES[self.family])(
-            image_processor=self.image_processor, tokenizer=self.tokenizer
-        )
+        processor = family_processor(self.family, self.image_processor, self.tokenizer)
         with quiet_transformers():
             self.model.save_pretrained(path, safe_serialization=True)
             processor.save_pretrained(path)
@@ -324,10 +321,6 @@ class ModelHandle:
             f"ModelHandle({name!r}, {type(self.model).__name__}, "
             f"device={str(self.device)!r}, dtype={str(self.dtype)!r})"
         )
-
-
-# transformers' zero-shot pipeline pads SigLIP-family text to 64 tokens.
-SIGLIP_TEXT_LENGTH = 64
 
 
 def _image_processor_from_dict(settings):

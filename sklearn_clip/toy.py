@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from sklearn_clip._loading import SIGLIP_TEXT_LENGTH, SUPPORTED_FAMILIES
+
 # Whole-word tokens for the words the generated datasets and prompts use; any
 # other word falls back to characters, so every text gets distinct ids.
 _WORDS = (
@@ -184,18 +186,8 @@ def _image_processor(family, image_size, patch_size):
 # Families whose real tokenizers return no attention mask: their text tower
 # attends to the padding, and the toy tokenizer says so the same way.
 _NO_ATTENTION_MASK = ("siglip", "siglip2")
-# What transformers' zero-shot pipeline pads SigLIP text to.
-_SIGLIP_CONTEXT = 64
-FAMILIES = (
-    "clip",
-    "metaclip_2",
-    "siglip",
-    "siglip2",
-    "align",
-    "altclip",
-    "chinese_clip",
-    "blip",
-)
+# Every family sklearn-clip supports has a tiny checkpoint.
+FAMILIES = SUPPORTED_FAMILIES
 LAYOUTS = ("transformers5", "legacy")
 
 
@@ -203,11 +195,7 @@ def _write_checkpoint(
     target, model, tokenizer, image_processor, layout="transformers5"
 ):
     """Write as transformers 5 does, or with the legacy preprocessor file."""
-    import transformers
-    from transformers import AutoProcessor  # noqa: F401 - registers the classes
-    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
-
-    from sklearn_clip._loading import quiet_transformers
+    from sklearn_clip._loading import family_processor, quiet_transformers
 
     target.mkdir(parents=True, exist_ok=True)
     with quiet_transformers():
@@ -216,11 +204,10 @@ def _write_checkpoint(
             tokenizer.save_pretrained(target)
             image_processor.save_pretrained(target)
         else:
-            name = PROCESSOR_MAPPING_NAMES[model.config.model_type]
-            processor = getattr(transformers, name)(
-                image_processor=image_processor, tokenizer=tokenizer
+            model_type = model.config.model_type
+            family_processor(model_type, image_processor, tokenizer).save_pretrained(
+                target
             )
-            processor.save_pretrained(target)
 
 
 def make_tiny_clip(
@@ -288,7 +275,7 @@ def make_tiny_clip(
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {LAYOUTS}; got {layout!r}")
     if family in ("siglip", "siglip2"):
-        context_length = max(context_length, _SIGLIP_CONTEXT)
+        context_length = max(context_length, SIGLIP_TEXT_LENGTH)
     options = {
         "image_size": image_size,
         "patch_size": patch_size,

@@ -187,6 +187,9 @@ def test_fine_tuned_round_trip_through_transformers_pipeline(
         random_state=0,
     ).fit(images, LABELS + LABELS[:1])
     saved = tuner.save_pretrained(tmp_path / "tuned")
+    # transformers 5 reads processor_config.json, transformers 4 the other.
+    written = {p.name for p in saved.iterdir()}
+    assert {"processor_config.json", "preprocessor_config.json"} <= written
     classes, ours = _our_scores(tuner.model_, images)
     theirs = _pipeline_scores(str(saved), images, classes)
     np.testing.assert_allclose(ours, theirs, atol=_tolerance(tuner.model_), rtol=0)
