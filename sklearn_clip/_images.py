@@ -172,8 +172,11 @@ class FileBytes(bytes):
         return self
 
 
-def read_image_file(path, limit=MAX_FILE_BYTES):
-    """The bytes of a regular file, at most ``limit`` of them, as :class:`FileBytes`.
+def read_image_file(path, limit=None):
+    """The bytes of a regular file, as :class:`FileBytes`.
+
+    At most ``limit`` bytes (default :data:`MAX_FILE_BYTES`) are read; a
+    larger file is refused.
 
     Whether the path is a regular file is checked before anything is read
     (reading a FIFO waits for a writer forever; ``/dev/zero`` never ends), and
@@ -181,6 +184,7 @@ def read_image_file(path, limit=MAX_FILE_BYTES):
     swapped for a FIFO in between cannot hang either. Raises ``OSError``
     subclasses naming the path.
     """
+    limit = MAX_FILE_BYTES if limit is None else limit
     try:
         _check_regular(os.stat(path).st_mode, path)
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
