@@ -103,19 +103,21 @@ def test_a_file_is_read_once_per_cached_row(handle, tmp_path, monkeypatch):
 # -- 2. entries damaged behind an intact header -----------------------------------
 
 
-def _damage(entry, how):
-    """Overwrite an entry's values and keep its header (and its old checksum)."""
-    stored = np.load(entry, allow_pickle=False)
-    vector = stored["vector"]
-    if how == "random":
-        vector[:] = np.frombuffer(os.urandom(vector.nbytes), vector.dtype)
-    elif how == "zeros":
-        vector[:] = 0
-    elif how == "nan":
-        vector[:] = np.nan
-    elif how == "another image's":
-        vector[:] = vector[::-1]
-    np.save(entry, stored, allow_pickle=False)
+def _damage(entry, how, other):
+    """Overwrite everything after an entry's ``.npy`` header; keep the header."""
+    with open(entry, "rb") as handle:
+        np.lib.format.read_magic(handle)
+        np.lib.format.read_array_header_1_0(handle)
+        start = handle.tell()
+    data = entry.read_bytes()
+    size = len(data) - start
+    body = {
+        "random": lambda: os.urandom(size),
+        "zeros": lambda: bytes(size),
+        "nan": lambda: np.full(size, 0xFF, np.uint8).tobytes(),  # all-ones: NaN
+        "another image's": lambda: other.read_bytes()[start:],
+    }[how]()
+    entry.write_bytes(data[:start] + body)
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -130,7 +132,7 @@ def test_a_damaged_entry_is_a_miss_rewritten_and_counted(
     entries = sorted((tmp_path / "cache").rglob("*.npy"))
     assert len(entries) == 4
     for entry in entries[:3]:
-        _damage(entry, how)
+        _damage(entry, how, other=entries[3])
     with pytest.warns(CacheEntryWarning, match="^3 damaged entries") as caught:
         again = handle.encode_images(
             paths, normalize=normalize, cache=cache, on_error="raise"
@@ -349,10 +351,14 @@ _SOAK_WORKER = textwrap.dedent(
 )
 
 
-def _replace_files(paths, stop, written, rng):
-    """Replace random files until told to stop: atomically, or rewritten in place."""
+def _replace_files(paths, stop, written, rng, limit):
+    """Replace random files until told to stop: atomically, or rewritten in place.
+
+    At most ``limit`` replacements, paced so that they spread over the
+    workers' rounds rather than compete with them for the processor.
+    """
     step = 0
-    while not stop.is_set():
+    while not stop.wait(0.005) and step < limit:
         step += 1
         path = paths[rng.randrange(len(paths))]
         colour = [rng.randrange(256) for _ in range(3)]
@@ -389,7 +395,7 @@ def test_soak_four_processes_and_a_replacing_thread_share_one_cache(
     cache_dir = tmp_path / "cache"
     stop = threading.Event()
     replacer = threading.Thread(
-        target=_replace_files, args=(paths, stop, written, random.Random(0))
+        target=_replace_files, args=(paths, stop, written, random.Random(0), 3000)
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     workers = [
