@@ -10,24 +10,30 @@ can never return a stale row:
   preprocessing or the tokenizer, ``normalize`` and the stored dtype;
 - the **key** hashes the input's content: a file's bytes (not its path),
   encoded bytes, an array's dtype, shape and buffer, a PIL image's RGB pixels,
-  a text's UTF-8.
+  a text's UTF-8. A file is read once: the bytes hashed for its key are the
+  bytes decoded and embedded, so a file replaced meanwhile cannot store one
+  image's embedding under another's key.
 
 :class:`EmbeddingCache` stores one small ``.npy`` file per entry under
 ``<cache_dir>/<kind>-<namespace>/<2 hex digits>/<key>.npy``. One file per entry
 needs no lock and no index: a writer writes a temporary file in the same folder
 and renames it into place (``os.replace`` is atomic), so readers see a whole
 entry or none; concurrent writers of one entry write the same value and the
-last rename wins; a reader that finds a missing, truncated or foreign file
-treats it as a miss and recomputes. It works the same for threads, processes
+last rename wins. Each entry carries a checksum of its key and values, and is
+returned only if that checksum matches and its values are finite (and of unit
+norm where normalised): a missing, truncated, foreign or overwritten entry is
+a miss, recomputed and rewritten. It works the same for threads, processes
 and machines sharing a file system (where SQLite's write-ahead log does not
 work: it needs shared memory), at the price of one small file per entry.
 
 The text memo keeps recent text embeddings in this process, keyed by the loaded
-model and the text, so that refitting a zero-shot classifier with the same
+model, a signature of its weights (which changes with in-place edits) and the
+text, so that refitting a zero-shot classifier with the same
 prompts (every fold of a grid search over templates) does not encode them again.
 """
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -40,86 +46,17 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
+from sklearn_clip._fingerprints import (
+    model_fingerprint,
+    tokenizer_fingerprint,
+    weights_signature,
+)
+from sklearn_clip._images import ROW_ERRORS, FileBytes, read_image_file, to_rgb
 from sklearn_clip._options import CACHE_DTYPES
 
-FORMAT_VERSION = 1
-
-
-# -- what the model is ---------------------------------------------------------
-
-
-def weights_signature(model):
-    """A cheap token that changes when any parameter is modified or replaced.
-
-    In-place updates (an optimizer step, ``load_state_dict``) bump a tensor's
-    version counter; assigning new tensors changes their storage.
-    """
-    tensors = [*model.parameters(), *model.buffers()]
-    return tuple((t.data_ptr(), getattr(t, "_version", 0)) for t in tensors)
-
-
-_fingerprints = weakref.WeakKeyDictionary()
-_fingerprint_lock = threading.Lock()
-
-
-def model_fingerprint(handle):
-    """A hash of the model's class, config and every weight's bytes (hex).
-
-    Computed once per handle (about a second per GB of weights) and again only
-    if the weights change.
-    """
-    signature = weights_signature(handle.model)
-    with _fingerprint_lock:
-        known = _fingerprints.get(handle)
-        if known is not None and known[0] == signature:
-            return known[1]
-    model = handle.model
-    digest = hashlib.sha256()
-    config = _stable_config(model.config.to_dict())
-    digest.update(type(model).__name__.encode())
-    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        tensor = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.view(-1).view(torch.uint8).numpy().data)
-    fingerprint = digest.hexdigest()
-    with _fingerprint_lock:
-        _fingerprints[handle] = (signature, fingerprint)
-    return fingerprint
-
-
-# Config entries that say where or how a model was loaded, not what it computes
-# (the weights' dtype is in the weights' bytes).
-_UNSTABLE_CONFIG_KEYS = {
-    "transformers_version",
-    "dtype",
-    "torch_dtype",
-    "architectures",
-}
-
-
-def _stable_config(config):
-    return {
-        key: _stable_config(value) if isinstance(value, dict) else value
-        for key, value in config.items()
-        if not str(key).startswith("_") and key not in _UNSTABLE_CONFIG_KEYS
-    }
-
-
-def tokenizer_fingerprint(handle):
-    """A hash of how the handle turns text into token ids."""
-    tokenizer = handle.tokenizer
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        described = backend.to_str()
-    else:
-        described = json.dumps(sorted(tokenizer.get_vocab().items()))
-    extra = f"{type(tokenizer).__name__}|{handle.context_length}|"
-    extra += f"{handle.pad_to_max_length}|{handle.pad_token_id}"
-    return hashlib.sha256((extra + described).encode()).hexdigest()
+FORMAT_VERSION = 2  # 2: entries carry a checksum
 
 
 # -- what an input is ----------------------------------------------------------
@@ -133,39 +70,47 @@ def _digest(kind, *parts):
 
 
 def content_key(item, kind):
-    """The hex key of one input's content, or None when it has none to hash.
+    """The hex key of one input's content, or None when it has none to hash."""
+    return keyed_row(item, kind)[0]
 
-    Rows without a key (a missing file, None, an unsupported type) are never
-    cached: they go to the encoder, which reports them as usual.
+
+def keyed_row(item, kind):
+    """``(key, row)``: one input's content key, and what to encode for it.
+
+    A file is read once (a regular file only, and a bounded number of bytes;
+    see :func:`~sklearn_clip._images.read_image_file`): the key is the hash of
+    the bytes read, and the row to encode is those same bytes, so a file that
+    changes after it was read can never store one image's embedding under
+    another's key. Other rows are keyed by their content and encoded as they
+    are. Rows without a key (a missing or special file, None, an unsupported
+    type) are never cached: they go to the encoder, which reports them.
     """
     if kind == "text":
         if not isinstance(item, str):
-            return None
-        return _digest(b"text\0", item.encode("utf-8", "surrogatepass"))
+            return None, item
+        return _digest(b"text\0", item.encode("utf-8", "surrogatepass")), item
     if isinstance(item, str | os.PathLike):
         try:
-            with open(item, "rb") as handle:
-                return _digest(b"bytes\0", handle.read())
-        except OSError:
-            return None
+            data = read_image_file(item)
+        except ROW_ERRORS:
+            return None, item
+        return _digest(b"bytes\0", data), data
     if isinstance(item, bytes | bytearray):
-        return _digest(b"bytes\0", bytes(item))
+        return _digest(b"bytes\0", item), item
     if isinstance(item, np.ndarray):
         if item.dtype.kind not in "biuf":
-            return None
+            return None, item
         header = f"{item.dtype.str}:{item.shape}".encode()
-        return _digest(b"array\0", header, np.ascontiguousarray(item).data)
+        return _digest(b"array\0", header, np.ascontiguousarray(item).data), item
     if isinstance(item, Image.Image):
-        from sklearn_clip._images import ROW_ERRORS, to_rgb
-
         # The RGB pixels are what the model sees of a PIL image, whatever its
         # mode, palette, transparency or orientation tag.
         try:
             rgb = to_rgb(item)
         except ROW_ERRORS:
-            return None
-        return _digest(b"pil\0", f"{rgb.size}".encode(), rgb.tobytes())
-    return None
+            return None, item
+        return _digest(b"pil\0", f"{rgb.size}".encode(), rgb.tobytes()), item
+    return None, item
 
 
 # -- the on-disk cache -----------------------------------------------------------
@@ -226,21 +171,48 @@ class EmbeddingCache:
     def _path(self, folder, key):
         return folder / key[:2] / f"{key}.npy"
 
-    def read(self, folder, key, dim):
-        """The stored vector, or None for a missing, partial or foreign entry."""
+    def _entry_dtype(self, dim):
+        return np.dtype([("vector", self.dtype, (dim,)), ("checksum", np.uint8, 16)])
+
+    def lookup(self, folder, key, dim, *, unit_norm=False):
+        """``(vector, damaged)``: the stored vector, or None and why.
+
+        An entry is returned only if it is whole and verified: the right shape
+        and dtype, a checksum over its key and values that matches, finite
+        values, and a unit norm where the namespace is normalised
+        (``unit_norm``). Any other entry (truncated, foreign, overwritten, a
+        special file) is ``(None, True)``; a missing one ``(None, False)``.
+        """
+        path = self._path(folder, key)
+        entry_dtype = self._entry_dtype(dim)
         try:
-            with open(self._path(folder, key), "rb") as handle:
-                vector = np.load(handle, allow_pickle=False)
+            # Bounded, regular files only: an entry cannot hang or flood a read.
+            data = read_image_file(path, limit=_NPY_HEADER_BYTES + entry_dtype.itemsize)
+            entry = np.load(io.BytesIO(data), allow_pickle=False)
+        except FileNotFoundError:
+            return None, False
         except (OSError, ValueError, EOFError):
-            return None
-        if vector.shape != (dim,) or vector.dtype != self.dtype:
-            return None
-        return vector
+            return None, True
+        if entry.shape != () or entry.dtype != entry_dtype:
+            return None, True
+        vector = entry["vector"].copy()
+        if not np.array_equal(entry["checksum"], _checksum(key, vector)):
+            return None, True
+        if not plausible(vector, unit_norm):
+            return None, True
+        return vector, False
+
+    def read(self, folder, key, dim, *, unit_norm=False):
+        """The stored vector, or None for a missing, damaged or foreign entry."""
+        return self.lookup(folder, key, dim, unit_norm=unit_norm)[0]
 
     def write(self, folder, key, vector):
         """Store one vector atomically; a cache that cannot be written warns once."""
-        buffer = _npy_bytes(np.asarray(vector, dtype=self.dtype))
-        self._write_bytes(self._path(folder, key), buffer)
+        vector = np.asarray(vector, dtype=self.dtype)
+        entry = np.zeros((), self._entry_dtype(len(vector)))
+        entry["vector"] = vector
+        entry["checksum"] = _checksum(key, vector)
+        self._write_bytes(self._path(folder, key), _npy_bytes(entry))
 
     def _write_bytes(self, path, data):
         try:
@@ -271,9 +243,31 @@ class EmbeddingCache:
         return f"EmbeddingCache({str(self.directory)!r}, dtype={self.dtype.name!r})"
 
 
-def _npy_bytes(vector):
-    import io
+# Room for an .npy header: numpy pads it to a multiple of 64 bytes, and an
+# entry's (one structured dtype) takes well under this.
+_NPY_HEADER_BYTES = 4096
 
+# How far from 1 the norm of a stored normalised embedding may be (float16
+# entries round each value to about 1e-3 relative).
+_NORM_TOLERANCE = 1e-2
+
+
+def _checksum(key, vector):
+    # Over the key as well as the values: an entry copied or renamed to
+    # another key fails too.
+    data = key.encode() + np.ascontiguousarray(vector).tobytes()
+    return np.frombuffer(hashlib.blake2b(data, digest_size=16).digest(), np.uint8)
+
+
+def plausible(vector, unit_norm):
+    """Whether a vector may be (or be read as) an entry: finite, unit norm if asked."""
+    if not np.isfinite(vector).all():
+        return False
+    norm = float(np.linalg.norm(vector.astype(np.float64)))
+    return not unit_norm or abs(norm - 1.0) <= _NORM_TOLERANCE
+
+
+def _npy_bytes(vector):
     buffer = io.BytesIO()
     np.save(buffer, vector, allow_pickle=False)
     return buffer.getvalue()
@@ -284,41 +278,82 @@ def make_cache(cache_dir, cache_dtype="float32"):
     return None if cache_dir is None else EmbeddingCache(cache_dir, cache_dtype)
 
 
+class CacheEntryWarning(UserWarning):
+    """Damaged cache entries were found, recomputed and rewritten."""
+
+
+# Bytes of files read for their keys and held until they are encoded: with the
+# number of rows, this bounds the memory a chunk of misses holds.
+CHUNK_BYTES = 256 << 20
+
+
 def encode_through_cache(
-    cache, handle, rows, out, encode, *, kind, normalize, positions=None, chunk=2048
+    cache,
+    handle,
+    rows,
+    out,
+    encode,
+    *,
+    kind,
+    normalize,
+    positions=None,
+    chunk=2048,
+    chunk_bytes=CHUNK_BYTES,
 ):
     """Fill ``out[positions]``: rows the cache holds are read, the rest encoded.
 
-    ``encode(missing)`` must fill ``out[missing]`` (NaN for rows it could not
-    read); those rows are then stored. Rows are looked up and encoded
-    ``chunk`` at a time, so the keys held at once, and the wait before the
-    first batch, stay bounded. With a float16 cache every row of ``out`` is
-    rounded to float16, so that a first and a second call agree exactly.
-    Returns the number of rows read from the cache.
+    ``encode(missing, items)`` must fill ``out[missing]`` (NaN for rows it
+    could not read) from ``items[p]``, what :func:`keyed_row` says to encode
+    for row ``p``: for a file, the very bytes its key was computed from. Those
+    rows are then stored, if finite (and of unit norm when normalised). Misses
+    are encoded ``chunk`` at a time, or sooner once the file bytes they hold
+    reach ``chunk_bytes``, so memory and the wait before the first batch stay
+    bounded. A damaged entry is a miss and gets rewritten; one
+    :class:`CacheEntryWarning` per call counts them. With a float16 cache
+    every row of ``out`` is rounded to float16, so that a first and a second
+    call agree exactly. Returns the number of rows read from the cache.
     """
     folder = cache.namespace(handle, kind=kind, normalize=normalize)
     positions = range(len(rows)) if positions is None else positions
     dim = out.shape[1]
-    hits = 0
-    for low in range(0, len(positions), chunk):
-        chosen = positions[low : low + chunk]
-        keys = {p: content_key(rows[p], kind) for p in chosen}
-        missing = []
-        for position, key in keys.items():
-            vector = None if key is None else cache.read(folder, key, dim)
-            if vector is None:
-                missing.append(position)
-            else:
+    hits = damaged = held = 0
+    keys, items = {}, {}
+    for position in positions:
+        key, item = keyed_row(rows[position], kind)
+        if key is not None:
+            vector, bad = cache.lookup(folder, key, dim, unit_norm=normalize)
+            if vector is not None:
                 out[position] = vector
-        hits += len(chosen) - len(missing)
-        if missing:
-            encode(missing)
-        for position in missing:
-            if keys[position] is not None and np.isfinite(out[position]).all():
-                cache.write(folder, keys[position], out[position])
+                hits += 1
+                continue
+            damaged += bad
+        keys[position], items[position] = key, item
+        held += len(item) if isinstance(item, FileBytes) else 0
+        if len(items) >= chunk or held >= chunk_bytes:
+            _encode_and_store(cache, folder, encode, keys, items, out, normalize)
+            keys, items, held = {}, {}, 0
+    if items:
+        _encode_and_store(cache, folder, encode, keys, items, out, normalize)
+    if damaged:
+        warnings.warn(
+            f"{damaged} damaged entries in the embedding cache {str(folder)!r} "
+            "(a checksum that does not match, a wrong shape, non-finite values "
+            "or a wrong norm) were treated as misses: recomputed and rewritten.",
+            CacheEntryWarning,
+            stacklevel=3,
+        )
     if cache.dtype != np.float32:
         out[...] = out.astype(cache.dtype)
     return hits
+
+
+def _encode_and_store(cache, folder, encode, keys, items, out, normalize):
+    missing = list(items)
+    encode(missing, items)
+    for position in missing:
+        key = keys[position]
+        if key is not None and plausible(out[position], normalize):
+            cache.write(folder, key, out[position])
 
 
 # -- the in-process memo of text embeddings -------------------------------------

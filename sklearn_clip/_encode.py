@@ -121,7 +121,7 @@ def encode_texts(
         input_ids, mask = tokenize(handle, chosen, handle.device)
         return _to_numpy(text_features(handle.model, input_ids, mask), normalize)
 
-    def encode(positions):
+    def encode(positions, items=None):
         if order == "prefix":
             chosen = sorted(positions)  # np.unique sorted the texts alphabetically
         else:
@@ -376,11 +376,13 @@ def encode_images(
         total=len(rows), disable=not progress, desc="embedding images", unit="image"
     )
 
-    def encode(positions):
+    def encode(positions, items=rows):
+        # ``items`` (from the cache) holds a file's bytes in place of its path:
+        # the bytes its key was computed from, decoded without a second read.
         failures.extend(
             _encode_image_rows(
                 handle,
-                rows,
+                items,
                 index,
                 positions,
                 out,

@@ -2,10 +2,12 @@
 
 import copy
 import os
+import warnings
 from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
@@ -13,7 +15,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from sklearn_clip._base import CLIPEstimatorBase, fill_doc
-from sklearn_clip._inputs import as_rows, check_texts
+from sklearn_clip._inputs import as_rows, check_texts, row_label
 from sklearn_clip._loading import FINETUNE_FAMILIES
 from sklearn_clip._model import DEFAULT_MODEL
 from sklearn_clip._prompts import check_template
@@ -271,6 +273,7 @@ class CLIPContrastiveFinetuner(
             raise ValueError(
                 f"contrastive fine-tuning needs at least 2 pairs; got {len(rows)}"
             )
+        _warn_if_nothing_to_contrast(captions)
         resume = self.resume
         if isinstance(resume, str | os.PathLike):
             if not Path(resume).is_file():
@@ -338,7 +341,7 @@ class CLIPContrastiveFinetuner(
         if self.caption_template is None:
             return check_texts(rows, index)
         template = check_template(self.caption_template)
-        return [template.format(label) for label in rows]
+        return [template.format(label) for label in _check_labels(rows, index)]
 
     def _set_fitted(self, handle, result):
         tuned = result.model.to(device=handle.device, dtype=handle.dtype)
@@ -509,6 +512,36 @@ class CLIPContrastiveFinetuner(
         ax.set_ylabel("loss")
         ax.legend(lines, [line.get_label() for line in lines], loc="center right")
         return ax
+
+
+def _check_labels(rows, index):
+    """Class labels for ``caption_template``: missing or blank ones raise.
+
+    A missing label would otherwise become a caption such as "a None shape"
+    and be trained on without a word.
+    """
+    for position, label in enumerate(rows):
+        blank = isinstance(label, str) and not label.strip()
+        if blank or (pd.api.types.is_scalar(label) and pd.isna(label)):
+            raise ValueError(
+                f"the label of {row_label(position, index)} is missing "
+                f"({label!r}); every label must be given with caption_template. "
+                "Drop the unlabelled pairs first, e.g. y.dropna()."
+            )
+    return rows
+
+
+def _warn_if_nothing_to_contrast(captions):
+    distinct = set(captions)
+    if len(distinct) == 1:
+        warnings.warn(
+            f"all {len(captions)} captions are the same ({next(iter(distinct))!r}): "
+            "a contrastive batch with a single distinct caption has nothing to "
+            "contrast, so training learns nothing useful and recall@1 is 1.0 "
+            "whatever the model. Give captions (or labels) that differ.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _check_seed(random_state):

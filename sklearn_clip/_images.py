@@ -20,6 +20,7 @@ model takes (SigLIP 2's patch masks and shapes, for one) come with it.
 import io
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -235,6 +236,67 @@ class ProcessorImages:
             tensor = torch.from_numpy(np.ascontiguousarray(batch[key])).to(device)
             inputs[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
         return inputs
+# The largest file read as an image. An image within Pillow's pixel limit
+# (about 89 megapixels) takes at most about 716 MB even uncompressed at 8 bytes
+# a pixel; a larger file is refused before it is read, so no input can fill
+# the memory.
+MAX_FILE_BYTES = 1 << 30
+
+
+class FileBytes(bytes):
+    """The bytes of an image file, read once, and the path they came from.
+
+    Passed on in place of the path, so that the bytes a cache key is computed
+    from are the bytes that are decoded, while errors still name the path.
+    """
+
+    def __new__(cls, data, path=None):
+        self = super().__new__(cls, data)
+        self.path = path
+        return self
+
+
+def read_image_file(path, limit=None):
+    """The bytes of a regular file, as :class:`FileBytes`.
+
+    At most ``limit`` bytes (default :data:`MAX_FILE_BYTES`) are read; a
+    larger file is refused.
+
+    Whether the path is a regular file is checked before anything is read
+    (reading a FIFO waits for a writer forever; ``/dev/zero`` never ends), and
+    again on the opened file, which is opened without blocking, so a path
+    swapped for a FIFO in between cannot hang either. Raises ``OSError``
+    subclasses naming the path.
+    """
+    limit = MAX_FILE_BYTES if limit is None else limit
+    try:
+        _check_regular(os.stat(path).st_mode, path)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such file: {str(path)!r}") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        _check_regular(info.st_mode, path)
+        if info.st_size > limit:
+            raise OSError(
+                f"the file has {info.st_size} bytes, more than the {limit} read "
+                f"as an image: {str(path)!r}"
+            )
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(f"the file grew past {limit} bytes while read: {str(path)!r}")
+    if not data:
+        raise OSError("the file is empty")
+    return FileBytes(data, path)
+
+
+def _check_regular(mode, path):
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"not a regular file (a directory): {str(path)!r}")
+    kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device, socket or other special file"
+    raise OSError(f"not a regular file ({kind}): {str(path)!r}")
 
 
 def _is_missing(item):
@@ -249,6 +311,8 @@ def describe_source(item):
         return f"a missing value ({item!r})"
     if isinstance(item, str | Path):
         return f"path {str(item)!r}"
+    if isinstance(item, FileBytes):
+        return f"path {str(item.path)!r}"
     if isinstance(item, bytes | bytearray):
         return f"{len(item)} bytes"
     if isinstance(item, np.ndarray):
@@ -265,16 +329,9 @@ def _open_image(item, draft_for=None):
     reduced scale that its ``draft_factor`` allows.
     """
     if isinstance(item, str | Path):
-        if not os.path.exists(item):
-            raise FileNotFoundError(f"no such file: {str(item)!r}")
-        if not os.path.isfile(item):
-            raise IsADirectoryError(f"not a regular file: {str(item)!r}")
-        if os.path.getsize(item) == 0:
-            raise OSError("the file is empty")
-        with open(item, "rb") as handle:
-            data = handle.read()
+        data = read_image_file(item)
     else:
-        data = bytes(item)
+        data = item if isinstance(item, bytes) else bytes(item)
     with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
         _check_pixel_count(image)
         if draft_for is not None:

@@ -61,6 +61,34 @@ def is_local(source):
     return isinstance(source, str | os.PathLike) and Path(source).is_dir()
 
 
+def check_source(source):
+    """Refuse a model string that is neither a valid hub id nor an existing directory.
+
+    Checked before the hub is asked, so a typo is reported as one, not as a
+    hub that cannot be reached; ``""`` and blank strings (which ``pathlib``
+    would read as the current directory) are never a model.
+    """
+    if not isinstance(source, str):
+        return  # a path object names a directory, whatever it holds
+    if source.strip() and Path(source).is_dir():
+        return
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        if not source.strip():
+            raise HFValidationError("a blank string")
+        validate_repo_id(source)
+    except HFValidationError:
+        hint = ""
+        if source.startswith("~"):
+            hint = " ('~' is not expanded: pass os.path.expanduser(path))"
+        raise ValueError(
+            f"model {source!r} is not a valid hub id nor an existing directory"
+            f"{hint}. Give a hub id such as 'openai/clip-vit-base-patch32' or a "
+            "directory written by save_pretrained."
+        ) from None
+
+
 def offline_error(source, exc):
     return OSError(
         f"Could not load the model {source!r}: it is not a local directory and is "

@@ -28,6 +28,7 @@ from sklearn_clip._inputs import as_rows
 from sklearn_clip._loading import (
     SIGLIP_TEXT_LENGTH,
     SIGMOID_FAMILIES,
+    check_source,
     family_processor,
     hub_snapshot,
     is_local,
@@ -418,6 +419,7 @@ def load_model(
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     compile_options = _compile_options(compile)
+    check_source(source)
     local = is_local(source)
     key_source = os.path.realpath(source) if local else str(source)
     key = (key_source, revision, str(device), str(dtype), repr(compile_options))

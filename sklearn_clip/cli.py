@@ -28,14 +28,32 @@ def build_parser():
 
 
 def main(argv=None):
-    """Run the ``sklearn-clip`` command; returns the exit status."""
+    """Run the ``sklearn-clip`` command; returns the exit status.
+
+    0 on success; 2, with a one-line message and no traceback, for a bad
+    argument or input (as ``argparse`` does for bad options); 130 when
+    interrupted (Ctrl-C). Outputs are checked before any work and written
+    atomically, so a failed or interrupted run leaves no partial output.
+    """
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
     except (CommandError, OSError, ValueError) as exc:
-        print(f"sklearn-clip {args.command}: error: {exc}", file=sys.stderr)
+        _error(args.command, exc)
         return 2
+    except KeyboardInterrupt:
+        print(f"sklearn-clip {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
+
+
+def _error(command, exc):
+    # One line, whatever the message: scripts and logs read it as one record.
+    message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    print(
+        f"sklearn-clip {command}: error: {message or type(exc).__name__}",
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

@@ -365,9 +365,9 @@ def test_encode_through_cache_reads_in_chunks(tiny_clip, tmp_path):
     out = np.full((10, tiny_clip.embedding_dim), np.nan, np.float32)
     seen = []
 
-    def encode(missing):
+    def encode(missing, items):
         seen.append(list(missing))
-        out[missing] = 1.0
+        out[missing] = 1.0 / np.sqrt(out.shape[1])  # a unit vector
 
     cache = EmbeddingCache(tmp_path)
     kwargs = {"kind": "text", "normalize": True, "chunk": 4}

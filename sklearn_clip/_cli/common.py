@@ -1,6 +1,18 @@
-"""What the subcommands share: reading inputs, writing outputs, common options."""
+"""What the subcommands share: reading inputs, writing outputs, common options.
 
+Outputs are checked before any work is done (:func:`check_output`) and written
+atomically (:func:`write_frame`): a run that is killed, interrupted or fails
+leaves either the complete new file or whatever was there before, never a
+truncated file that parses cleanly.
+"""
+
+import argparse
+import os
+import tempfile
+from contextlib import contextmanager, suppress
 from pathlib import Path
+
+from sklearn_clip._options import ON_ERROR_OPTIONS
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -56,21 +68,122 @@ def read_rows(args):
     return column(read_table(args.table), args.column, "--column")
 
 
-def write_frame(frame, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        frame.to_parquet(path)
-    elif suffix == ".csv":
-        frame.to_csv(path, index=False)
-    elif suffix == ".npy":
-        import numpy as np
+def check_output(path, suffixes, *, overwrite=False):
+    """Refuse an ``--output`` that cannot or must not be written, before any work.
 
-        np.save(path, frame.select_dtypes("number").to_numpy(dtype="float32"))
-    else:
-        raise CommandError(f"--output must end in .parquet, .csv or .npy; got {path}")
+    The suffix must be one of ``suffixes``; the path must not be a directory;
+    its nearest existing parent must be a writable directory (missing ones
+    are created when the output is written); an existing file is replaced
+    only with ``overwrite``.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in suffixes:
+        raise CommandError(
+            f"--output must end in {', '.join(suffixes)}; got {str(path)!r}"
+        )
+    if path.is_dir():
+        raise CommandError(
+            f"--output {str(path)!r} is a directory; give a file name in it, "
+            f"such as {str(path / ('output' + suffixes[0]))!r}"
+        )
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise CommandError(
+                f"--output {str(path)!r} exists; pass --overwrite to replace it"
+            )
+        if not path.is_file():
+            raise CommandError(f"--output {str(path)!r} is not a regular file")
+    parent = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    if not parent.is_dir():
+        raise CommandError(
+            f"--output {str(path)!r} cannot be created: {str(parent)!r} is a file, "
+            "not a directory"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CommandError(f"--output {str(path)!r}: cannot write in {str(parent)!r}")
+    return path
+
+
+def _write_npy(frame, path):
+    import numpy as np
+
+    with open(path, "wb") as handle:  # np.save would append .npy to the name
+        np.save(handle, frame.select_dtypes("number").to_numpy(dtype="float32"))
+
+
+_WRITERS = {
+    ".parquet": lambda frame, path: frame.to_parquet(path),
+    ".csv": lambda frame, path: frame.to_csv(path, index=False),
+    ".npy": _write_npy,
+}
+
+
+def write_frame(frame, path):
+    """Write ``frame`` to ``path`` (by its suffix) atomically; say so."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in _WRITERS:
+        raise CommandError(
+            f"--output must end in {', '.join(_WRITERS)}; got {str(path)!r}"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with replaced_atomically(path) as temporary:
+        _WRITERS[suffix](frame, temporary)
     print(f"wrote {len(frame)} rows to {path}")
+
+
+@contextmanager
+def replaced_atomically(path):
+    """A temporary file beside ``path``, renamed onto it once written.
+
+    The rename (``os.replace``) is atomic within a directory, so readers see
+    the old file or the whole new one. On an error the temporary file is
+    removed; only a killed process can leave one, named ``.<name>.*.tmp``.
+    """
+    fd, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
+    os.close(fd)
+    try:
+        yield temporary
+        with open(temporary, "rb+") as handle:
+            os.fsync(handle.fileno())  # on disk before it takes the name
+        os.chmod(temporary, _new_file_mode())
+        os.replace(temporary, path)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _new_file_mode():
+    # mkstemp creates files readable by their owner only; an output gets the
+    # mode any new file would get.
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def positive_int(text):
+    """An ``argparse`` type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
+    return value
+
+
+def add_output_options(parser, suffixes):
+    """``--output`` (a file ending in one of ``suffixes``) and ``--overwrite``."""
+    parser.add_argument("--output", required=True, help=" or ".join(suffixes))
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --output if it exists (by default an existing file is kept "
+        "and the command stops before doing any work)",
+    )
 
 
 def add_model_options(parser):
@@ -79,7 +192,7 @@ def add_model_options(parser):
         default="openai/clip-vit-base-patch32",
         help="hub id or local model directory (default: %(default)s)",
     )
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
 
 
@@ -92,7 +205,7 @@ def add_input_options(parser, *, with_errors=True):
     if with_errors:
         parser.add_argument(
             "--on-error",
-            choices=["raise", "nan"],
+            choices=ON_ERROR_OPTIONS,
             default="raise",
             help="unreadable images: stop (raise) or give NaN rows",
         )

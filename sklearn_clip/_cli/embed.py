@@ -3,9 +3,13 @@
 from sklearn_clip._cli.common import (
     add_input_options,
     add_model_options,
+    add_output_options,
+    check_output,
     read_rows,
     write_frame,
 )
+
+OUTPUT_SUFFIXES = (".parquet", ".csv", ".npy")
 
 
 def register(commands):
@@ -17,7 +21,7 @@ def register(commands):
     add_model_options(parser)
     add_input_options(parser)
     parser.add_argument("--modality", choices=["image", "text"], default="image")
-    parser.add_argument("--output", required=True, help=".parquet, .csv or .npy")
+    add_output_options(parser, OUTPUT_SUFFIXES)
     parser.set_defaults(run=run)
 
 
@@ -26,6 +30,7 @@ def run(args):
 
     from sklearn_clip import CLIPEmbeddingTransformer
 
+    check_output(args.output, OUTPUT_SUFFIXES, overwrite=args.overwrite)
     rows = read_rows(args)
     embedder = CLIPEmbeddingTransformer(
         model=args.model,

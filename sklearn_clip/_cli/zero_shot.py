@@ -6,11 +6,14 @@ from sklearn_clip._cli.common import (
     CommandError,
     add_input_options,
     add_model_options,
+    add_output_options,
+    check_output,
     read_rows,
     write_frame,
 )
 
 DEFAULT_TEMPLATE = "a photo of a {}."
+OUTPUT_SUFFIXES = (".csv", ".parquet")
 
 
 def register(commands):
@@ -30,13 +33,21 @@ def register(commands):
         help="a prompt with {} for the label, or a named set "
         f"(repeat to ensemble; default: {DEFAULT_TEMPLATE!r})",
     )
-    parser.add_argument("--output", required=True, help=".csv or .parquet")
+    add_output_options(parser, OUTPUT_SUFFIXES)
     parser.set_defaults(run=run)
 
 
 def _labels(args):
+    if (args.labels is None) == (args.labels_file is None):
+        raise CommandError(
+            "give exactly one of --labels (comma-separated, e.g. --labels 'cat,dog') "
+            "or --labels-file (one label per line)"
+        )
     if args.labels_file is not None:
-        labels = Path(args.labels_file).read_text().splitlines()
+        path = Path(args.labels_file)
+        if not path.is_file():
+            raise CommandError(f"no such labels file: {str(path)!r}")
+        labels = path.read_text().splitlines()
     else:
         labels = args.labels.split(",")
     labels = [label.strip() for label in labels if label.strip()]
@@ -50,12 +61,15 @@ def run(args):
 
     from sklearn_clip import CLIPZeroShotClassifier
 
+    # Every argument is checked before any model is loaded or image read.
+    check_output(args.output, OUTPUT_SUFFIXES, overwrite=args.overwrite)
+    labels = _labels(args)
     rows = read_rows(args)
     template = args.template or [DEFAULT_TEMPLATE]
     templates = template[0] if len(template) == 1 else tuple(template)
     classifier = CLIPZeroShotClassifier(
         model=args.model,
-        candidate_labels=_labels(args),
+        candidate_labels=labels,
         templates=templates,
         batch_size=args.batch_size,
         device=args.device,

@@ -1,0 +1,124 @@
+"""What a model is: tokens and hashes that change when its weights change.
+
+The embedding cache names its folders by :func:`model_fingerprint` (a hash of
+every weight's bytes) and :func:`tokenizer_fingerprint`; the in-process text
+memo keys its entries by :func:`weights_signature`, which is cheap enough to
+take on every call and changes with the weights.
+"""
+
+import hashlib
+import json
+import threading
+import weakref
+
+import torch
+
+# Elements read from each tensor for the weights' signature. A few dozen cost
+# about as much as one; edits through ``.data`` or ``.detach()`` bypass the
+# version counter, and only these samples can notice them.
+SAMPLES_PER_TENSOR = 64
+
+
+def weights_signature(model):
+    """A cheap token that changes when the weights change.
+
+    In-place updates through autograd-visible tensors (an optimizer step,
+    ``load_state_dict``, ``p.add_()`` under ``torch.no_grad()``) bump a
+    tensor's version counter; assigning new tensors changes their storage.
+    Edits through ``p.data`` or ``p.detach()`` bump neither, so the token also
+    holds a checksum of :data:`SAMPLES_PER_TENSOR` evenly spaced elements (and
+    the last) of every tensor: an edit that changes any of them, such as
+    ``p.data.mul_(0.5)``, changes the token. An edit of a few elements between
+    the samples, through ``.data``, is not seen (``docs/reliability.md``).
+    """
+    tensors = [*model.parameters(), *model.buffers()]
+    counters = tuple((t.data_ptr(), getattr(t, "_version", 0)) for t in tensors)
+    return counters, _sampled_checksum(tensors)
+
+
+# Integer types of each width: a view that keeps a tensor's bits, whatever its
+# dtype (numpy has no bfloat16).
+_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _sampled_checksum(tensors):
+    digest = hashlib.blake2b(digest_size=16)
+    elsewhere = []
+    for tensor in tensors:
+        flat = tensor.detach().reshape(-1)
+        if not flat.numel() or flat.is_meta:
+            continue
+        bits = flat.view(_BITS.get(flat.element_size(), torch.uint8))
+        step = max(1, bits.numel() // SAMPLES_PER_TENSOR)
+        if bits.device.type == "cpu":
+            # Sliced in numpy: one torch operation per tensor costs more.
+            array = bits.numpy()
+            digest.update(array[::step].tobytes())
+            digest.update(array[-1:].tobytes())
+        else:
+            elsewhere.append(torch.cat([bits[::step], bits[-1:]]).view(torch.uint8))
+    if elsewhere:
+        # One transfer for every tensor on an accelerator.
+        digest.update(torch.cat(elsewhere).cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+_fingerprints = weakref.WeakKeyDictionary()
+_fingerprint_lock = threading.Lock()
+
+
+def model_fingerprint(handle):
+    """A hash of the model's class, config and every weight's bytes (hex).
+
+    Computed once per handle (about a second per GB of weights) and again only
+    if the weights change.
+    """
+    signature = weights_signature(handle.model)
+    with _fingerprint_lock:
+        known = _fingerprints.get(handle)
+        if known is not None and known[0] == signature:
+            return known[1]
+    model = handle.model
+    digest = hashlib.sha256()
+    config = _stable_config(model.config.to_dict())
+    digest.update(type(model).__name__.encode())
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().data)
+    fingerprint = digest.hexdigest()
+    with _fingerprint_lock:
+        _fingerprints[handle] = (signature, fingerprint)
+    return fingerprint
+
+
+# Config entries that say where or how a model was loaded, not what it computes
+# (the weights' dtype is in the weights' bytes).
+_UNSTABLE_CONFIG_KEYS = {
+    "transformers_version",
+    "dtype",
+    "torch_dtype",
+    "architectures",
+}
+
+
+def _stable_config(config):
+    return {
+        key: _stable_config(value) if isinstance(value, dict) else value
+        for key, value in config.items()
+        if not str(key).startswith("_") and key not in _UNSTABLE_CONFIG_KEYS
+    }
+
+
+def tokenizer_fingerprint(handle):
+    """A hash of how the handle turns text into token ids."""
+    tokenizer = handle.tokenizer
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        described = backend.to_str()
+    else:
+        described = json.dumps(sorted(tokenizer.get_vocab().items()))
+    extra = f"{type(tokenizer).__name__}|{handle.context_length}|"
+    extra += f"{handle.pad_to_max_length}|{handle.pad_token_id}"
+    return hashlib.sha256((extra + described).encode()).hexdigest()
