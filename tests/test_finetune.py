@@ -17,6 +17,7 @@ from sklearn_clip import (
     CLIPContrastiveFinetuner,
     CLIPEmbeddingTransformer,
     CLIPZeroShotClassifier,
+    _contrastive,
     _training,
     load_model,
     model_cache_info,
@@ -396,7 +397,7 @@ def test_same_random_state_gives_identical_weights(fast_path, shapes):
 
 def _interrupt_at(monkeypatch, call):
     counter = {"calls": 0}
-    original = _training.contrastive_loss
+    original = _contrastive.contrastive_loss
 
     def loss(*args, **kwargs):
         counter["calls"] += 1
@@ -404,7 +405,7 @@ def _interrupt_at(monkeypatch, call):
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(_training, "contrastive_loss", loss)
+    monkeypatch.setattr(_contrastive, "contrastive_loss", loss)
 
 
 def test_resume_after_an_interruption_gives_the_uninterrupted_weights(
@@ -434,13 +435,15 @@ def test_resume_from_an_epoch_checkpoint_by_path(fast_path, shapes, tmp_path):
     full = CLIPContrastiveFinetuner(fast_path, checkpoint_dir=tmp_path, **TRAIN).fit(
         shapes.images, shapes.color
     )
-    # The newest two are kept: those of epochs 2 and 3 (4 steps each).
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    # The newest two are kept, in the run's own subdirectory: those of epochs
+    # 2 and 3 (4 steps each).
+    (run,) = tmp_path.iterdir()
+    assert sorted(p.name for p in run.iterdir()) == [
         "step-00000008.pt",
         "step-00000012.pt",
     ]
     resumed = CLIPContrastiveFinetuner(
-        fast_path, resume=str(tmp_path / "step-00000008.pt"), **TRAIN
+        fast_path, resume=str(run / "step-00000008.pt"), **TRAIN
     ).fit(shapes.images, shapes.color)
     _assert_states_equal(_state(resumed.model_), _state(full.model_))
 
@@ -448,14 +451,14 @@ def test_resume_from_an_epoch_checkpoint_by_path(fast_path, shapes, tmp_path):
 # -- acceptance 5: faults ------------------------------------------------------
 def _nan_at(monkeypatch, call):
     counter = {"calls": 0}
-    original = _training.contrastive_loss
+    original = _contrastive.contrastive_loss
 
     def loss(*args, **kwargs):
         counter["calls"] += 1
         value = original(*args, **kwargs)
         return value * math.nan if counter["calls"] == call else value
 
-    monkeypatch.setattr(_training, "contrastive_loss", loss)
+    monkeypatch.setattr(_contrastive, "contrastive_loss", loss)
 
 
 def _all_finite(handle):
@@ -511,7 +514,8 @@ def test_an_overflowed_update_falls_back_to_the_last_checkpoint(
     with pytest.raises(FloatingPointError, match="keeps the weights of the checkpoint"):
         tuner.fit(shapes.images, shapes.color)
     assert _all_finite(tuner.model_)
-    saved = _training.load_checkpoint(tmp_path / "step-00000004.pt")["model"]
+    (run,) = tmp_path.iterdir()
+    saved = _training.load_checkpoint(run / "step-00000004.pt")["model"]
     np.testing.assert_array_equal(
         _state(tuner.model_)["text_projection.weight"],
         saved["text_projection.weight"].numpy(),
