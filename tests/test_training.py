@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from sklearn_clip import _distributed as dist
 from sklearn_clip import _training
-from sklearn_clip._losses import contrastive_loss
 from sklearn_clip._images import prepare_image
+from sklearn_clip._losses import contrastive_loss
 from sklearn_clip._model import as_numpy_state
 from sklearn_clip._training import (
     MAX_LOGIT_SCALE,
