@@ -294,6 +294,70 @@ def test_fits_a_dataframe_column_of_image_files(fast_path, shapes, tmp_path):
         tuner.fit(frame, shapes.color[:12])
 
 
+@pytest.fixture(scope="module")
+def files_with_3_bad(fast_path, tmp_path_factory):
+    """200 image files of generated shapes, 3 of which cannot be read."""
+    from PIL import Image
+
+    directory = tmp_path_factory.mktemp("pairs")
+    data = make_shapes(200, image_size=16, random_state=1)
+    paths = [str(directory / f"{i}.png") for i in range(200)]
+    for image, path in zip(data.images, paths):
+        Image.fromarray(image).save(path)
+    for bad in (7, 50, 199):
+        with open(paths[bad], "wb") as handle:
+            handle.write(b"not an image")
+    return paths, list(data.color)
+
+
+def test_skip_leaves_out_unreadable_pairs_and_reports_them(
+    fast_path, files_with_3_bad, monkeypatch
+):
+    paths, colors = files_with_3_bad
+    seen = {}
+    original = _training.train
+
+    def spy(handle, train_data, val_data, config, **kwargs):
+        seen["n_pairs"] = len(train_data)
+        return original(handle, train_data, val_data, config, **kwargs)
+
+    monkeypatch.setattr("sklearn_clip._finetune.train", spy)
+    params = {**TRAIN, "max_epochs": 1, "validation_fraction": None}
+    tuner = CLIPContrastiveFinetuner(fast_path, on_error="skip", **params)
+    with pytest.warns(UserWarning, match="3 of 200 pairs could not be used") as caught:
+        tuner.fit(paths, colors)
+    assert len([w for w in caught if "could not be used" in str(w.message)]) == 1
+    assert seen["n_pairs"] == 197
+    assert [(e["position"], e["source"]) for e in tuner.input_errors_] == [
+        (row, paths[row]) for row in (7, 50, 199)
+    ]
+    assert {e["error"] for e in tuner.input_errors_} == {"UnidentifiedImageError"}
+
+
+def test_skip_leaves_out_pairs_whose_caption_is_missing(fast_path, shapes):
+    captions = [f"a {c} shape" for c in shapes.color[:12]]
+    captions[4] = None
+    params = {**TRAIN, "max_epochs": 1, "validation_fraction": None}
+    params.pop("caption_template")
+    tuner = CLIPContrastiveFinetuner(fast_path, on_error="skip", **params)
+    with pytest.warns(UserWarning, match="1 of 12 pairs"):
+        tuner.fit(shapes.images[:12], captions)
+    (record,) = tuner.input_errors_
+    assert record["position"] == 4 and "missing" in record["message"]
+
+
+def test_by_default_an_unreadable_pair_raises_before_any_step(
+    fast_path, files_with_3_bad, monkeypatch
+):
+    paths, colors = files_with_3_bad
+    steps = []
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda *a, **k: steps.append(1))
+    tuner = CLIPContrastiveFinetuner(fast_path, **{**TRAIN, "max_epochs": 1})
+    with pytest.raises(ValueError, match=r"row 7\b.*7\.png"):
+        tuner.fit(paths, colors)
+    assert steps == []
+
+
 @pytest.mark.parametrize("template", ["a photo", "a {} {}", "a {name}"])
 def test_a_bad_caption_template_is_refused(fast_path, shapes, template):
     tuner = CLIPContrastiveFinetuner(fast_path, caption_template=template)
