@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from sklearn_clip import CLIPContrastiveFinetuner, _contrastive, cli, load_model
-from sklearn_clip._checkpoints import CheckpointWarning
+from sklearn_clip._checkpoints import CheckpointWarning, load_checkpoint
 from sklearn_clip.datasets import make_shapes
 from sklearn_clip.toy import make_tiny_clip
 
@@ -127,6 +127,13 @@ def test_no_intact_checkpoint_names_the_files_and_never_advises_unsafe_loading(
     assert all(str(path) in message for path in files)
     assert "weights_only=False" not in message
     assert "not safe" in message
+
+
+def test_a_checkpoint_of_another_format_is_refused_naming_both(tmp_path):
+    path = tmp_path / "step-00000001.pt"
+    torch.save({"format": 99, "progress": {"step": 1}}, path)
+    with pytest.raises(ValueError, match="format 99.*reads format 1"):
+        load_checkpoint(path)
 
 
 # -- another base model -------------------------------------------------------
