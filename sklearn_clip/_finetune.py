@@ -16,7 +16,7 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted
 from sklearn_clip import _distributed as dist
 from sklearn_clip._base import CLIPEstimatorBase, fill_doc
 from sklearn_clip._inputs import as_rows, check_texts
-from sklearn_clip._model import DEFAULT_MODEL
+from sklearn_clip._model import DEFAULT_MODEL, resolve_device
 from sklearn_clip._pairs import PAIR_ON_ERROR_OPTIONS, prepare_pairs, split_validation
 from sklearn_clip._prompts import check_template
 from sklearn_clip._training import (
@@ -304,8 +304,10 @@ class CLIPContrastiveFinetuner(
                 f"contrastive fine-tuning needs at least 2 pairs; got {len(rows)}"
             )
         resume = self._check_resume()
+        # Under torchrun: join the process group, and on CUDA pick this rank's
+        # GPU before the model is loaded onto "the" GPU.
+        dist.init_from_environment(resolve_device(self.device))
         handle = self._get_model(reset=True)
-        dist.init_from_environment(handle.device)  # under torchrun
         data, self.input_errors_ = prepare_pairs(
             handle,
             rows,
