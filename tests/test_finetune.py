@@ -727,3 +727,27 @@ def test_acceptance_wise_ft_traces_the_trade_off(from_random_weights):
     shapes_ = [by_alpha[a]["shape"] for a in bench.ALPHAS]
     assert all(b <= a + 0.03 for a, b in zip(colours, colours[1:]))
     assert all(b >= a - 0.03 for a, b in zip(shapes_, shapes_[1:]))
+
+
+def test_the_finetune_command_documents_each_option_and_its_default(capsys):
+    from sklearn_clip import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["finetune", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option in (
+        "--caption-template",
+        "--label-column",
+        "--lora",
+        "--train-parts",
+        "--validation-fraction",
+        "--early-stopping",
+        "--checkpoint-dir",
+        "--resume",
+        "--wise-alpha",
+        "--gradient-accumulation-steps",
+        "--dtype",
+        "--batch-size",
+    ):
+        help_text = text.split(option, 2)[-1].split(" --", 1)[0]
+        assert "default" in help_text, option

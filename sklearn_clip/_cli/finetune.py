@@ -24,6 +24,12 @@ def register(commands):
         "--batch-size is the global batch over all processes.",
     )
     add_model_options(parser)
+    for action in parser._actions:  # the shared option means more here
+        if action.dest == "batch_size":
+            action.help = (
+                "pairs per contrastive batch; under torchrun the global batch, "
+                "shared evenly by the processes (default: %(default)s)"
+            )
     parser.add_argument("--table", required=True, help=".csv or .parquet of pairs")
     parser.add_argument(
         "--image-column",
@@ -123,7 +129,13 @@ def register(commands):
         help="pairs whose image cannot be read or whose caption is missing: stop "
         "(raise) or leave them out (skip) (default: %(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the validation split, the batch order and LoRA's initialisation "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--output", required=True, help="folder for the model")
     parser.set_defaults(run=run)
 
