@@ -316,7 +316,8 @@ class CLIPContrastiveFinetuner(
             on_error=self.on_error,
             directory=self.pairs_dir,
         )
-        seed = int(_check_seed(self.random_state))
+        # Every rank must split and shuffle alike, even with random_state=None.
+        seed = dist.broadcast_object(int(_check_seed(self.random_state)))
         train_data, val_data = split_validation(data, self.validation_fraction, seed)
         try:
             result = train(
