@@ -1,13 +1,20 @@
-"""Training checkpoints: written atomically, resumed only by the same run.
+"""Training checkpoints: written atomically, kept per run, resumed only by that run.
 
 A checkpoint holds the model, optimiser, schedule, progress and random number
 generator state of a :func:`~sklearn_clip._training.train` run, with a
-signature of its settings and data, so that resuming with other settings or
-data is refused instead of silently mixing two runs. Files are read with
-``weights_only=True``: a checkpoint cannot run code.
+signature of its settings, its data and its base model, so that resuming with
+other settings, data or starting weights is refused instead of silently mixing
+two runs. Each run writes into its own subdirectory of ``checkpoint_dir``,
+named by a hash of that signature, so runs sharing a directory never prune or
+resume each other's files. Files are read with ``weights_only=True``: a
+checkpoint cannot run code, and a file that does not load (truncated, empty,
+overwritten) is passed over for the newest one that does, with a warning.
 """
 
+import hashlib
+import json
 import os
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -17,19 +24,24 @@ CHECKPOINT_FORMAT = 1
 _KEEP_CHECKPOINTS = 2
 
 
+class CheckpointWarning(UserWarning):
+    """A checkpoint could not be read and an older one was used instead."""
+
+
 def save_checkpoint(directory, state):
     """Write ``state`` atomically as ``step-XXXXXXXX.pt``; keep the newest two.
 
     The file is written under a temporary name in the same directory, flushed
     to disk, then renamed over the final name: a crash mid-write leaves the
     previous checkpoint intact and no partial file under a checkpoint's name.
+    Only ``directory``'s own checkpoints are pruned: one run's.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"step-{state['progress']['step']:08d}.pt"
     temporary = path.with_name(path.name + ".tmp")
     with open(temporary, "wb") as handle:
-        torch.save(state, handle)
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
@@ -40,19 +52,104 @@ def save_checkpoint(directory, state):
 
 def latest_checkpoint(directory):
     """The newest checkpoint in ``directory``, or None."""
-    found = sorted(Path(directory).glob("step-*.pt")) if directory else []
+    found = _checkpoints_in(directory)
     return str(found[-1]) if found else None
+
+
+def _checkpoints_in(directory):
+    return sorted(Path(directory).glob("step-*.pt")) if directory else []
 
 
 def load_checkpoint(path):
     """Read a checkpoint with ``weights_only=True``: it cannot run code."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    found = state.get("format", CHECKPOINT_FORMAT) if isinstance(state, dict) else None
+    if found != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{path} is a checkpoint of format {found!r}, but this version of "
+            f"sklearn-clip reads format {CHECKPOINT_FORMAT}; resume it with the "
+            "version that wrote it, or start a new run."
+        )
+    return state
 
 
-def run_signature(config, train_data, val_data, model):
+def load_newest_intact(directory):
+    """``(path, state)`` of the newest checkpoint in ``directory`` that loads.
+
+    Files that do not load are skipped with a :class:`CheckpointWarning`
+    naming each; None when there is no checkpoint at all. When none loads the
+    error names every file. The loader's own message is not repeated: for a
+    file that is not a weights-only checkpoint it suggests unpickling it,
+    which would let the file run code.
+    """
+    found = _checkpoints_in(directory)
+    bad = []
+    for path in reversed(found):
+        try:
+            return str(path), load_checkpoint(path)
+        except Exception as exc:  # any unreadable file: try the one before
+            bad.append(f"{path} ({_describe_failure(path, exc)})")
+            warnings.warn(
+                f"the checkpoint {bad[-1]} cannot be read; trying an older one.",
+                CheckpointWarning,
+                stacklevel=3,
+            )
+    if bad:
+        raise ValueError(
+            "no checkpoint in "
+            f"{directory} can be read: {'; '.join(bad)}. Delete them to start a "
+            "new run. Loading them without weights_only is not safe."
+        )
+    return None, None
+
+
+def _describe_failure(path, exc):
+    size = Path(path).stat().st_size if Path(path).exists() else 0
+    if size == 0:
+        return "empty file"
+    kind = type(exc).__name__
+    return f"{kind}: not a complete weights-only checkpoint, {size} bytes"
+
+
+def run_directory(checkpoint_dir, signature):
+    """The subdirectory of ``checkpoint_dir`` that holds one run's checkpoints."""
+    text = json.dumps(signature, sort_keys=True, default=str)
+    return (
+        Path(checkpoint_dir) / f"run-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    )
+
+
+def other_runs(checkpoint_dir, own):
+    """Newest checkpoint of every other run in ``checkpoint_dir``."""
+    runs = sorted(Path(checkpoint_dir).glob("run-*")) if checkpoint_dir else []
+    return [
+        latest_checkpoint(run) for run in runs if run != own and latest_checkpoint(run)
+    ]
+
+
+def weights_digest(model):
+    """A hash of a model's parameter names, shapes and values.
+
+    Two base models of the same architecture but other weights (another
+    checkpoint, another revision) differ here, so a run started from one is
+    never resumed from the other.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    for name, value in model.state_dict().items():
+        value = value.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}{tuple(value.shape)}{value.dtype}".encode())
+        digest.update(
+            value.view(torch.uint8).numpy().tobytes() if value.numel() else b""
+        )
+    return digest.hexdigest()
+
+
+def run_signature(config, train_data, val_data, model, base_model=None):
+    """What must match for a checkpoint to continue this run."""
     return {
         **asdict(config),
         "n_parameters": sum(p.numel() for p in model.parameters()),
+        "base_model": None if base_model is None else weights_digest(base_model),
         "train_data": train_data.fingerprint(),
         "val_data": None if val_data is None else val_data.fingerprint(),
     }
@@ -63,8 +160,8 @@ def check_signature(saved, current, path):
     if differ:
         raise ValueError(
             f"cannot resume from {path}: it was written by a run with other "
-            f"settings or data ({', '.join(differ)} differ). Fit with the same "
-            "parameters and data, or without resume to start over."
+            f"settings, data or base model ({', '.join(differ)} differ). Fit with "
+            "the same parameters, data and model, or without resume to start over."
         )
 
 

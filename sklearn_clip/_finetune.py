@@ -14,17 +14,17 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
+from sklearn_clip import _distributed as dist
 from sklearn_clip._base import CLIPEstimatorBase, fill_doc
 from sklearn_clip._inputs import as_rows, check_texts, row_label
 from sklearn_clip._loading import FINETUNE_FAMILIES
-from sklearn_clip._model import DEFAULT_MODEL
+from sklearn_clip._model import DEFAULT_MODEL, resolve_device
+from sklearn_clip._pairs import PAIR_ON_ERROR_OPTIONS, prepare_pairs, split_validation
 from sklearn_clip._prompts import check_template
 from sklearn_clip._training import (
     NonFiniteLossError,
     TrainingConfig,
-    prepare_pairs,
     recall_at_1,
-    split_validation,
     train,
 )
 
@@ -61,7 +61,9 @@ class CLIPContrastiveFinetuner(
     batch_size : int, default=32
         Pairs per contrastive batch: each image is contrasted with the other
         captions of its batch, so larger batches give a harder task. A last
-        batch of one pair joins the one before it.
+        batch of one pair joins the one before it. Under ``torchrun`` this is
+        the global batch: each of the ``WORLD_SIZE`` processes takes an even
+        share of it, and the result equals a single-process run.
     warmup_fraction : float, default=0.1
         Share of the optimizer steps over which the learning rate rises
         linearly from 0; it then follows a cosine down to 0.
@@ -105,12 +107,26 @@ class CLIPContrastiveFinetuner(
         initialisation. On CPU, an int gives identical weights on every run.
     checkpoint_dir : str, os.PathLike or None, default=None
         Directory where a checkpoint is written after every epoch and on
-        interruption (the newest two are kept). Each is written to a temporary
-        file and renamed, so a crash never leaves a partial checkpoint.
-    resume : bool, str or os.PathLike, default=False
-        True continues the run from the newest checkpoint in
-        ``checkpoint_dir``; a path continues from that checkpoint. The
-        parameters and data must be those of the run that wrote it.
+        interruption, in a subdirectory of the run's own (named by a hash of
+        its parameters, data and starting weights), where the newest two are
+        kept; other runs' files are never touched. Each is written to a
+        temporary file and renamed, so a crash never leaves a partial
+        checkpoint. Under ``torchrun`` only rank 0 writes.
+    resume : bool, "auto", str or os.PathLike, default=False
+        True continues the run from its newest readable checkpoint in
+        ``checkpoint_dir`` (an unreadable newest file is passed over with a
+        warning); ``"auto"`` does the same when there is one and starts a new
+        run otherwise; a path continues from that checkpoint. The parameters,
+        data and starting weights must be those of the run that wrote it.
+    on_error : {"raise", "skip"}, default="raise"
+        What an unusable pair does (an image that cannot be read, a missing
+        caption): ``"raise"`` raises before any training, naming the row and
+        the path; ``"skip"`` leaves it out, warns once with the count and
+        records it in ``input_errors_``.
+    pairs_dir : str, os.PathLike or None, default=None
+        Where the decoded training images are written for the length of
+        ``fit`` (a ``uint8`` file of ``n * height * width * 3`` bytes, read
+        batch by batch); None uses the system's temporary directory.
     encode_batch_size : int, default=64
         Rows per forward pass in ``transform`` and ``score``; it does not
         change their results.
@@ -139,6 +155,10 @@ class CLIPContrastiveFinetuner(
         Whether training was stopped by ``KeyboardInterrupt`` (Ctrl-C).
     checkpoint_ : str or None
         The newest checkpoint written, if any.
+    input_errors_ : list of dict
+        With ``on_error="skip"``: one record per pair left out (``position``,
+        ``index``, ``source``, ``error``, ``message``), as the other
+        estimators keep for rows they could not read.
 
     See Also
     --------
@@ -147,8 +167,15 @@ class CLIPContrastiveFinetuner(
 
     Notes
     -----
-    Images are decoded once per ``fit``, at the model's input resolution, and
-    held in memory as ``uint8``: 150 kB a pair at 224 pixels.
+    Images are decoded once per ``fit``, at the model's input resolution, into
+    a ``uint8`` file on disk (150 kB a pair at 224 pixels) that is read batch
+    by batch, so memory is bounded by a few batches, not by the data.
+
+    Under ``torchrun`` (or with ``torch.distributed`` initialised), every
+    process calls ``fit`` with the same data and parameters; gradients are
+    reduced over the processes (gloo on CPU, NCCL on GPU), validation is
+    computed once over them, and rank 0 alone writes checkpoints and shows
+    progress. Each process decodes the pairs itself.
 
     Training runs in float32 with bfloat16 autocast on GPUs that support it;
     ``model_`` then holds the weights in ``dtype``. A loss or gradient that is
@@ -191,6 +218,8 @@ class CLIPContrastiveFinetuner(
         "random_state": ["random_state"],
         "checkpoint_dir": [str, os.PathLike, None],
         "resume": ["boolean", str, os.PathLike],
+        "on_error": [StrOptions(set(PAIR_ON_ERROR_OPTIONS))],
+        "pairs_dir": [str, os.PathLike, None],
         "encode_batch_size": [Interval(Integral, 1, None, closed="left")],
         "verbose": ["verbose"],
     }
@@ -215,6 +244,8 @@ class CLIPContrastiveFinetuner(
         random_state=None,
         checkpoint_dir=None,
         resume=False,
+        on_error="raise",
+        pairs_dir=None,
         encode_batch_size=64,
         device="auto",
         dtype="auto",
@@ -240,6 +271,8 @@ class CLIPContrastiveFinetuner(
         self.random_state = random_state
         self.checkpoint_dir = checkpoint_dir
         self.resume = resume
+        self.on_error = on_error
+        self.pairs_dir = pairs_dir
         self.encode_batch_size = encode_batch_size
         self.device = device
         self.dtype = dtype
@@ -267,21 +300,16 @@ class CLIPContrastiveFinetuner(
             The fitted estimator.
         """
         rows, index = self._validate_rows(X, kind="image", reset=True)
-        captions = self._captions(y)
-        check_consistent_length(rows, captions)
+        captions = self._usable_captions(y, len(rows))
         if len(rows) < 2:
             raise ValueError(
                 f"contrastive fine-tuning needs at least 2 pairs; got {len(rows)}"
             )
-        _warn_if_nothing_to_contrast(captions)
-        resume = self.resume
-        if isinstance(resume, str | os.PathLike):
-            if not Path(resume).is_file():
-                raise FileNotFoundError(f"resume={resume!r} is not a checkpoint file")
-        elif resume and self.checkpoint_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir to find a checkpoint")
-        else:
-            resume = bool(resume)
+        _warn_if_nothing_to_contrast([c for c in captions if c is not None])
+        resume = self._check_resume()
+        # Under torchrun: join the process group, and on CUDA pick this rank's
+        # GPU before the model is loaded onto "the" GPU.
+        dist.init_from_environment(resolve_device(self.device))
         handle = self._get_model(reset=True)
         if handle.family not in FINETUNE_FAMILIES:
             raise ValueError(
@@ -289,10 +317,69 @@ class CLIPContrastiveFinetuner(
                 f"CLIPContrastiveFinetuner trains {', '.join(FINETUNE_FAMILIES)}. "
                 "Its embeddings and zero-shot scores work in the other estimators."
             )
-        data = prepare_pairs(handle, rows, index, captions)
-        seed = int(_check_seed(self.random_state))
+        data, self.input_errors_ = prepare_pairs(
+            handle,
+            rows,
+            index,
+            captions,
+            on_error=self.on_error,
+            directory=self.pairs_dir,
+        )
+        # Every rank must split and shuffle alike, even with random_state=None.
+        seed = dist.broadcast_object(int(_check_seed(self.random_state)))
         train_data, val_data = split_validation(data, self.validation_fraction, seed)
-        config = TrainingConfig(
+        try:
+            result = train(
+                handle,
+                train_data,
+                val_data,
+                self._training_config(seed),
+                checkpoint_dir=self.checkpoint_dir,
+                resume=resume,
+                verbose=self.verbose,
+                progress=self.progress,
+            )
+        except NonFiniteLossError as error:
+            # Still fitted, with the last good weights, so nothing is lost.
+            self._set_fitted(handle, error.result)
+            raise
+        finally:
+            data.store.close()
+        self._set_fitted(handle, result)
+        return self
+
+    def _usable_captions(self, y, n_rows):
+        """Captions of every row; None for a missing one under on_error="skip"."""
+        if y is None or self.on_error == "raise":
+            captions = self._captions(y)
+            check_consistent_length(np.arange(n_rows), captions)
+            return captions
+        values, index = as_rows(y, kind="text")
+        check_consistent_length(np.arange(n_rows), values)
+        present = [p for p, value in enumerate(values) if not _is_missing(value)]
+        captions = [None] * len(values)
+        for position, caption in zip(
+            present, self._captions([values[p] for p in present])
+        ):
+            captions[position] = caption
+        return captions
+
+    def _check_resume(self):
+        resume = self.resume
+        if isinstance(resume, str) and resume == "auto":
+            if self.checkpoint_dir is None:
+                raise ValueError("resume='auto' needs checkpoint_dir")
+            return resume
+        if isinstance(resume, str | os.PathLike):
+            if not Path(resume).is_file():
+                raise FileNotFoundError(f"resume={resume!r} is not a checkpoint file")
+            return resume
+        if resume and self.checkpoint_dir is None:
+            raise ValueError("resume=True needs checkpoint_dir to find a checkpoint")
+        return bool(resume)
+
+    def _training_config(self, seed):
+        return TrainingConfig(
             learning_rate=float(self.learning_rate),
             weight_decay=float(self.weight_decay),
             max_epochs=int(self.max_epochs),
@@ -307,23 +394,6 @@ class CLIPContrastiveFinetuner(
             n_iter_no_change=self.n_iter_no_change,
             seed=seed,
         )
-        try:
-            result = train(
-                handle,
-                train_data,
-                val_data,
-                config,
-                checkpoint_dir=self.checkpoint_dir,
-                resume=resume,
-                verbose=self.verbose,
-                progress=self.progress,
-            )
-        except NonFiniteLossError as error:
-            # Still fitted, with the last good weights, so nothing is lost.
-            self._set_fitted(handle, error.result)
-            raise
-        self._set_fitted(handle, result)
-        return self
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -512,6 +582,12 @@ class CLIPContrastiveFinetuner(
         ax.set_ylabel("loss")
         ax.legend(lines, [line.get_label() for line in lines], loc="center right")
         return ax
+
+
+def _is_missing(value):
+    if value is None or value is pd.NA:
+        return True
+    return isinstance(value, Real) and not isinstance(value, bool) and np.isnan(value)
 
 
 def _check_labels(rows, index):

@@ -236,6 +236,8 @@ class ProcessorImages:
             tensor = torch.from_numpy(np.ascontiguousarray(batch[key])).to(device)
             inputs[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
         return inputs
+
+
 # The largest file read as an image. An image within Pillow's pixel limit
 # (about 89 megapixels) takes at most about 716 MB even uncompressed at 8 bytes
 # a pixel; a larger file is refused before it is read, so no input can fill

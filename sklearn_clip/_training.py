@@ -1,52 +1,90 @@
-"""One contrastive training loop, readable top to bottom.
+"""One contrastive training loop, in named steps, readable top to bottom.
 
 :func:`train` copies the model, trains the copy on (image, caption) pairs and
-returns it; the model it was given is never touched. The run happens here, in
-the order it happens: AdamW with weight decay on matrices only, a linear warmup
-and cosine schedule, gradient accumulation, clipping, bfloat16 autocast on
-GPUs, the clamped temperature, validation and early stopping on recall@1,
-atomic checkpoints and resuming from them. Which parameters train (all, a
-locked tower, the projections, or LoRA adapters) is
-:mod:`sklearn_clip._trainable`'s business, and the checkpoint files
-:mod:`sklearn_clip._checkpoints`'.
+returns it; the model it was given is never touched. The run is a
+:class:`_Run`, whose methods are its steps in the order they happen (as in
+skorch's ``fit_loop`` / ``run_single_epoch`` / ``train_step``):
+
+- :meth:`_Run.set_up` builds the trainable copy, AdamW (weight decay on
+  matrices only), the warmup-and-cosine schedule and the run signature, and
+  resumes from a checkpoint when asked;
+- :meth:`_Run.fit_loop` runs the epochs and turns interruptions into results;
+- :meth:`_Run.run_single_epoch` walks one epoch's batches, a group of
+  ``gradient_accumulation_steps`` micro-batches per step;
+- :meth:`_Run.train_step` is one optimiser step: forward, backward, gradients
+  reduced over processes, clipping, the update, the clamped temperature;
+- :meth:`_Run.end_epoch` validates, decides early stopping and checkpoints;
+- :meth:`_Run.finish` merges LoRA adapters and hands back the model.
+
+Under ``torchrun`` every process runs this same loop over its share of each
+batch (see :mod:`sklearn_clip._distributed`); only rank 0 writes checkpoints,
+logs and progress bars. Which parameters train is
+:mod:`sklearn_clip._trainable`'s business, the checkpoint files
+:mod:`sklearn_clip._checkpoints`', the decoded pairs :mod:`sklearn_clip._pairs`'.
 
 Failures are part of the loop too. A non-finite loss or gradient is never
 applied: training stops with :class:`NonFiniteLossError`, which carries the
 model as of the last good step. Ctrl-C (``KeyboardInterrupt``) ends the run at
 once, keeps what was trained so far, writes a checkpoint and warns.
-
-Images are decoded once per fit, at the model's resolution, into one ``uint8``
-array (``n * height * width * 3`` bytes: 150 kB a pair at 224 pixels).
 """
 
-import hashlib
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from sklearn_clip import _distributed as dist
 from sklearn_clip._checkpoints import (
-    CHECKPOINT_FORMAT,
     check_signature,
     latest_checkpoint,
     load_checkpoint,
+    load_newest_intact,
+    other_runs,
     rng_state,
+    run_directory,
     run_signature,
     save_checkpoint,
     set_rng_state,
 )
-from sklearn_clip._encode import iter_prepared_batches, tokenize
-from sklearn_clip._forward import image_features, logit_scale, text_features
-from sklearn_clip._images import normalize_batch
-from sklearn_clip._losses import contrastive_loss, sigmoid_loss
+from sklearn_clip._contrastive import (
+    batch_loss,
+    embed_batch,
+    evaluate,
+    recall_at_1,
+    temperature_parameters,
+)
+from sklearn_clip._forward import logit_scale
+from sklearn_clip._pairs import PairedData, prepare_pairs, split_validation
+from sklearn_clip._schedule import (
+    TrainingConfig,
+    TrainingResult,
+    _Progress,
+    epoch_batches,
+    lr_multiplier,
+)
 from sklearn_clip._trainable import build_trainable, parameter_groups
+
+__all__ = [
+    "MAX_LOGIT_SCALE",
+    "NonFiniteLossError",
+    "PairedData",
+    "TrainingConfig",
+    "TrainingResult",
+    "build_trainable",
+    "epoch_batches",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "lr_multiplier",
+    "parameter_groups",
+    "prepare_pairs",
+    "recall_at_1",
+    "save_checkpoint",
+    "split_validation",
+    "train",
+]
 
 # open_clip's ceiling on the temperature: logits at most 100 x cosine.
 MAX_LOGIT_SCALE = math.log(100)
@@ -64,219 +102,10 @@ class NonFiniteLossError(FloatingPointError):
         self.result = result
 
 
-@dataclass
-class PairedData:
-    """Decoded training pairs: images at the model's resolution, caption ids."""
-
-    pixels: np.ndarray  # (n, height, width, 3) uint8
-    caption_ids: np.ndarray  # (n,) int64, index into `captions`
-    captions: list  # the distinct captions
-
-    def __len__(self):
-        return len(self.caption_ids)
-
-    def subset(self, rows):
-        """The pairs at ``rows``, with captions renumbered to those present."""
-        distinct, ids = np.unique(self.caption_ids[rows], return_inverse=True)
-        return PairedData(
-            self.pixels[rows],
-            ids.astype(np.int64),
-            [self.captions[i] for i in distinct],
-        )
-
-    def fingerprint(self):
-        """A short hash of the data, to refuse resuming a run on other data."""
-        digest = hashlib.blake2b(digest_size=16)
-        digest.update(np.ascontiguousarray(self.pixels).data)
-        digest.update(self.caption_ids.tobytes())
-        digest.update("\0".join(self.captions).encode())
-        return digest.hexdigest()
-
-
-def prepare_pairs(handle, rows, index, captions, *, n_workers=None):
-    """Decode every image once (threaded) and number the distinct captions."""
-    pixels = None
-    batches = iter_prepared_batches(
-        rows,
-        index,
-        handle.image_config,
-        batch_size=64,
-        on_error="raise",
-        n_workers=n_workers,
-    )
-    for start, arrays in batches:
-        arrays = np.stack(arrays)
-        if pixels is None:  # rows of the handle's preprocessing: shape and dtype
-            pixels = np.empty((len(rows), *arrays.shape[1:]), arrays.dtype)
-        pixels[start : start + len(arrays)] = arrays
-    distinct, ids = np.unique(np.asarray(captions, dtype=object), return_inverse=True)
-    return PairedData(pixels, ids.astype(np.int64), [str(c) for c in distinct])
-
-
-def split_validation(data, fraction, seed):
-    """Hold out ``fraction`` of the pairs; no split when either side is tiny."""
-    if fraction is None:
-        return data, None
-    n_val = math.ceil(fraction * len(data))
-    if n_val < 2 or len(data) - n_val < 2:
-        warnings.warn(
-            f"validation_fraction={fraction} of {len(data)} pairs leaves too few "
-            "pairs on one side (at least 2 each are needed); training on all "
-            "pairs without validation.",
-            UserWarning,
-            stacklevel=3,
-        )
-        return data, None
-    order = np.random.default_rng([seed, 1]).permutation(len(data))
-    return data.subset(np.sort(order[n_val:])), data.subset(np.sort(order[:n_val]))
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """Everything that decides the trained weights (a checkpoint records it)."""
-
-    learning_rate: float = 1e-5
-    weight_decay: float = 0.1
-    max_epochs: int = 10
-    batch_size: int = 32
-    warmup_fraction: float = 0.1
-    gradient_accumulation_steps: int = 1
-    max_grad_norm: float | None = 1.0
-    train_parts: str = "all"
-    lora: int | dict | None = None
-    n_iter_no_change: int | None = None
-    seed: int = 0
-
-
-@dataclass
-class TrainingResult:
-    """What :func:`train` hands back."""
-
-    model: torch.nn.Module
-    history: list
-    n_steps: int
-    interrupted: bool = False
-    best_epoch: int | None = None
-    checkpoint: str | None = None
-
-
-@dataclass
-class _Progress:
-    """Where the run is; saved in each checkpoint and restored on resume."""
-
-    epoch: int = 0  # epochs completed
-    batch: int = 0  # micro-batches of the current epoch already applied
-    step: int = 0  # optimizer steps taken
-    loss_sum: float = 0.0  # over the current epoch's micro-batches
-    grad_norm_sum: float = 0.0  # over the current epoch's steps
-    epoch_steps: int = 0
-    seconds: float = 0.0  # spent on the current epoch before an interruption
-    history: list = field(default_factory=list)
-    best: tuple | None = None  # (val recall@1, -val loss) of the best epoch
-    best_epoch: int | None = None
-    bad_epochs: int = 0
-    finished: bool = False
-
-
-def lr_multiplier(step, warmup_steps, total_steps):
-    """Linear warmup to 1, then cosine decay to 0 at ``total_steps``."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-
-# -- batches, embeddings, loss -------------------------------------------------
-def epoch_batches(n, batch_size, seed, epoch, shuffle=True):
-    """Row indices of each micro-batch of an epoch.
-
-    The order depends only on ``(seed, epoch)``, so a resumed run replays the
-    same batches without saving any random state for them.
-    """
-    order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else None
-    order = np.arange(n) if order is None else order
-    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
-    # A single pair has nothing to be contrasted with (its loss is exactly 0),
-    # so a last batch of one joins the batch before it.
-    if len(batches) > 1 and len(batches[-1]) == 1:
-        batches[-2:] = [np.concatenate(batches[-2:])]
-    return batches
-
-
-def embed_batch(model, handle, data, rows, device):
-    """L2-normalised image and text embeddings of ``rows``, and caption ids."""
-    pixels = normalize_batch(data.pixels[rows], handle.image_config, device)
-    ids = data.caption_ids[rows]
-    # Each distinct caption of the batch goes through the text tower once.
-    distinct, inverse = np.unique(ids, return_inverse=True)
-    input_ids, mask = tokenize(handle, [data.captions[i] for i in distinct], device)
-    images = image_features(model, pixels)
-    texts = text_features(model, input_ids, mask)
-    texts = texts[torch.as_tensor(inverse.reshape(-1), device=device)]
-    return (
-        F.normalize(images.float(), dim=-1),
-        F.normalize(texts.float(), dim=-1),
-        torch.as_tensor(ids, device=device),
-    )
-
-
-def batch_loss(model, image_embeds, text_embeds, caption_ids):
-    """The loss over the whole batch, gathered from every process."""
-    image_embeds, text_embeds, caption_ids = dist.gather_features(
-        image_embeds, text_embeds, caption_ids
-    )
-    scale = logit_scale(model)
-    if hasattr(model, "logit_bias"):
-        return sigmoid_loss(
-            image_embeds, text_embeds, scale, model.logit_bias, caption_ids
-        )
-    return contrastive_loss(image_embeds, text_embeds, scale, caption_ids)
-
-
-def recall_at_1(image_embeds, text_embeds, caption_ids):
-    """Share of images whose most similar text is their own caption.
-
-    ``text_embeds`` holds one row per distinct caption and ``caption_ids`` the
-    row of each image's caption, so an image matched to a duplicate of its
-    caption counts as correct.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_clip._training import recall_at_1
-    >>> recall_at_1(np.eye(3), np.eye(3), np.array([0, 1, 1]))
-    0.6666666666666666
-    """
-    similarity = np.asarray(image_embeds) @ np.asarray(text_embeds).T
-    return float(np.mean(similarity.argmax(axis=1) == np.asarray(caption_ids)))
-
-
-@torch.inference_mode()
-def evaluate(model, handle, data, batch_size, device, autocast):
-    """Validation loss (mean over pairs) and image-to-text recall@1."""
-    model.eval()
-    total, images = 0.0, []
-    for rows in epoch_batches(len(data), batch_size, 0, 0, shuffle=False):
-        with autocast:
-            image_embeds, text_embeds, ids = embed_batch(
-                model, handle, data, rows, device
-            )
-            total += float(batch_loss(model, image_embeds, text_embeds, ids)) * len(
-                rows
-            )
-        images.append(image_embeds.float().cpu())
-    texts = []
-    for start in range(0, len(data.captions), batch_size):
-        captions = data.captions[start : start + batch_size]
-        input_ids, mask = tokenize(handle, captions, device)
-        with autocast:
-            features = text_features(model, input_ids, mask)
-        texts.append(F.normalize(features.float(), dim=-1).cpu())
-    model.train()
-    recall = recall_at_1(
-        torch.cat(images).numpy(), torch.cat(texts).numpy(), data.caption_ids
-    )
-    return total / len(data), recall
+def _autocast(device):
+    # bfloat16 needs no loss scaling; on CPU, float32 keeps runs reproducible.
+    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
 
 def _cpu_copy(model):
@@ -287,7 +116,10 @@ def _all_finite(model):
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-# -- the loop ------------------------------------------------------------------
+class _NonFinite(Exception):
+    """Raised inside the loop; turned into NonFiniteLossError outside it."""
+
+
 def train(
     handle,
     train_data,
@@ -309,10 +141,12 @@ def train(
         Decoded pairs; without ``val_data`` there is no validation.
     config : TrainingConfig
     checkpoint_dir : str or os.PathLike, default=None
-        Where to write a checkpoint after every epoch and on interruption.
-    resume : bool, str or os.PathLike, default=False
-        True continues from the newest checkpoint in ``checkpoint_dir``; a
-        path continues from that file.
+        Where to write a checkpoint after every epoch and on interruption,
+        in a subdirectory of this run's own.
+    resume : bool, "auto", str or os.PathLike, default=False
+        True continues from this run's newest readable checkpoint in
+        ``checkpoint_dir``; ``"auto"`` does so if there is one and starts
+        otherwise; a path continues from that file.
     verbose : int, default=0
         Print one line per epoch when positive.
     progress : bool, default=False
@@ -323,241 +157,292 @@ def train(
     TrainingResult
     """
     device = handle.device
-    devices = [device.index or 0] if device.type == "cuda" else []
+    devices = [torch.cuda.current_device()] if device.type == "cuda" else []
     # Seeding inside a forked generator makes runs repeatable without
-    # changing the caller's global random state.
+    # changing the caller's global random state; every rank seeds alike.
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(config.seed)
-        return _train(
-            handle,
-            train_data,
-            val_data,
-            config,
-            checkpoint_dir,
-            resume,
-            verbose,
-            progress,
+        run = _Run(handle, train_data, val_data, config, checkpoint_dir)
+        run.set_up(resume)
+        return run.fit_loop(verbose=verbose, progress=progress)
+
+
+class _Run:
+    """The state of one training run and its steps."""
+
+    def __init__(self, handle, train_data, val_data, config, checkpoint_dir):
+        self.handle, self.device = handle, handle.device
+        self.train_data, self.val_data, self.config = train_data, val_data, config
+        self.checkpoint_dir = checkpoint_dir
+        self.main = dist.is_main_process()
+        self.p = _Progress()
+        self.best_model = None
+        self.checkpoint = None
+
+    # -- set-up and resume -------------------------------------------------------
+    def set_up(self, resume):
+        config = self.config
+        self.model, self.peft_model = build_trainable(self.handle.model, config)
+        self.model.to(self.device).train()
+        dist.broadcast_state(self.model)  # every rank starts from rank 0's weights
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.temperature = temperature_parameters(self.model)
+        self.optimizer = torch.optim.AdamW(
+            parameter_groups(self.model, config.weight_decay),
+            lr=config.learning_rate,
+            betas=(0.9, 0.98),  # CLIP's betas and epsilon
+            eps=1e-6,
         )
+        self.autocast = _autocast(self.device)
+        n_batches = len(epoch_batches(len(self.train_data), config.batch_size, 0, 0))
+        self.total_steps = math.ceil(n_batches / config.gradient_accumulation_steps)
+        self.total_steps *= config.max_epochs
+        self.warmup_steps = round(config.warmup_fraction * self.total_steps)
+        self.signature = run_signature(
+            config, self.train_data, self.val_data, self.model, self.handle.model
+        )
+        self.run_dir = None
+        if self.checkpoint_dir is not None:
+            self.run_dir = run_directory(self.checkpoint_dir, self.signature)
+            if self.main:
+                for stale in self.run_dir.glob("*.pt.tmp"):
+                    stale.unlink(missing_ok=True)
+        if resume:
+            self._resume(resume)
 
+    def _resume(self, resume):
+        path, state = self._find_checkpoint(resume)
+        if state is None:
+            return  # resume="auto" and this run has no checkpoint yet
+        check_signature(state["signature"], self.signature, path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.p = _Progress(**state["progress"])
+        self.p.best = None if self.p.best is None else tuple(self.p.best)
+        self.best_model = state["best_model"]
+        set_rng_state(state["rng"], self.device)
+        self.checkpoint = path
 
-def _train(
-    handle, train_data, val_data, config, checkpoint_dir, resume, verbose, progress
-):
-    device = handle.device
-    model, peft_model = build_trainable(handle.model, config)
-    model.to(device).train()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        parameter_groups(model, config.weight_decay),
-        lr=config.learning_rate,
-        betas=(0.9, 0.98),  # CLIP's betas and epsilon
-        eps=1e-6,
-    )
-    # bfloat16 needs no loss scaling; on CPU, float32 keeps runs reproducible.
-    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16)
-    accumulate = config.gradient_accumulation_steps
-    n_batches = len(epoch_batches(len(train_data), config.batch_size, 0, 0))
-    steps_per_epoch = math.ceil(n_batches / accumulate)
-    total_steps = steps_per_epoch * config.max_epochs
-    warmup_steps = round(config.warmup_fraction * total_steps)
-    signature = run_signature(config, train_data, val_data, model)
-    main = dist.is_main_process()
-
-    p = _Progress()
-    best_model = None
-    checkpoint = None
-    if resume:
-        checkpoint = resume if resume is not True else latest_checkpoint(checkpoint_dir)
-        if checkpoint is None:
+    def _find_checkpoint(self, resume):
+        """``(path, state)`` to resume from; rank 0 chooses, every rank loads it."""
+        if resume is not True and resume != "auto":
+            return str(resume), load_checkpoint(resume)
+        path = None
+        if self.main:
+            path, _ = load_newest_intact(self.run_dir)
+            if path is None:
+                path = next(iter(other_runs(self.checkpoint_dir, self.run_dir)), None)
+        path = dist.broadcast_object(path)
+        if path is None and resume == "auto":
+            return None, None
+        if path is None:
             raise FileNotFoundError(
-                f"resume=True but there is no checkpoint in {checkpoint_dir!r}; "
+                f"resume=True but there is no checkpoint in {self.checkpoint_dir!r}; "
                 "fit with resume=False to start a new run."
             )
-        state = load_checkpoint(checkpoint)
-        check_signature(state["signature"], signature, checkpoint)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        p = _Progress(**state["progress"])
-        p.best = None if p.best is None else tuple(p.best)
-        best_model = state["best_model"]
-        set_rng_state(state["rng"], device)
+        # A checkpoint of another run is loaded only to say what differs.
+        return path, load_checkpoint(path)
 
-    def write_checkpoint():
-        if checkpoint_dir is None or not main:
-            return None
-        state = {
-            "format": CHECKPOINT_FORMAT,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": {"warmup_steps": warmup_steps, "total_steps": total_steps},
-            "progress": asdict(p),
-            "best_model": best_model,
-            "rng": rng_state(device),
-            "signature": signature,
-            "versions": {"torch": str(torch.__version__)},
-        }
-        return save_checkpoint(checkpoint_dir, state)
+    # -- the epochs --------------------------------------------------------------
+    def fit_loop(self, *, verbose=0, progress=False):
+        p, config = self.p, self.config
+        self.started = time.perf_counter()
+        try:
+            while p.epoch < config.max_epochs and not p.finished:
+                self.run_single_epoch(progress)
+                self.end_epoch(verbose)
+        except KeyboardInterrupt:
+            return self._interrupted()
+        except _NonFinite as error:
+            raise self._non_finite(error) from None
+        if self.best_model is not None:
+            # Early stopping keeps the epoch that validated best, not the last.
+            self.model.load_state_dict(self.best_model)
+        return self.finish(interrupted=False)
 
-    if checkpoint_dir is not None and main:
-        for stale in Path(checkpoint_dir).glob("*.pt.tmp"):
-            stale.unlink(missing_ok=True)
-
-    interrupted = False
-    started = time.perf_counter()
-    lr = config.learning_rate * lr_multiplier(p.step, warmup_steps, total_steps)
-    try:
-        while p.epoch < config.max_epochs and not p.finished:
-            batches = epoch_batches(
-                len(train_data), config.batch_size, config.seed, p.epoch
-            )
-            started = time.perf_counter() - p.seconds
-            bar = tqdm(
-                total=len(batches),
-                initial=p.batch,
-                disable=not (progress and main),
-                desc=f"epoch {p.epoch + 1}/{config.max_epochs}",
-                unit="batch",
-                leave=False,
-            )
+    def run_single_epoch(self, progress):
+        p, config = self.p, self.config
+        batches = epoch_batches(
+            len(self.train_data), config.batch_size, config.seed, p.epoch
+        )
+        self.started = time.perf_counter() - p.seconds
+        bar = tqdm(
+            total=len(batches),
+            initial=p.batch,
+            disable=not (progress and self.main),
+            desc=f"epoch {p.epoch + 1}/{config.max_epochs}",
+            unit="batch",
+            leave=False,
+        )
+        with bar:
             while p.batch < len(batches):
-                # One optimizer step over `accumulate` micro-batches; the loss
-                # of each is divided by their number, so gradients average.
-                group = batches[p.batch : p.batch + accumulate]
-                group_loss = 0.0
-                for rows in group:
-                    # With several processes each takes its share of the batch;
-                    # gather_features needs the shares to be of equal size.
-                    rows = rows[dist.get_rank() :: dist.get_world_size()]
-                    with autocast:
-                        image_embeds, text_embeds, ids = embed_batch(
-                            model, handle, train_data, rows, device
-                        )
-                        loss = batch_loss(model, image_embeds, text_embeds, ids)
-                    # CPU-GPU sync point, once per micro-batch: a non-finite
-                    # loss must be caught before it is backpropagated.
-                    value = float(loss.detach())
-                    if not math.isfinite(value):
-                        raise _NonFinite(f"loss is {value}")
-                    (loss / len(group)).backward()
-                    group_loss += value
-                grad_norm = torch.nn.utils.clip_grad_norm_(
-                    trainable, config.max_grad_norm or math.inf
-                )
-                if not torch.isfinite(grad_norm):
-                    raise _NonFinite(f"gradient norm is {float(grad_norm)}")
-                lr = config.learning_rate * lr_multiplier(
-                    p.step, warmup_steps, total_steps
-                )
-                for group_ in optimizer.param_groups:
-                    group_["lr"] = lr
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                if hasattr(model, "logit_scale"):  # ALIGN has a temperature
-                    with torch.no_grad():
-                        model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+                group = batches[p.batch : p.batch + config.gradient_accumulation_steps]
+                group_loss, grad_norm = self.train_step(group)
                 p.step += 1
                 p.batch += len(group)
                 p.loss_sum += group_loss
-                p.grad_norm_sum += float(grad_norm)
+                p.grad_norm_sum += grad_norm
                 p.epoch_steps += 1
                 bar.update(len(group))
                 bar.set_postfix(loss=f"{group_loss / len(group):.4f}")
-            bar.close()
 
-            record = {
-                "epoch": p.epoch + 1,
-                "train_loss": p.loss_sum / max(1, p.batch),
-                "val_loss": math.nan,
-                "val_recall_at_1": math.nan,
-                "learning_rate": lr,
-                "logit_scale": float(logit_scale(model).detach().float().mean()),
-                "grad_norm": p.grad_norm_sum / max(1, p.epoch_steps),
-                "seconds": 0.0,
-            }
-            if val_data is not None:
-                val_loss, recall = evaluate(
-                    model, handle, val_data, config.batch_size, device, autocast
+    def train_step(self, group):
+        """One optimiser step over a group of micro-batches; its summed loss."""
+        model, config = self.model, self.config
+        group_loss = 0.0
+        for rows in group:
+            sizes = dist.share_sizes(len(rows))
+            with self.autocast:
+                image_embeds, text_embeds, ids = embed_batch(
+                    model,
+                    self.handle,
+                    self.train_data,
+                    dist.local_share(rows),
+                    self.device,
                 )
-                record["val_loss"] = dist.mean_over_ranks(val_loss)
-                record["val_recall_at_1"] = dist.mean_over_ranks(recall)
-                score = (record["val_recall_at_1"], -record["val_loss"])
-                if p.best is None or score > p.best:
-                    p.best, p.best_epoch, p.bad_epochs = score, p.epoch + 1, 0
-                    if config.n_iter_no_change is not None:
-                        best_model = _cpu_copy(model)
-                else:
-                    p.bad_epochs += 1
-                    if (
-                        config.n_iter_no_change is not None
-                        and p.bad_epochs >= config.n_iter_no_change
-                    ):
-                        p.finished = True
-            record["seconds"] = time.perf_counter() - started
-            p.history.append(record)
-            if verbose > 0 and main:
-                print(_describe(record, config.max_epochs), flush=True)
-            p.epoch += 1
-            p.batch = p.epoch_steps = 0
-            p.loss_sum = p.grad_norm_sum = p.seconds = 0.0
-            p.finished = p.finished or p.epoch >= config.max_epochs
-            checkpoint = write_checkpoint() or checkpoint
-    except KeyboardInterrupt:
+                loss = batch_loss(model, image_embeds, text_embeds, ids, sizes)
+            # CPU-GPU sync point, once per micro-batch: a non-finite loss must
+            # be caught before it is backpropagated.
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise _NonFinite(f"loss is {value}")
+            # Gradients average over the group's micro-batches.
+            (loss / len(group)).backward()
+            group_loss += value
+        dist.all_reduce_gradients(self.trainable, averaged=self.temperature)
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.trainable, config.max_grad_norm or math.inf
+        )
+        if not torch.isfinite(grad_norm):
+            raise _NonFinite(f"gradient norm is {float(grad_norm)}")
+        self.lr = self._learning_rate()
+        for param_group in self.optimizer.param_groups:
+            param_group["lr"] = self.lr
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if hasattr(model, "logit_scale"):  # ALIGN has a temperature instead
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+        return group_loss, float(grad_norm)
+
+    def _learning_rate(self):
+        multiplier = lr_multiplier(self.p.step, self.warmup_steps, self.total_steps)
+        return self.config.learning_rate * multiplier
+
+    # -- validation, early stopping, checkpoints -----------------------------------
+    def end_epoch(self, verbose):
+        p, config = self.p, self.config
+        record = {
+            "epoch": p.epoch + 1,
+            "train_loss": p.loss_sum / max(1, p.batch),
+            "val_loss": math.nan,
+            "val_recall_at_1": math.nan,
+            "learning_rate": getattr(self, "lr", self._learning_rate()),
+            "logit_scale": float(logit_scale(self.model).detach().float().mean()),
+            "grad_norm": p.grad_norm_sum / max(1, p.epoch_steps),
+            "seconds": 0.0,
+        }
+        if self.val_data is not None:
+            self.validate(record)
+        record["seconds"] = time.perf_counter() - self.started
+        p.history.append(record)
+        if verbose > 0 and self.main:
+            print(_describe(record, config.max_epochs), flush=True)
+        p.epoch += 1
+        p.batch = p.epoch_steps = 0
+        p.loss_sum = p.grad_norm_sum = p.seconds = 0.0
+        p.finished = p.finished or p.epoch >= config.max_epochs
+        self.write_checkpoint()
+
+    def validate(self, record):
+        """Validation metrics into ``record``; early stopping's bookkeeping."""
+        p, patience = self.p, self.config.n_iter_no_change
+        val_loss, recall = evaluate(
+            self.model,
+            self.handle,
+            self.val_data,
+            self.config.batch_size,
+            self.device,
+            self.autocast,
+        )
+        record["val_loss"], record["val_recall_at_1"] = val_loss, recall
+        score = (recall, -val_loss)
+        if p.best is None or score > p.best:
+            p.best, p.bad_epochs = score, 0
+            if patience is not None:
+                self.best_model = _cpu_copy(self.model)
+        else:
+            p.bad_epochs += 1
+            p.finished = patience is not None and p.bad_epochs >= patience
+
+    def write_checkpoint(self):
+        if self.run_dir is None or not self.main:
+            return
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": {
+                "warmup_steps": self.warmup_steps,
+                "total_steps": self.total_steps,
+            },
+            "progress": asdict(self.p),
+            "best_model": self.best_model,
+            "rng": rng_state(self.device),
+            "signature": self.signature,
+            "versions": {"torch": str(torch.__version__)},
+        }
+        self.checkpoint = save_checkpoint(self.run_dir, state)
+
+    # -- finishing -----------------------------------------------------------------
+    def _interrupted(self):
         # The weights are those of the last completed step; gradients of a
         # half-accumulated step are dropped.
-        interrupted = True
-        optimizer.zero_grad(set_to_none=True)
-        p.seconds = time.perf_counter() - started
-        checkpoint = write_checkpoint() or checkpoint
+        self.optimizer.zero_grad(set_to_none=True)
+        self.p.seconds = time.perf_counter() - self.started
+        self.write_checkpoint()
         warnings.warn(
-            f"Training interrupted in epoch {p.epoch + 1} after {p.step} optimizer "
-            f"steps; keeping the model trained so far"
-            + (f" (checkpoint: {checkpoint})." if checkpoint else "."),
+            f"Training interrupted in epoch {self.p.epoch + 1} after {self.p.step} "
+            "optimizer steps; keeping the model trained so far"
+            + (f" (checkpoint: {self.checkpoint})." if self.checkpoint else "."),
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
-    except _NonFinite as error:
-        where = f"epoch {p.epoch + 1}, optimizer step {p.step + 1}"
+        return self.finish(interrupted=True)
+
+    def _non_finite(self, error):
+        where = f"epoch {self.p.epoch + 1}, optimizer step {self.p.step + 1}"
         kept = "the weights of the last good step"
-        if not _all_finite(model):
+        if not _all_finite(self.model):
             # An update overflowed: fall back to the newest checkpoint, else to
             # the starting weights.
-            if checkpoint is not None:
-                model.load_state_dict(load_checkpoint(checkpoint)["model"])
-                kept = f"the weights of the checkpoint {checkpoint}"
+            if self.checkpoint is not None:
+                self.model.load_state_dict(load_checkpoint(self.checkpoint)["model"])
+                kept = f"the weights of the checkpoint {self.checkpoint}"
             else:
-                model, peft_model = build_trainable(handle.model, config)
+                self.model, self.peft_model = build_trainable(
+                    self.handle.model, self.config
+                )
                 kept = "the starting weights"
         message = (
             f"Training stopped at {where}: the {error}. The model keeps {kept}"
-            + (f"; the last checkpoint is {checkpoint}" if checkpoint else "")
+            + (f"; the last checkpoint is {self.checkpoint}" if self.checkpoint else "")
             + ". Lower learning_rate, set max_grad_norm, or check the inputs."
         )
-        result = _finish(model, peft_model, p, checkpoint, interrupted=False)
-        raise NonFiniteLossError(message, result) from None
+        return NonFiniteLossError(message, self.finish(interrupted=False))
 
-    if best_model is not None and not interrupted:
-        # Early stopping keeps the epoch that validated best, not the last.
-        model.load_state_dict(best_model)
-    return _finish(model, peft_model, p, checkpoint, interrupted)
-
-
-class _NonFinite(Exception):
-    """Raised inside the loop; turned into NonFiniteLossError outside it."""
-
-
-def _finish(model, peft_model, progress, checkpoint, interrupted):
-    tuned = peft_model.merge_and_unload() if peft_model is not None else model
-    for parameter in tuned.parameters():
-        parameter.requires_grad_(False)
-    return TrainingResult(
-        model=tuned.eval(),
-        history=progress.history,
-        n_steps=progress.step,
-        interrupted=interrupted,
-        best_epoch=progress.best_epoch,
-        checkpoint=checkpoint,
-    )
+    def finish(self, interrupted):
+        """The trained model, LoRA merged, frozen and in eval mode."""
+        peft_model = self.peft_model
+        tuned = peft_model.merge_and_unload() if peft_model is not None else self.model
+        for parameter in tuned.parameters():
+            parameter.requires_grad_(False)
+        return TrainingResult(
+            model=tuned.eval(),
+            history=self.p.history,
+            n_steps=self.p.step,
+            interrupted=interrupted,
+            checkpoint=self.checkpoint,
+        )
 
 
 def _describe(record, max_epochs):

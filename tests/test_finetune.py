@@ -16,6 +16,7 @@ from sklearn_clip import (
     CLIPContrastiveFinetuner,
     CLIPEmbeddingTransformer,
     CLIPZeroShotClassifier,
+    _contrastive,
     _training,
     load_model,
     model_cache_info,
@@ -274,6 +275,70 @@ def test_fits_a_dataframe_column_of_image_files(fast_path, shapes, tmp_path):
         tuner.fit(frame, shapes.color[:12])
 
 
+@pytest.fixture(scope="module")
+def files_with_3_bad(fast_path, tmp_path_factory):
+    """200 image files of generated shapes, 3 of which cannot be read."""
+    from PIL import Image
+
+    directory = tmp_path_factory.mktemp("pairs")
+    data = make_shapes(200, image_size=16, random_state=1)
+    paths = [str(directory / f"{i}.png") for i in range(200)]
+    for image, path in zip(data.images, paths):
+        Image.fromarray(image).save(path)
+    for bad in (7, 50, 199):
+        with open(paths[bad], "wb") as handle:
+            handle.write(b"not an image")
+    return paths, list(data.color)
+
+
+def test_skip_leaves_out_unreadable_pairs_and_reports_them(
+    fast_path, files_with_3_bad, monkeypatch
+):
+    paths, colors = files_with_3_bad
+    seen = {}
+    original = _training.train
+
+    def spy(handle, train_data, val_data, config, **kwargs):
+        seen["n_pairs"] = len(train_data)
+        return original(handle, train_data, val_data, config, **kwargs)
+
+    monkeypatch.setattr("sklearn_clip._finetune.train", spy)
+    params = {**TRAIN, "max_epochs": 1, "validation_fraction": None}
+    tuner = CLIPContrastiveFinetuner(fast_path, on_error="skip", **params)
+    with pytest.warns(UserWarning, match="3 of 200 pairs could not be used") as caught:
+        tuner.fit(paths, colors)
+    assert len([w for w in caught if "could not be used" in str(w.message)]) == 1
+    assert seen["n_pairs"] == 197
+    assert [(e["position"], e["source"]) for e in tuner.input_errors_] == [
+        (row, paths[row]) for row in (7, 50, 199)
+    ]
+    assert {e["error"] for e in tuner.input_errors_} == {"UnidentifiedImageError"}
+
+
+def test_skip_leaves_out_pairs_whose_caption_is_missing(fast_path, shapes):
+    captions = [f"a {c} shape" for c in shapes.color[:12]]
+    captions[4] = None
+    params = {**TRAIN, "max_epochs": 1, "validation_fraction": None}
+    params.pop("caption_template")
+    tuner = CLIPContrastiveFinetuner(fast_path, on_error="skip", **params)
+    with pytest.warns(UserWarning, match="1 of 12 pairs"):
+        tuner.fit(shapes.images[:12], captions)
+    (record,) = tuner.input_errors_
+    assert record["position"] == 4 and "missing" in record["message"]
+
+
+def test_by_default_an_unreadable_pair_raises_before_any_step(
+    fast_path, files_with_3_bad, monkeypatch
+):
+    paths, colors = files_with_3_bad
+    steps = []
+    monkeypatch.setattr(torch.optim.AdamW, "step", lambda *a, **k: steps.append(1))
+    tuner = CLIPContrastiveFinetuner(fast_path, **{**TRAIN, "max_epochs": 1})
+    with pytest.raises(ValueError, match=r"row 7\b.*7\.png"):
+        tuner.fit(paths, colors)
+    assert steps == []
+
+
 @pytest.mark.parametrize("template", ["a photo", "a {} {}", "a {name}"])
 def test_a_bad_caption_template_is_refused(fast_path, shapes, template):
     tuner = CLIPContrastiveFinetuner(fast_path, caption_template=template)
@@ -377,7 +442,7 @@ def test_same_random_state_gives_identical_weights(fast_path, shapes):
 
 def _interrupt_at(monkeypatch, call):
     counter = {"calls": 0}
-    original = _training.contrastive_loss
+    original = _contrastive.contrastive_loss
 
     def loss(*args, **kwargs):
         counter["calls"] += 1
@@ -385,7 +450,7 @@ def _interrupt_at(monkeypatch, call):
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(_training, "contrastive_loss", loss)
+    monkeypatch.setattr(_contrastive, "contrastive_loss", loss)
 
 
 def test_resume_after_an_interruption_gives_the_uninterrupted_weights(
@@ -415,13 +480,15 @@ def test_resume_from_an_epoch_checkpoint_by_path(fast_path, shapes, tmp_path):
     full = CLIPContrastiveFinetuner(fast_path, checkpoint_dir=tmp_path, **TRAIN).fit(
         shapes.images, shapes.color
     )
-    # The newest two are kept: those of epochs 2 and 3 (4 steps each).
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    # The newest two are kept, in the run's own subdirectory: those of epochs
+    # 2 and 3 (4 steps each).
+    (run,) = tmp_path.iterdir()
+    assert sorted(p.name for p in run.iterdir()) == [
         "step-00000008.pt",
         "step-00000012.pt",
     ]
     resumed = CLIPContrastiveFinetuner(
-        fast_path, resume=str(tmp_path / "step-00000008.pt"), **TRAIN
+        fast_path, resume=str(run / "step-00000008.pt"), **TRAIN
     ).fit(shapes.images, shapes.color)
     _assert_states_equal(_state(resumed.model_), _state(full.model_))
 
@@ -429,14 +496,14 @@ def test_resume_from_an_epoch_checkpoint_by_path(fast_path, shapes, tmp_path):
 # -- acceptance 5: faults ------------------------------------------------------
 def _nan_at(monkeypatch, call):
     counter = {"calls": 0}
-    original = _training.contrastive_loss
+    original = _contrastive.contrastive_loss
 
     def loss(*args, **kwargs):
         counter["calls"] += 1
         value = original(*args, **kwargs)
         return value * math.nan if counter["calls"] == call else value
 
-    monkeypatch.setattr(_training, "contrastive_loss", loss)
+    monkeypatch.setattr(_contrastive, "contrastive_loss", loss)
 
 
 def _all_finite(handle):
@@ -492,7 +559,8 @@ def test_an_overflowed_update_falls_back_to_the_last_checkpoint(
     with pytest.raises(FloatingPointError, match="keeps the weights of the checkpoint"):
         tuner.fit(shapes.images, shapes.color)
     assert _all_finite(tuner.model_)
-    saved = _training.load_checkpoint(tmp_path / "step-00000004.pt")["model"]
+    (run,) = tmp_path.iterdir()
+    saved = _training.load_checkpoint(run / "step-00000004.pt")["model"]
     np.testing.assert_array_equal(
         _state(tuner.model_)["text_projection.weight"],
         saved["text_projection.weight"].numpy(),
@@ -639,3 +707,27 @@ def test_acceptance_wise_ft_traces_the_trade_off(from_random_weights):
     shapes_ = [by_alpha[a]["shape"] for a in bench.ALPHAS]
     assert all(b <= a + 0.03 for a, b in zip(colours, colours[1:]))
     assert all(b >= a - 0.03 for a, b in zip(shapes_, shapes_[1:]))
+
+
+def test_the_finetune_command_documents_each_option_and_its_default(capsys):
+    from sklearn_clip import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["finetune", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option in (
+        "--caption-template",
+        "--label-column",
+        "--lora",
+        "--train-parts",
+        "--validation-fraction",
+        "--early-stopping",
+        "--checkpoint-dir",
+        "--resume",
+        "--wise-alpha",
+        "--gradient-accumulation-steps",
+        "--dtype",
+        "--batch-size",
+    ):
+        help_text = text.split(option, 2)[-1].split(" --", 1)[0]
+        assert "default" in help_text, option

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from sklearn_clip import _distributed as dist
 from sklearn_clip import _training
+from sklearn_clip._images import prepare_image
 from sklearn_clip._losses import contrastive_loss
 from sklearn_clip._model import as_numpy_state
 from sklearn_clip._training import (
@@ -36,7 +37,9 @@ def _seed():
 @pytest.fixture(scope="module")
 def pairs(tiny_clip):
     data = make_shapes(24, image_size=30, random_state=0)
-    return prepare_pairs(tiny_clip, list(data.images), None, list(data.color))
+    pairs, errors = prepare_pairs(tiny_clip, list(data.images), None, list(data.color))
+    assert errors == []
+    return pairs
 
 
 # -- batches and schedule ------------------------------------------------------
@@ -77,7 +80,7 @@ def test_validation_split_is_seeded_and_skipped_when_too_small(pairs):
     train_part, val_part = split_validation(pairs, 0.25, seed=1)
     assert (len(train_part), len(val_part)) == (18, 6)
     again, _ = split_validation(pairs, 0.25, seed=1)
-    np.testing.assert_array_equal(train_part.pixels, again.pixels)
+    np.testing.assert_array_equal(train_part.rows, again.rows)
     # Captions are renumbered to those present on each side.
     assert len(val_part.captions) == len(np.unique(val_part.caption_ids))
     with pytest.warns(UserWarning, match="without validation"):
@@ -85,8 +88,13 @@ def test_validation_split_is_seeded_and_skipped_when_too_small(pairs):
     assert none is None and len(whole) == 5
 
 
-def test_images_are_decoded_once_at_the_model_resolution(pairs, tiny_clip):
-    assert pairs.pixels.shape == (24, 30, 30, 3) and pairs.pixels.dtype == np.uint8
+def test_images_are_decoded_once_into_a_file_read_batch_by_batch(pairs, tiny_clip):
+    pixels = pairs.pixels([0, 5, 23])
+    assert pixels.shape == (3, 30, 30, 3) and pixels.dtype == np.uint8
+    assert os.path.getsize(pairs.store.path) == 24 * 30 * 30 * 3
+    image = make_shapes(24, image_size=30, random_state=0).images[5]
+    decoded = prepare_image(image, tiny_clip.image_config)
+    np.testing.assert_array_equal(pixels[1], decoded)
     assert pairs.captions == sorted(set(pairs.captions))
     assert [pairs.captions[i] for i in pairs.caption_ids[:3]] == list(
         make_shapes(24, image_size=30, random_state=0).color[:3]
@@ -242,11 +250,18 @@ def test_checkpoints_are_atomic_and_only_the_newest_two_are_kept(tmp_path, monke
 def test_stale_temporary_files_are_removed_when_training_starts(
     tiny_clip, pairs, tmp_path
 ):
-    (tmp_path / "step-00000009.pt.tmp").write_bytes(b"partial")
     config = TrainingConfig(max_epochs=1, batch_size=12)
+    run = _training.run_directory(tmp_path, _signature(tiny_clip, pairs, config))
+    run.mkdir()
+    (run / "step-00000009.pt.tmp").write_bytes(b"partial")
     result = train(tiny_clip, pairs, None, config, checkpoint_dir=tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000002.pt"]
-    assert result.checkpoint == str(tmp_path / "step-00000002.pt")
+    assert sorted(p.name for p in run.iterdir()) == ["step-00000002.pt"]
+    assert result.checkpoint == str(run / "step-00000002.pt")
+
+
+def _signature(handle, pairs, config):
+    model, _ = build_trainable(handle.model, config)
+    return _training.run_signature(config, pairs, None, model, handle.model)
 
 
 def test_checkpoints_load_without_unpickling_code(tmp_path):
@@ -288,7 +303,7 @@ def test_resume_without_a_checkpoint_says_so(tiny_clip, pairs, tmp_path):
 def test_a_corrupt_rng_state_in_a_checkpoint_raises(tiny_clip, pairs, tmp_path):
     config = TrainingConfig(max_epochs=2, batch_size=12)
     train(tiny_clip, pairs, None, config, checkpoint_dir=tmp_path)
-    path = sorted(tmp_path.glob("step-*.pt"))[0]
+    path = sorted(tmp_path.glob("run-*/step-*.pt"))[0]
     state = load_checkpoint(path)
     state["rng"]["torch"] = torch.zeros(3, dtype=torch.uint8)
     torch.save(state, path)
@@ -349,7 +364,8 @@ def test_gathered_features_give_the_single_process_gradient(tmp_path):
 def test_checkpoint_holds_what_a_resume_needs(tiny_clip, pairs, tmp_path):
     config = TrainingConfig(max_epochs=1, batch_size=12)
     train(tiny_clip, pairs, None, config, checkpoint_dir=tmp_path)
-    state = load_checkpoint(_training.latest_checkpoint(tmp_path))
+    (run,) = tmp_path.glob("run-*")
+    state = load_checkpoint(_training.latest_checkpoint(run))
     assert {"model", "optimizer", "schedule", "progress", "rng", "signature"} <= set(
         state
     )

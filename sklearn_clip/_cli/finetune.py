@@ -1,41 +1,215 @@
-"""``sklearn-clip finetune``: contrastive fine-tuning on a table of pairs."""
+"""``sklearn-clip finetune``: contrastive fine-tuning on a table of pairs.
 
-from sklearn_clip._cli.common import add_model_options, column, read_table
+The command runs unchanged under ``torchrun``: every process reads the same
+table and :class:`~sklearn_clip.CLIPContrastiveFinetuner` joins the process
+group ``torchrun`` describes; rank 0 alone prints and saves the model.
+"""
+
+import sys
+
+from sklearn_clip._cli.common import CommandError, add_model_options, column, read_table
+from sklearn_clip._options import DTYPE_NAMES
+
+#: Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+INTERRUPTED_STATUS = 130
 
 
 def register(commands):
     parser = commands.add_parser(
         "finetune",
-        help="fine-tune on a table of image paths and captions",
-        description="Fine-tune both encoders on (image, caption) pairs and save the "
-        "model with save_pretrained.",
+        help="fine-tune on a table of image paths and captions (or labels)",
+        description="Fine-tune the encoders on (image, caption) pairs, or on "
+        "(image, label) pairs with --label-column and --caption-template, and save "
+        "the model with save_pretrained. Runs unchanged under torchrun, where "
+        "--batch-size is the global batch over all processes.",
     )
     add_model_options(parser)
+    for action in parser._actions:  # the shared option means more here
+        if action.dest == "batch_size":
+            action.help = (
+                "pairs per contrastive batch; under torchrun the global batch, "
+                "shared evenly by the processes (default: %(default)s)"
+            )
     parser.add_argument("--table", required=True, help=".csv or .parquet of pairs")
-    parser.add_argument("--image-column", default="image")
-    parser.add_argument("--text-column", default="caption")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--learning-rate", type=float, default=1e-5)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--image-column",
+        default="image",
+        help="column of image paths (default: %(default)s)",
+    )
+    text = parser.add_mutually_exclusive_group()
+    text.add_argument(
+        "--text-column",
+        default="caption",
+        help="column of captions (default: %(default)s)",
+    )
+    text.add_argument(
+        "--label-column",
+        help="column of class labels to train on instead of captions; each becomes "
+        "a caption through --caption-template (default: none, captions are used)",
+    )
+    parser.add_argument(
+        "--caption-template",
+        help='turns each label into a caption, e.g. "a photo of a {}." (default: '
+        "none; with --label-column and no template, the labels are the captions)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=5,
+        help="passes over the pairs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=1e-5,
+        help="peak AdamW learning rate (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--gradient-accumulation-steps",
+        type=int,
+        default=1,
+        help="micro-batches averaged into one optimizer step (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--train-parts",
+        choices=["all", "lock_image", "lock_text", "projections"],
+        default="all",
+        help="what trains: both towers, the text tower only (lock_image), the image "
+        "tower only (lock_text) or the projections (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--lora",
+        type=int,
+        metavar="RANK",
+        help="train LoRA adapters of this rank instead of the full weights; needs "
+        "peft (default: none, full weights)",
+    )
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.1,
+        help="share of the pairs held out for validation; 0 for none "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--early-stopping",
+        type=int,
+        metavar="EPOCHS",
+        help="stop after this many epochs without a better validation recall@1 and "
+        "keep the best epoch (default: none, train every epoch)",
+    )
+    parser.add_argument(
+        "--wise-alpha",
+        type=float,
+        default=1.0,
+        help="WiSE-FT: mix (1 - alpha) * start + alpha * tuned weights "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=["auto", *DTYPE_NAMES],
+        default="auto",
+        help="dtype of the saved model's weights; training keeps float32 master "
+        "weights (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--checkpoint-dir",
+        help="folder for a checkpoint after every epoch and on Ctrl-C (default: none)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue this run from its newest checkpoint in --checkpoint-dir if "
+        "there is one, else start it (default: off)",
+    )
+    parser.add_argument(
+        "--on-error",
+        choices=["raise", "skip"],
+        default="raise",
+        help="pairs whose image cannot be read or whose caption is missing: stop "
+        "(raise) or leave them out (skip) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the validation split, the batch order and LoRA's initialisation "
+        "(default: %(default)s)",
+    )
     parser.add_argument("--output", required=True, help="folder for the model")
     parser.set_defaults(run=run)
 
 
-def run(args):
+def _estimator(args):
     from sklearn_clip import CLIPContrastiveFinetuner
 
-    table = read_table(args.table)
-    images = column(table, args.image_column, "--image-column")
-    texts = column(table, args.text_column, "--text-column")
-    tuner = CLIPContrastiveFinetuner(
+    if args.resume and args.checkpoint_dir is None:
+        raise CommandError("--resume needs --checkpoint-dir")
+    if args.label_column is None and args.caption_template is not None:
+        raise CommandError("--caption-template needs --label-column")
+    fraction = args.validation_fraction
+    return CLIPContrastiveFinetuner(
         model=args.model,
         learning_rate=args.learning_rate,
         max_epochs=args.epochs,
         batch_size=args.batch_size,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        train_parts=args.train_parts,
+        lora=args.lora,
+        wise_alpha=args.wise_alpha,
+        caption_template=args.caption_template
+        if args.caption_template is not None or args.label_column is None
+        else "{}",
+        validation_fraction=fraction if fraction else None,
+        n_iter_no_change=args.early_stopping,
+        checkpoint_dir=args.checkpoint_dir,
+        resume="auto" if args.resume else False,
+        on_error=args.on_error,
         device=args.device,
+        dtype=args.dtype,
         random_state=args.seed,
         progress=True,
-    ).fit(images, texts)
+    )
+
+
+def run(args):
+    from sklearn_clip import _distributed as dist
+
+    try:
+        _fit_and_save(args, dist)
+    finally:
+        if dist.is_distributed():  # joined under torchrun by fit
+            dist.barrier()
+            dist.dist.destroy_process_group()
+
+
+def _fit_and_save(args, dist):
+    tuner = _estimator(args)
+    table = read_table(args.table)
+    images = column(table, args.image_column, "--image-column")
+    if args.label_column is not None:
+        texts = column(table, args.label_column, "--label-column")
+    else:
+        texts = column(table, args.text_column, "--text-column")
+    tuner.fit(images, texts)
+    main = dist.is_main_process()
+    if tuner.interrupted_:
+        # A partial model is not the result: say what can be resumed instead.
+        if main:
+            saved = (
+                f"the checkpoint {tuner.checkpoint_} holds it; rerun the same "
+                "command with --resume to continue"
+                if tuner.checkpoint_
+                else "nothing was saved (give --checkpoint-dir to keep progress)"
+            )
+            print(
+                f"sklearn-clip finetune: interrupted after {tuner.n_iter_} epoch(s); "
+                f"no model was written to {args.output}; {saved}",
+                file=sys.stderr,
+            )
+        raise SystemExit(INTERRUPTED_STATUS)
+    if not main:
+        return
     for record in tuner.history_:
         print(
             "  ".join(
@@ -43,5 +217,12 @@ def run(args):
                 for k, v in record.items()
             )
         )
+    if tuner.input_errors_:
+        print(f"left out {len(tuner.input_errors_)} unusable pair(s):")
+        for error in tuner.input_errors_:
+            print(
+                f"  row {error['position']}: {error['source']}: "
+                f"{error['error']}: {error['message']}"
+            )
     tuner.save_pretrained(args.output)
     print(f"saved the fine-tuned model to {args.output}")

@@ -1,0 +1,119 @@
+"""One batch through the model: embeddings, the contrastive loss, recall@1.
+
+With several processes each works on its share of the batch
+(:func:`~sklearn_clip._distributed.local_share`) and the loss and the
+validation metrics are computed over the whole, gathered batch, so they have
+the same value on every rank and equal the single-process ones.
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sklearn_clip import _distributed as dist
+from sklearn_clip._encode import tokenize
+from sklearn_clip._forward import image_features, logit_scale, text_features
+from sklearn_clip._images import normalize_batch
+from sklearn_clip._losses import contrastive_loss, sigmoid_loss
+
+
+def embed_batch(model, handle, data, rows, device):
+    """L2-normalised image and text embeddings of ``rows``, and caption ids."""
+    ids = data.caption_ids[rows]
+    if len(rows) == 0:  # a rank whose share of a small batch is empty
+        empty = torch.zeros((0, handle.embedding_dim), device=device)
+        return empty, empty.clone(), torch.as_tensor(ids, device=device)
+    pixels = normalize_batch(data.pixels(rows), handle.image_config, device)
+    # Each distinct caption of the batch goes through the text tower once.
+    distinct, inverse = np.unique(ids, return_inverse=True)
+    input_ids, mask = tokenize(handle, [data.captions[i] for i in distinct], device)
+    images = image_features(model, pixels)
+    texts = text_features(model, input_ids, mask)
+    texts = texts[torch.as_tensor(inverse.reshape(-1), device=device)]
+    return (
+        F.normalize(images.float(), dim=-1),
+        F.normalize(texts.float(), dim=-1),
+        torch.as_tensor(ids, device=device),
+    )
+
+
+def batch_loss(model, image_embeds, text_embeds, caption_ids, sizes=None):
+    """The loss over the whole batch, gathered from every process."""
+    image_embeds, text_embeds, caption_ids = dist.gather_features(
+        image_embeds, text_embeds, caption_ids, sizes
+    )
+    scale = logit_scale(model)
+    if hasattr(model, "logit_bias"):
+        return sigmoid_loss(
+            image_embeds, text_embeds, scale, model.logit_bias, caption_ids
+        )
+    return contrastive_loss(image_embeds, text_embeds, scale, caption_ids)
+
+
+def temperature_parameters(model):
+    """The parameters used after the gather: every rank has their full gradient."""
+    return [
+        getattr(model, name)
+        for name in ("logit_scale", "logit_bias", "temperature")
+        if hasattr(model, name)
+    ]
+
+
+def recall_at_1(image_embeds, text_embeds, caption_ids):
+    """Share of images whose most similar text is their own caption.
+
+    ``text_embeds`` holds one row per distinct caption and ``caption_ids`` the
+    row of each image's caption, so an image matched to a duplicate of its
+    caption counts as correct.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_clip._contrastive import recall_at_1
+    >>> recall_at_1(np.eye(3), np.eye(3), np.array([0, 1, 1]))
+    0.6666666666666666
+    """
+    similarity = np.asarray(image_embeds) @ np.asarray(text_embeds).T
+    return float(np.mean(similarity.argmax(axis=1) == np.asarray(caption_ids)))
+
+
+def sequential_batches(n, batch_size):
+    """Consecutive row ranges of ``batch_size`` (validation's fixed order)."""
+    return [np.arange(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+@torch.inference_mode()
+def evaluate(model, handle, data, batch_size, device, autocast):
+    """Validation loss (mean over pairs) and image-to-text recall@1.
+
+    Every rank embeds its share of each batch and of the captions, and gets
+    the same gathered values back: the metrics are computed once and agree
+    on every rank.
+    """
+    model.eval()
+    total, images = 0.0, []
+    for rows in sequential_batches(len(data), batch_size):
+        sizes = dist.share_sizes(len(rows))
+        with autocast:
+            image_embeds, text_embeds, ids = embed_batch(
+                model, handle, data, dist.local_share(rows), device
+            )
+            loss = batch_loss(model, image_embeds, text_embeds, ids, sizes)
+        total += float(loss) * len(rows)
+        images.append(dist.gather_with_grad(image_embeds, sizes).float().cpu())
+    texts = []
+    for rows in sequential_batches(len(data.captions), batch_size):
+        share = dist.local_share(rows)
+        features = torch.zeros((0, handle.embedding_dim), device=device)
+        if len(share):
+            captions = [data.captions[i] for i in share]
+            input_ids, mask = tokenize(handle, captions, device)
+            with autocast:
+                features = text_features(model, input_ids, mask)
+        features = F.normalize(features.float(), dim=-1)
+        texts.append(dist.gather_with_grad(features, dist.share_sizes(len(rows))).cpu())
+    model.train()
+    recall = recall_at_1(
+        torch.cat(images).numpy(), torch.cat(texts).numpy(), data.caption_ids
+    )
+    return total / len(data), recall

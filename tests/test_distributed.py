@@ -1,0 +1,238 @@
+"""Several processes train as one: torchrun (gloo, CPU) against a single process.
+
+The torchrun runs start real processes (``tests/torchrun_fit.py``), so they are
+marked slow; the gradient reduction they rely on is checked fast, with two
+spawned processes.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sklearn_clip import _distributed as dist
+from sklearn_clip import load_model
+from sklearn_clip._losses import contrastive_loss
+from sklearn_clip.datasets import make_shapes
+from sklearn_clip.toy import make_tiny_clip
+
+# The repository this file is in: torchrun's processes import the package from
+# it, whatever is installed (a clone in CI, a worktree here).
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = ROOT / "tests" / "torchrun_fit.py"
+FAST = {
+    "image_size": 16,
+    "patch_size": 4,
+    "hidden_size": 32,
+    "num_layers": 1,
+    "num_heads": 2,
+    "context_length": 16,
+}
+
+
+def _env():
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+
+
+def _launch(args, nproc=None, check=True):
+    """Run ``args`` in one process, or under torchrun with ``nproc`` processes."""
+    launcher = [sys.executable]
+    if nproc is not None:
+        launcher += [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={nproc}",
+        ]
+    done = subprocess.run(
+        [*launcher, *map(str, args)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"exit {done.returncode}\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def _read(out, rank=0):
+    return torch.load(Path(out) / f"rank-{rank}.pt", weights_only=True)
+
+
+def _assert_states_close(a, b, atol):
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], atol=atol, rtol=0, msg=name)
+
+
+# -- the reduction, fast ---------------------------------------------------------
+def _reduce_worker(rank, world_size, init_file, result_file):
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
+    )
+    torch.manual_seed(0)
+    weight = torch.randn(4, 4, requires_grad=True)
+    scale = torch.tensor(2.0, requires_grad=True)
+    inputs, ids = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 3])
+    rows = dist.local_share(np.arange(5))  # 3 rows on rank 0, 2 on rank 1
+    sizes = dist.share_sizes(5)
+    images = F.normalize(inputs[rows] @ weight, dim=1)
+    texts = F.normalize(inputs[rows], dim=1)
+    gathered = dist.gather_features(images, texts, ids[rows], sizes)
+    contrastive_loss(*gathered[:2], scale.exp(), gathered[2]).backward()
+    dist.all_reduce_gradients([weight, scale], averaged=[scale])
+    if rank == 0:
+        torch.save({"weight": weight.grad, "scale": scale.grad}, result_file)
+    torch.distributed.destroy_process_group()
+
+
+def test_reduced_gradients_of_uneven_shares_are_the_single_process_ones(tmp_path):
+    torch.multiprocessing.spawn(
+        _reduce_worker,
+        args=(2, str(tmp_path / "init"), str(tmp_path / "result.pt")),
+        nprocs=2,
+    )
+    result = torch.load(tmp_path / "result.pt", weights_only=True)
+    torch.manual_seed(0)
+    weight = torch.randn(4, 4, requires_grad=True)
+    scale = torch.tensor(2.0, requires_grad=True)
+    inputs, ids = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 3])
+    images = F.normalize(inputs @ weight, dim=1)
+    contrastive_loss(images, F.normalize(inputs, dim=1), scale.exp(), ids).backward()
+    torch.testing.assert_close(result["weight"], weight.grad)
+    torch.testing.assert_close(result["scale"], scale.grad)
+
+
+def test_shares_are_even_contiguous_and_in_rank_order():
+    assert dist.share_sizes(5) == [5]  # one process holds the whole batch
+    np.testing.assert_array_equal(dist.local_share(np.arange(5)), np.arange(5))
+    assert (
+        dist.broadcast_object("x") == "x"
+        and dist.init_from_environment(torch.device("cpu")) is False
+    )
+
+
+# -- torchrun against one process, slow -------------------------------------------
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return make_tiny_clip(tmp_path_factory.mktemp("distributed-clip"), **FAST)
+
+
+@pytest.fixture(scope="module")
+def full_runs(model_path, tmp_path_factory):
+    """One process and two under torchrun, full fine-tuning, same seed."""
+    root = tmp_path_factory.mktemp("full")
+    _launch([WORKER, model_path, root / "single"])
+    _launch([WORKER, model_path, root / "torchrun"], nproc=2)
+    return root
+
+
+def _assert_same_training(root, atol=1e-4):
+    single = _read(root / "single")
+    ranks = [_read(root / "torchrun", r) for r in (0, 1)]
+    assert len(single["loss"]) == len(ranks[0]["loss"]) == 15  # 5 steps x 3 epochs
+    np.testing.assert_allclose(ranks[0]["loss"], single["loss"], atol=atol, rtol=0)
+    for ours, theirs in zip(ranks[0]["weights"], ranks[1]["weights"]):
+        assert torch.equal(ours, theirs)  # the ranks never drift apart
+    torch.testing.assert_close(
+        ranks[0]["weights"][-1], single["weights"][-1], atol=atol, rtol=0
+    )
+    _assert_states_close(ranks[0]["state"], single["state"], atol)
+    val = [h["val_loss"] for h in single["history"]]
+    np.testing.assert_allclose(
+        [h["val_loss"] for h in ranks[1]["history"]], val, atol=atol
+    )
+    loaded = load_model(root / "torchrun" / "model", device="cpu").model.state_dict()
+    _assert_states_close(
+        {k: v.float() for k, v in loaded.items()}, single["state"], atol
+    )
+
+
+@pytest.mark.slow
+def test_torchrun_trains_as_one_process(full_runs):
+    _assert_same_training(full_runs)
+
+
+@pytest.mark.slow
+def test_torchrun_with_lora_on_the_text_tower_trains_as_one_process(
+    model_path, tmp_path
+):
+    extra = ["--lora", 4, "--train-parts", "lock_image"]
+    _launch([WORKER, model_path, tmp_path / "single", *extra])
+    _launch([WORKER, model_path, tmp_path / "torchrun", *extra], nproc=2)
+    _assert_same_training(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_torchrun_run_killed_in_epoch_2_resumes_to_the_same_weights(
+    model_path, full_runs, tmp_path
+):
+    checkpoints = tmp_path / "ck"
+    args = [WORKER, model_path, tmp_path / "killed", "--checkpoint-dir", checkpoints]
+    killed = _launch([*args, "--kill-at-step", 8], nproc=2, check=False)
+    assert killed.returncode != 0
+    assert not (tmp_path / "killed" / "rank-0.pt").exists()
+    (run,) = checkpoints.iterdir()
+    assert [p.name for p in run.iterdir()] == ["step-00000005.pt"]  # epoch 1
+    _launch([*args, "--resume"], nproc=2)
+    resumed = _read(tmp_path / "killed")
+    assert len(resumed["loss"]) == 10  # epochs 2 and 3 only
+    _assert_states_close(resumed["state"], _read(full_runs / "torchrun")["state"], 1e-5)
+
+
+@pytest.mark.slow
+def test_the_finetune_command_runs_unchanged_under_torchrun(model_path, tmp_path):
+    data = make_shapes(42, image_size=16, random_state=0)
+    paths = [tmp_path / f"{i}.png" for i in range(len(data.images))]
+    for image, path in zip(data.images, paths):
+        _save(image, path)
+    table = tmp_path / "pairs.csv"
+    pd.DataFrame({"image": map(str, paths), "label": data.color}).to_csv(table)
+    outputs = {}
+    for name, nproc in (("single", None), ("torchrun", 2)):
+        command = [
+            "-m",
+            "sklearn_clip.cli",
+            "finetune",
+            "--model",
+            model_path,
+            "--table",
+            table,
+            "--label-column",
+            "label",
+            "--caption-template",
+            "a photo of a {}.",
+            "--lora",
+            8,
+            "--epochs",
+            2,
+            "--batch-size",
+            8,
+            "--learning-rate",
+            3e-3,
+            "--device",
+            "cpu",
+            "--checkpoint-dir",
+            tmp_path / f"ck-{name}",
+            "--resume",
+            "--output",
+            tmp_path / name,
+        ]
+        done = _launch(command, nproc=nproc)
+        assert done.stdout.count("saved the fine-tuned model") == 1  # rank 0 only
+        outputs[name] = load_model(tmp_path / name, device="cpu").model.state_dict()
+    _assert_states_close(outputs["torchrun"], outputs["single"], 1e-4)
+
+
+def _save(array, path):
+    from PIL import Image
+
+    Image.fromarray(np.asarray(array)).save(path)
