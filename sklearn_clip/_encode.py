@@ -261,9 +261,28 @@ def _prepare_row(item, position, index, config, on_error):
         return error
 
 
+# A ceiling on the default, not measured beyond 16 cores: past it, threads
+# mostly wait for the GIL-holding parts (file reads, the batch hand-off).
+MAX_DEFAULT_WORKERS = 32
+
+
+def usable_cores():
+    """The cores this process may run on (its CPU affinity, as containers and
+    ``taskset`` set it), which ``os.cpu_count()`` ignores."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def default_workers():
-    """Decoding threads: enough to hide decoding behind the model, no more."""
-    return max(1, min(8, (os.cpu_count() or 1)))
+    """Decoding threads: one per usable core, so decoding keeps up with the model.
+
+    Pillow and torch release the GIL while they decode and resize, so threads
+    scale with cores (``benchmarks/decode_cpu.py``); an estimator's ``n_jobs``
+    (or ``n_workers`` here) overrides this.
+    """
+    return max(1, min(MAX_DEFAULT_WORKERS, usable_cores()))
 
 
 @functools.cache
@@ -462,12 +481,15 @@ def encode_rows(
     on_error="raise",
     progress=False,
     cache=None,
+    n_workers=None,
 ):
     """Rows of one modality -> ``(float32 embeddings, input error records)``.
 
     The one entry point that the estimators and :class:`ModelHandle` use;
     ``rows`` and ``index`` are what :func:`sklearn_clip._inputs.as_rows`
-    returns. Texts are checked for missing values (naming the row) first.
+    returns. Texts are checked for missing values (naming the row) first;
+    ``n_workers`` is the number of image decoding threads (None: see
+    :func:`default_workers`).
     """
     if modality == "text":
         texts = check_texts(rows, index)
@@ -484,6 +506,7 @@ def encode_rows(
         on_error=on_error,
         progress=progress,
         cache=cache,
+        n_workers=n_workers,
     )
     return embeddings, failure_records(failures, rows, index)
 

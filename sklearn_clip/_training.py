@@ -46,6 +46,7 @@ from sklearn_clip._encode import iter_prepared_batches, tokenize
 from sklearn_clip._forward import image_features, text_features
 from sklearn_clip._images import normalize_batch
 from sklearn_clip._losses import contrastive_loss, sigmoid_loss
+from sklearn_clip._precision import autocast_dtype
 from sklearn_clip._trainable import build_trainable, parameter_groups
 
 # open_clip's ceiling on the temperature: logits at most 100 x cosine.
@@ -350,9 +351,11 @@ def _train(
         betas=(0.9, 0.98),  # CLIP's betas and epsilon
         eps=1e-6,
     )
-    # bfloat16 needs no loss scaling; on CPU, float32 keeps runs reproducible.
-    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16)
+    # bfloat16 autocast where it is native (GPUs, AMX CPUs); else float32.
+    amp = autocast_dtype(device)
+    autocast = torch.autocast(
+        device.type, dtype=amp or torch.bfloat16, enabled=amp is not None
+    )
     accumulate = config.gradient_accumulation_steps
     n_batches = len(epoch_batches(len(train_data), config.batch_size, 0, 0))
     steps_per_epoch = math.ceil(n_batches / accumulate)
