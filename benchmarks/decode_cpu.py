@@ -11,8 +11,9 @@ figures on a shared machine are noisy.
 A profile of the main thread splits each run into time spent waiting for
 decoded rows and time spent stacking: if waiting dominates, the pool is the
 limit; if stacking does, the main thread is. A process pool would only help
-where threads stop scaling while cores are idle (the GIL); the thread rows
-show whether they do.
+where threads stop scaling while cores are idle (the GIL): the last contender
+decodes the same files in a pool of processes of the largest worker count
+(``prepare_image`` in each, arrays sent back by pickling), for comparison.
 
 Usage: ``python benchmarks/decode_cpu.py [--n 512] [--rounds 5]
 [--workers 1 2]``.
@@ -20,7 +21,9 @@ Usage: ``python benchmarks/decode_cpu.py [--n 512] [--rounds 5]
 
 import argparse
 import time
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import closing
+from functools import partial
 
 from _common import (
     cpu_model,
@@ -32,7 +35,7 @@ from _common import (
 )
 
 from sklearn_clip._encode import iter_prepared_batches, usable_cores
-from sklearn_clip._images import ImageConfig, normalize_batch
+from sklearn_clip._images import ImageConfig, normalize_batch, prepare_image
 from sklearn_clip._precision import cpu_bf16_units
 
 
@@ -58,6 +61,12 @@ def decode(files, config, n_workers, batch_size, stack=False, profile=None):
             stacked += start - ready
     if profile is not None:
         profile.append((waited, stacked))
+
+
+def decode_in_processes(pool, files, config):
+    """The same decoding in a pool of processes, batch by batch, in order."""
+    for _ in pool.map(partial(prepare_image, config=config), files, chunksize=8):
+        pass
 
 
 def cpu_flags():
@@ -99,6 +108,12 @@ def main():
                 files, config, n, args.batch_size, stack, profiles[name]
             )
 
+    processes = max(args.workers)
+    pool = ProcessPoolExecutor(processes)
+    contenders[f"{processes} processes"] = lambda: decode_in_processes(
+        pool, files, config
+    )
+
     def report(round_):
         print(f"# round {round_ + 1} done; {load_average()}", flush=True)
 
@@ -111,7 +126,7 @@ def main():
     rows = []
     for name, median in seconds.items():
         stack = " + stacking" if name.endswith("stacking") else ""
-        waited, stacked = profiles[name][-1]
+        waited, stacked = profiles.get(name, [(float("nan"),) * 2])[-1]
         rows.append(
             {
                 "pipeline": name,
@@ -121,6 +136,7 @@ def main():
                 "main thread waits / stacks (s)": f"{waited:.2f} / {stacked:.2f}",
             }
         )
+    pool.shutdown()
     print()
     print_table(rows, list(rows[0]))
     print(f"\n# finished; {load_average()}")

@@ -147,7 +147,8 @@ class CLIPContrastiveFinetuner(
     Images are decoded once per ``fit``, at the model's input resolution, and
     held in memory as ``uint8``: 150 kB a pair at 224 pixels.
 
-    Training runs in float32 with bfloat16 autocast on GPUs that support it;
+    Training runs in float32 with bfloat16 autocast on GPUs that support it
+    and on CPUs with native bfloat16 units (see ``dtype``);
     ``model_`` then holds the weights in ``dtype``. A loss or gradient that is
     not finite stops training with a ``FloatingPointError`` that names the
     epoch and step; the estimator is still fitted, with the weights of the
