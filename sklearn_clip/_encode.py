@@ -261,8 +261,8 @@ def _prepare_row(item, position, index, config, on_error):
         return error
 
 
-# A ceiling on the default, not measured beyond 16 cores: past it, threads
-# mostly wait for the GIL-holding parts (file reads, the batch hand-off).
+# A ceiling on the default: more than 16 decoding threads have never been
+# measured, and their Python parts all share one GIL.
 MAX_DEFAULT_WORKERS = 32
 
 

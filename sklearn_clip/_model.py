@@ -437,7 +437,8 @@ def model_cache_info():
         ``maxsize``: how many it holds at most
         (``SKLEARN_CLIP_MODEL_CACHE_SIZE``, default 4); ``models``: one dict
         per model held, least recently used first, with its ``source``,
-        ``revision``, ``device``, ``dtype``, ``compile`` options and its own
+        ``revision``, ``device``, ``dtype``, ``compile`` (the repr of the
+        ``torch.compile`` options, ``"None"`` for eager) and its own
         ``loads`` and ``hits`` in this process (``loads`` above 1 means it was
         evicted or cleared and read again). Counts survive
         :func:`clear_model_cache`.
