@@ -278,9 +278,9 @@ def usable_cores():
 def default_workers():
     """Decoding threads: one per usable core, so decoding keeps up with the model.
 
-    Pillow and torch release the GIL while they decode and resize, so threads
-    scale with cores (``benchmarks/decode_cpu.py``); an estimator's ``n_jobs``
-    (or ``n_workers`` here) overrides this.
+    Pillow and torch release the GIL while they decode and resize, which is
+    most of the work (``benchmarks/decode_cpu.py`` times the pipeline alone);
+    an estimator's ``n_jobs`` (or ``n_workers`` here) overrides this.
     """
     return max(1, min(MAX_DEFAULT_WORKERS, usable_cores()))
 
