@@ -34,8 +34,10 @@ SHARED_PARAMETER_DOCS = {
     "device": """device : {"auto", "cpu", "cuda", "mps"} or str, default="auto"
         Where the model runs; ``"auto"`` picks cuda, then mps, then cpu.""",
     "dtype": """dtype : {"auto", "float32", "bfloat16", "float16"}, default="auto"
-        Weights' precision; ``"auto"`` is float32 on CPU, bfloat16 or float16
-        on a GPU. Outputs are always float32.""",
+        Weights' precision; ``"auto"`` is bfloat16 or float16 on a GPU,
+        bfloat16 on a CPU with native bfloat16 matrix units (AMX,
+        AVX512-BF16) where it measured faster, else float32 (the fitted
+        model's ``dtype`` shows the choice). Outputs are always float32.""",
     "batch_size": """batch_size : int or "auto", default=32
         Rows encoded per forward pass. Outputs do not depend on it (beyond
         floating-point rounding). ``"auto"`` starts small on a GPU and doubles
@@ -55,6 +57,11 @@ SHARED_PARAMETER_DOCS = {
         the outputs of every call with the cache are then rounded to float16
         (and returned as float32), whether read or computed, so that a first
         and a second call agree exactly.""",
+    "n_jobs": """n_jobs : int, default=None
+        Threads that decode and resize images while the model runs. None uses
+        one per core this process may run on (``os.sched_getaffinity``, which
+        honours container and ``taskset`` limits), at most 32; give fewer where
+        other work shares the cores.""",
     "on_error": """on_error : {"raise", "nan"}, default="raise"
         What an unreadable image does: ``"raise"`` raises an error naming the
         row, its index label and its path; ``"nan"`` gives that row NaN outputs,
@@ -83,6 +90,7 @@ ENCODING_PARAMETER_CONSTRAINTS = {
     "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
     "cache_dir": [str, os.PathLike, None],
     "cache_dtype": [StrOptions(set(CACHE_DTYPES))],
+    "n_jobs": [Interval(Integral, 1, None, closed="left"), None],
 }
 
 
@@ -139,6 +147,8 @@ class CLIPEstimatorBase(BaseEstimator):
             on_error=self.on_error,
             progress=self.progress,
             cache=make_cache(self.cache_dir, self.cache_dtype),
+            # Only the estimators that decode images have decoding threads.
+            n_workers=getattr(self, "n_jobs", None),
         )
         if self.on_error == "nan":
             self.input_errors_ = errors

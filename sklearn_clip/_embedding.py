@@ -48,6 +48,7 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
     {progress}
     {cache_dir}
     {cache_dtype}
+    {n_jobs}
 
     Attributes
     ----------
@@ -125,6 +126,7 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
         progress=False,
         cache_dir=None,
         cache_dtype="float32",
+        n_jobs=None,
     ):
         self.model = model
         self.modality = modality
@@ -139,6 +141,7 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
         self.progress = progress
         self.cache_dir = cache_dir
         self.cache_dtype = cache_dtype
+        self.n_jobs = n_jobs
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):

@@ -272,9 +272,28 @@ def _prepare_row(item, position, index, config, on_error):
         return error
 
 
+# A ceiling on the default: more than 16 decoding threads have never been
+# measured, and their Python parts all share one GIL.
+MAX_DEFAULT_WORKERS = 32
+
+
+def usable_cores():
+    """The cores this process may run on (its CPU affinity, as containers and
+    ``taskset`` set it), which ``os.cpu_count()`` ignores."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 def default_workers():
-    """Decoding threads: enough to hide decoding behind the model, no more."""
-    return max(1, min(8, (os.cpu_count() or 1)))
+    """Decoding threads: one per usable core, so decoding keeps up with the model.
+
+    Pillow and torch release the GIL while they decode and resize, which is
+    most of the work (``benchmarks/decode_cpu.py`` times the pipeline alone);
+    an estimator's ``n_jobs`` (or ``n_workers`` here) overrides this.
+    """
+    return max(1, min(MAX_DEFAULT_WORKERS, usable_cores()))
 
 
 @functools.cache
@@ -475,12 +494,15 @@ def encode_rows(
     on_error="raise",
     progress=False,
     cache=None,
+    n_workers=None,
 ):
     """Rows of one modality -> ``(float32 embeddings, input error records)``.
 
     The one entry point that the estimators and :class:`ModelHandle` use;
     ``rows`` and ``index`` are what :func:`sklearn_clip._inputs.as_rows`
-    returns. Texts are checked for missing values (naming the row) first.
+    returns. Texts are checked for missing values (naming the row) first;
+    ``n_workers`` is the number of image decoding threads (None: see
+    :func:`default_workers`).
     """
     if modality == "text":
         texts = check_texts(rows, index)
@@ -497,6 +519,7 @@ def encode_rows(
         on_error=on_error,
         progress=progress,
         cache=cache,
+        n_workers=n_workers,
     )
     return embeddings, failure_records(failures, rows, index)
 

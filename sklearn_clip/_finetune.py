@@ -177,7 +177,8 @@ class CLIPContrastiveFinetuner(
     computed once over them, and rank 0 alone writes checkpoints and shows
     progress. Each process decodes the pairs itself.
 
-    Training runs in float32 with bfloat16 autocast on GPUs that support it;
+    Training runs in float32 with bfloat16 autocast on GPUs that support it
+    and on CPUs with native bfloat16 units (see ``dtype``);
     ``model_`` then holds the weights in ``dtype``. A loss or gradient that is
     not finite stops training with a ``FloatingPointError`` that names the
     epoch and step; the estimator is still fitted, with the weights of the

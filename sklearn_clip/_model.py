@@ -36,12 +36,16 @@ from sklearn_clip._loading import (
     read_checkpoint,
 )
 from sklearn_clip._options import DTYPE_NAMES
+from sklearn_clip._precision import auto_dtype
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
 _cache = OrderedDict()
 _cache_lock = threading.RLock()
 _stats = {"loads": 0, "hits": 0}
+# Per cache key, over the life of the process (evictions and clears included):
+# how often the weights were read, and how often a request found them held.
+_key_stats = {}
 
 
 def _cache_size():
@@ -65,13 +69,13 @@ def resolve_device(device="auto"):
 
 
 def resolve_dtype(dtype, device):
-    """``"auto"`` is float32 on CPU, bfloat16 on GPUs that have it, else float16."""
+    """``"auto"`` follows :func:`sklearn_clip._precision.auto_dtype`; names are checked.
+
+    That is bfloat16 on GPUs that have it (else float16), and on CPUs with
+    native bfloat16 matrix units where it measured faster; float32 elsewhere.
+    """
     if dtype is None or dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if device.type == "mps":
-            return torch.float16
-        return torch.float32
+        return auto_dtype(device)
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in DTYPE_NAMES:
@@ -382,7 +386,9 @@ def load_model(
     device : {"auto", "cpu", "cuda", "mps"} or str, default="auto"
         ``"auto"`` picks cuda, then mps, then cpu.
     dtype : {"auto", "float32", "bfloat16", "float16"}, default="auto"
-        ``"auto"`` is float32 on CPU and bfloat16 (or float16) on a GPU.
+        ``"auto"`` is bfloat16 (or float16) on a GPU, bfloat16 on a CPU with
+        native bfloat16 matrix units (AMX, AVX512-BF16) where it measured
+        faster, else float32; ``handle.dtype`` shows the choice.
     local_files_only : bool, default=None
         Never touch the network. None means: only when ``HF_HUB_OFFLINE`` is
         set, or when the hub cannot be reached.
@@ -424,8 +430,10 @@ def load_model(
     key_source = os.path.realpath(source) if local else str(source)
     key = (key_source, revision, str(device), str(dtype), repr(compile_options))
     with _cache_lock:
+        counts = _key_stats.setdefault(key, {"loads": 0, "hits": 0})
         if key in _cache:
             _stats["hits"] += 1
+            counts["hits"] += 1
             _cache.move_to_end(key)
             return _cache[key]
         handle = _load_with_clear_errors(
@@ -433,6 +441,7 @@ def load_model(
         )
         handle.compile_options = compile_options
         _stats["loads"] += 1
+        counts["loads"] += 1
         _cache[key] = handle
         while len(_cache) > max(1, _cache_size()):
             _cache.popitem(last=False)
@@ -465,16 +474,57 @@ def _load_with_clear_errors(source, revision, device, dtype, local_files_only, l
 
 
 def model_cache_info():
-    """How many loads and cache hits happened in this process, and what is held.
+    """What the process-wide model cache holds, and how often it loaded.
+
+    In the spirit of :func:`functools.lru_cache`'s ``cache_info()``: call it
+    in a worker process (``client.run(model_cache_info)`` on a Dask cluster)
+    to check that the worker read the weights once.
+
+    Returns
+    -------
+    dict
+        ``loads``: weights read in this process (cache misses); ``hits``:
+        requests served from the cache; ``size``: models held now;
+        ``maxsize``: how many it holds at most
+        (``SKLEARN_CLIP_MODEL_CACHE_SIZE``, default 4); ``models``: one dict
+        per model held, least recently used first, with its ``source``,
+        ``revision``, ``device``, ``dtype``, ``compile`` (the repr of the
+        ``torch.compile`` options, ``"None"`` for eager) and its own
+        ``loads`` and ``hits`` in this process (``loads`` above 1 means it was
+        evicted or cleared and read again). Counts survive
+        :func:`clear_model_cache`.
 
     Examples
     --------
-    >>> from sklearn_clip import model_cache_info
+    >>> from sklearn_clip import load_model, model_cache_info
+    >>> from sklearn_clip.toy import make_tiny_clip
     >>> sorted(model_cache_info())
-    ['hits', 'loads', 'size']
+    ['hits', 'loads', 'maxsize', 'models', 'size']
+    >>> handle = load_model(make_tiny_clip())
+    >>> held = model_cache_info()["models"][-1]
+    >>> held["loads"], held["dtype"] == str(handle.dtype).removeprefix("torch.")
+    (1, True)
     """
     with _cache_lock:
-        return {"loads": _stats["loads"], "hits": _stats["hits"], "size": len(_cache)}
+        models = [
+            {
+                "source": source,
+                "revision": revision,
+                "device": device,
+                "dtype": dtype.removeprefix("torch."),
+                "compile": compile_options,
+                **_key_stats[key],
+            }
+            for key in _cache
+            for source, revision, device, dtype, compile_options in [key]
+        ]
+        return {
+            "loads": _stats["loads"],
+            "hits": _stats["hits"],
+            "size": len(_cache),
+            "maxsize": max(1, _cache_size()),
+            "models": models,
+        }
 
 
 def clear_model_cache():

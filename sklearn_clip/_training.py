@@ -58,6 +58,7 @@ from sklearn_clip._contrastive import (
 )
 from sklearn_clip._forward import logit_scale
 from sklearn_clip._pairs import PairedData, prepare_pairs, split_validation
+from sklearn_clip._precision import autocast_dtype
 from sklearn_clip._schedule import (
     TrainingConfig,
     TrainingResult,
@@ -103,9 +104,12 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def _autocast(device):
-    # bfloat16 needs no loss scaling; on CPU, float32 keeps runs reproducible.
-    use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
+    # bfloat16 autocast where it is native (GPUs, CPUs with AMX or AVX512-BF16
+    # that measured faster); else float32.
+    amp = autocast_dtype(device)
+    return torch.autocast(
+        device.type, dtype=amp or torch.bfloat16, enabled=amp is not None
+    )
 
 
 def _cpu_copy(model):

@@ -75,6 +75,7 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
     {cache_dir}
         Both the class prompts (in ``fit``) and the images are cached.
     {cache_dtype}
+    {n_jobs}
 
     Attributes
     ----------
@@ -169,6 +170,7 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
         progress=False,
         cache_dir=None,
         cache_dtype="float32",
+        n_jobs=None,
     ):
         self.model = model
         self.candidate_labels = candidate_labels
@@ -183,6 +185,7 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
         self.progress = progress
         self.cache_dir = cache_dir
         self.cache_dtype = cache_dtype
+        self.n_jobs = n_jobs
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):

@@ -1,9 +1,18 @@
-"""``sklearn-clip embed``: one embedding row per image or text."""
+"""``sklearn-clip embed``: one embedding row per image or text.
+
+``--output FILE`` (``.parquet``, ``.csv`` or ``.npy``) writes one file at the
+end. ``--output FOLDER/`` (a trailing slash, or an existing folder) streams
+parquet shards of ``--shard-size`` rows instead, resumably: see
+:mod:`sklearn_clip._shards`.
+"""
+
+import os
+from pathlib import Path
 
 from sklearn_clip._cli.common import (
+    CommandError,
     add_input_options,
     add_model_options,
-    add_output_options,
     check_output,
     read_rows,
     write_frame,
@@ -15,33 +24,129 @@ OUTPUT_SUFFIXES = (".parquet", ".csv", ".npy")
 def register(commands):
     parser = commands.add_parser(
         "embed",
-        help="embed images or texts to a .parquet, .csv or .npy file",
-        description="Embed images (or texts) and write one row per input.",
+        help="embed images or texts to a .parquet, .csv or .npy file, or to shards",
+        description=(
+            "Embed images (or texts) and write one row per input: to one file, "
+            "or, with --output ending in '/', to parquet shards of --shard-size "
+            "rows that a rerun of the same command resumes."
+        ),
     )
     add_model_options(parser)
     add_input_options(parser)
     parser.add_argument("--modality", choices=["image", "text"], default="image")
-    add_output_options(parser, OUTPUT_SUFFIXES)
+    parser.add_argument(
+        "--output",
+        required=True,
+        help=".parquet, .csv or .npy file; or a folder (ending in '/') for shards",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a single-file --output if it exists (by default an existing "
+        "file is kept and the command stops before doing any work)",
+    )
+    parser.add_argument(
+        "--shard-size",
+        type=int,
+        default=10_000,
+        help="rows per parquet shard in folder mode (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="image decoding threads (default: one per usable core)",
+    )
     parser.set_defaults(run=run)
 
 
-def run(args):
-    import pandas as pd
+def _is_folder(output):
+    return output.endswith(("/", os.sep)) or Path(output).is_dir()
 
+
+def _embedder(args, progress):
     from sklearn_clip import CLIPEmbeddingTransformer
 
-    check_output(args.output, OUTPUT_SUFFIXES, overwrite=args.overwrite)
-    rows = read_rows(args)
-    embedder = CLIPEmbeddingTransformer(
+    if args.workers is not None and args.workers < 1:
+        raise CommandError(f"--workers must be at least 1; got {args.workers}")
+    return CLIPEmbeddingTransformer(
         model=args.model,
         modality=args.modality,
         batch_size=args.batch_size,
         device=args.device,
         on_error=args.on_error,
-        progress=True,
-    ).set_output(transform="pandas")
+        progress=progress,
+        n_jobs=args.workers,
+    )
+
+
+def run(args):
+    folder = _is_folder(args.output)
+    if not folder:
+        check_output(args.output, OUTPUT_SUFFIXES, overwrite=args.overwrite)
+    elif Path(args.output.rstrip("/" + os.sep) or "/").is_file():
+        raise CommandError(f"--output {args.output!r} names a file, not a folder")
+    rows = read_rows(args)
+    if folder:
+        return _run_shards(args, rows)
+    import pandas as pd
+
+    embedder = _embedder(args, progress=True).set_output(transform="pandas")
     embeddings = embedder.fit_transform(rows)
     frame = pd.concat(
         [pd.DataFrame({"input": rows}), embeddings.reset_index(drop=True)], axis=1
     )
     write_frame(frame, args.output)
+
+
+def _run_shards(args, rows):
+    from tqdm.auto import tqdm
+
+    from sklearn_clip import _shards
+
+    if args.shard_size < 1:
+        raise CommandError(f"--shard-size must be at least 1; got {args.shard_size}")
+    output = Path(args.output)
+    _shards.check_manifest(
+        output,
+        {
+            "n_rows": len(rows),
+            "rows_sha256": _shards.rows_digest(rows),
+            "shard_size": args.shard_size,
+            "model": str(args.model),
+            "modality": args.modality,
+        },
+    )
+    n_shards = -(-len(rows) // args.shard_size)
+    done = [n for n in range(n_shards) if _shards.shard_path(output, n).exists()]
+    done_rows = sum(min(args.shard_size, len(rows) - n * args.shard_size) for n in done)
+    if done:
+        print(f"resuming: {len(done)} of {n_shards} shards already complete")
+    if len(done) == n_shards:
+        return
+    embedder = _embedder(args, progress=False).fit(rows[:1])
+    # Chunks of a few batches keep the bar moving within a shard.
+    chunk_size = min(args.shard_size, 8 * args.batch_size)
+    bar = tqdm(total=len(rows), initial=done_rows, unit="row", desc="embedding")
+    try:
+        with bar:
+            embedded, failed, skipped = _shards.embed_to_shards(
+                embedder,
+                rows,
+                output,
+                shard_size=args.shard_size,
+                chunk_size=chunk_size,
+                bar=bar,
+            )
+    except KeyboardInterrupt:
+        complete = len(list(output.glob("shard-*.parquet")))
+        print(
+            f"interrupted: {complete} of {n_shards} shards are complete in "
+            f"{str(output)!r}; run the same command again to resume"
+        )
+        raise SystemExit(130) from None
+    print(
+        f"embedded {embedded} rows ({failed} failed) into "
+        f"{n_shards - skipped} new shards; {skipped} complete shards skipped; "
+        f"{n_shards} shards in {str(output)!r}"
+    )
