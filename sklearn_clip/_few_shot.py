@@ -283,8 +283,8 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
         """The regularization to use and the cross-validation results (or None)."""
         if self.regularization != "cv":
             return self.regularization, None
-        if len(targets) == 0:
-            return FALLBACK[self.method], None
+        if len(targets) == 0:  # nothing to learn from: the zero-shot end
+            return self._candidates()[0], None
         counts = np.bincount(targets)
         smallest = counts[counts > 0].min()
         if smallest < 2:

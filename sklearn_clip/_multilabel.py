@@ -60,9 +60,6 @@ def indicator_targets(y, candidate_labels, n_rows):
             f"a multi-label y holds one collection of labels per image (or a 0/1 "
             f"indicator matrix); row {bad[0]} is {rows[bad[0]]!r}"
         )
-    binarizer = MultiLabelBinarizer(classes=None if known is None else known)
-    Y = binarizer.fit_transform(rows)
-    classes = np.asarray(binarizer.classes_)
     if known is not None:
         unknown = sorted({lab for row in rows for lab in row} - set(known.tolist()))
         if unknown:
@@ -70,7 +67,9 @@ def indicator_targets(y, candidate_labels, n_rows):
                 f"y has labels that are not in candidate_labels: {unknown[:10]!r}; "
                 f"candidate_labels are {known.tolist()[:10]!r}"
             )
-    return classes, Y
+    binarizer = MultiLabelBinarizer(classes=known)
+    Y = binarizer.fit_transform(rows)
+    return np.asarray(binarizer.classes_), Y
 
 
 def _is_indicator(y):
