@@ -2,7 +2,7 @@
 scikit-learn."""
 
 from sklearn_clip._embedding import CLIPEmbeddingTransformer
-from sklearn_clip._few_shot import CLIPFewShotClassifier
+from sklearn_clip._few_shot import CLIPFewShotClassifier, FewShotWarning
 from sklearn_clip._finetune import CLIPContrastiveFinetuner
 from sklearn_clip._model import (
     ModelHandle,
@@ -19,6 +19,7 @@ __all__ = [
     "CLIPEmbeddingTransformer",
     "CLIPFewShotClassifier",
     "CLIPZeroShotClassifier",
+    "FewShotWarning",
     "ModelHandle",
     "clear_model_cache",
     "load_model",

@@ -16,9 +16,10 @@ from sklearn_clip import (
     CLIPEmbeddingTransformer,
     CLIPFewShotClassifier,
     CLIPZeroShotClassifier,
+    FewShotWarning,
     _base,
 )
-from sklearn_clip._few_shot import FALLBACK, FewShotWarning
+from sklearn_clip._few_shot import FALLBACK
 
 LABELS = ["bird", "cat", "dog"]
 
