@@ -2,6 +2,7 @@
 scikit-learn."""
 
 from sklearn_clip._embedding import CLIPEmbeddingTransformer
+from sklearn_clip._few_shot import CLIPFewShotClassifier, FewShotWarning
 from sklearn_clip._finetune import CLIPContrastiveFinetuner
 from sklearn_clip._model import (
     ModelHandle,
@@ -16,7 +17,9 @@ __version__ = "0.1.0"
 __all__ = [
     "CLIPContrastiveFinetuner",
     "CLIPEmbeddingTransformer",
+    "CLIPFewShotClassifier",
     "CLIPZeroShotClassifier",
+    "FewShotWarning",
     "ModelHandle",
     "clear_model_cache",
     "load_model",

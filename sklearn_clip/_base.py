@@ -133,7 +133,7 @@ class CLIPEstimatorBase(BaseEstimator):
         """Embed ``X`` with the fitted model: the estimators' one encoding path.
 
         Uses the shared encoding parameters (``batch_size``, ``on_error``,
-        ``progress``, ``cache_dir``, ``cache_dtype``) and, under
+        ``progress``, ``cache_dir``, ``cache_dtype``, ``n_jobs``) and, under
         ``on_error="nan"``, records the rows that failed in ``input_errors_``.
         """
         rows, index = self._validate_rows(X, kind=modality, reset=False)
@@ -147,8 +147,7 @@ class CLIPEstimatorBase(BaseEstimator):
             on_error=self.on_error,
             progress=self.progress,
             cache=make_cache(self.cache_dir, self.cache_dtype),
-            # Only the estimators that decode images have decoding threads.
-            n_workers=getattr(self, "n_jobs", None),
+            n_workers=self.n_jobs,
         )
         if self.on_error == "nan":
             self.input_errors_ = errors

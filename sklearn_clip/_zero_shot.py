@@ -1,14 +1,9 @@
 """CLIPZeroShotClassifier: classify images from class names, without training."""
 
 import numpy as np
-from scipy.special import expit, log_softmax, softmax
+from scipy.special import expit, log_expit
 from sklearn.base import ClassifierMixin, _fit_context
-from sklearn.metrics import accuracy_score
-from sklearn.utils.validation import (
-    check_consistent_length,
-    check_is_fitted,
-    column_or_1d,
-)
+from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from sklearn_clip._base import (
     ENCODING_PARAMETER_CONSTRAINTS,
@@ -16,18 +11,24 @@ from sklearn_clip._base import (
     fill_doc,
 )
 from sklearn_clip._cache import make_cache
-from sklearn_clip._model import DEFAULT_MODEL
-from sklearn_clip._prompts import (
-    class_embeddings,
-    class_prompts,
-    label_space,
-    prompt_names,
-    resolve_templates,
+from sklearn_clip._classifier import (
+    LogitClassifierMixin,
+    fit_text_head,
+    forget_columns,
 )
+from sklearn_clip._heads import zero_shot_logits
+from sklearn_clip._model import DEFAULT_MODEL
+from sklearn_clip._multilabel import (
+    BACKGROUND_PROMPTS,
+    f1_thresholds,
+    indicator_targets,
+    label_logits,
+)
+from sklearn_clip._prompts import class_embeddings
 
 
 @fill_doc
-class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
+class CLIPZeroShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimatorBase):
     """Classify images by their similarity to class-name prompts (zero-shot CLIP).
 
     Each class becomes one or more sentences ("a photo of a {class}.") whose
@@ -65,6 +66,22 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
         ``{label: sentence or list of sentences}`` used as extra prompts for
         that class, unchanged (e.g. "a photo of a tabby, a cat with a striped
         coat"). They are ensembled with the templated prompts.
+    multi_label : bool, default=False
+        Score each label on its own, for images that may show several labels
+        or none: ``y`` is then a 0/1 indicator matrix (one column per label,
+        in sorted order, as from
+        :class:`~sklearn.preprocessing.MultiLabelBinarizer`) or one list of
+        labels per image, ``predict`` returns an indicator matrix and
+        ``predict_proba`` independent per-label probabilities (see Notes).
+        When ``fit`` gets labelled images it picks, per label, the
+        probability threshold that maximises F1 on them (``thresholds_``);
+        otherwise every threshold is 0.5.
+    background_prompts : list of str, default=None
+        With ``multi_label=True`` and a CLIP (softmax) model, what each label's
+        prompt competes against: sentences that describe no label in
+        particular. None uses ``("a photo.", "a photo of something.", "an
+        image.")``; pick sentences in the style of your prompts. Unused by
+        SigLIP-style models, whose sigmoid scores labels independently.
     {batch_size}
     {device}
     {dtype}
@@ -93,6 +110,11 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
         1; only set when ``fit`` was given a one-column DataFrame.
     feature_names_in_ : ndarray of shape (1,)
         The column name; only set when ``fit`` was given a DataFrame.
+    thresholds_ : ndarray of shape (n_classes,)
+        ``multi_label=True`` only: the probability at or above which
+        ``predict`` gives a label.
+    background_embeddings_ : ndarray of shape (n_backgrounds, embedding_dim_)
+        ``multi_label=True`` with a CLIP model only: the background prompts.
     input_errors_ : list of dict
         Under ``on_error="nan"``, the rows the last prediction could not read:
         ``position``, ``index`` (pandas label, or the position), ``source``
@@ -114,6 +136,11 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
 
     ``decision_function`` follows scikit-learn: for two classes it is 1-D, the
     difference of the two logits, positive for ``classes_[1]``.
+
+    With ``multi_label=True``, a label's probability is ``sigmoid(logit)``
+    for SigLIP-style models and, for CLIP, the softmax of its logit among the
+    background prompts' logits, ``sigmoid(logit - logsumexp(background))``;
+    ``decision_function`` gives the argument of that sigmoid, always 2-D.
 
     Under ``on_error="nan"``, a row whose image cannot be read gets NaN scores
     and probabilities, and ``predict`` gives it None (the result then has
@@ -141,6 +168,11 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
     (2, 3)
     >>> clf.predict(images).shape
     (2,)
+    >>> tags = CLIPZeroShotClassifier(
+    ...     make_tiny_clip(), candidate_labels=["dog", "cat", "bird"], multi_label=True
+    ... ).fit(images, [["dog", "cat"], []])
+    >>> tags.predict(images).shape, tags.thresholds_.shape
+    ((2, 3), (3,))
     >>> binary = CLIPZeroShotClassifier(make_tiny_clip(), templates="openai_imagenet_7")
     >>> binary.fit(None, ["cat", "dog", "cat"]).decision_function(images).shape
     (2,)
@@ -151,6 +183,8 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
         "candidate_labels": ["array-like", dict, None],
         "templates": [str, list, tuple, None],
         "label_descriptions": [dict, None],
+        "multi_label": ["boolean"],
+        "background_prompts": [list, tuple, None],
         **ENCODING_PARAMETER_CONSTRAINTS,
     }
 
@@ -161,6 +195,8 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
         candidate_labels=None,
         templates="simple",
         label_descriptions=None,
+        multi_label=False,
+        background_prompts=None,
         batch_size=32,
         device="auto",
         dtype="auto",
@@ -176,6 +212,8 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
         self.candidate_labels = candidate_labels
         self.templates = templates
         self.label_descriptions = label_descriptions
+        self.multi_label = multi_label
+        self.background_prompts = background_prompts
         self.batch_size = batch_size
         self.device = device
         self.dtype = dtype
@@ -194,45 +232,55 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
         Parameters
         ----------
         X : list, ndarray, Series, one-column DataFrame or None, default=None
-            Images; only checked (their length against ``y``), never encoded:
-            a zero-shot classifier learns nothing from them.
-        y : array-like of shape (n_samples,), default=None
-            Labels. Gives the label space when ``candidate_labels`` is None;
-            otherwise it must be a subset of ``candidate_labels``. With
-            ``X=None`` it may simply list the labels.
+            Images. Only checked (their length against ``y``), never encoded,
+            except with ``multi_label=True`` and a ``y``: then they set the
+            per-label thresholds.
+        y : array-like, default=None
+            Labels, of shape (n_samples,). Gives the label space when
+            ``candidate_labels`` is None; otherwise it must be a subset of
+            ``candidate_labels``. With ``X=None`` it may simply list the
+            labels. With ``multi_label=True`` and images: a 0/1 indicator
+            matrix of shape (n_samples, n_classes) or one list of labels per
+            image.
 
         Returns
         -------
         self : CLIPZeroShotClassifier
             The fitted classifier.
         """
+        rows = None
         if X is None:
-            for name in ("n_features_in_", "feature_names_in_"):
-                self.__dict__.pop(name, None)
+            forget_columns(self)
         else:
             rows, _ = self._validate_rows(X, kind="image", reset=True)
-            if y is not None:
+        if self.multi_label and rows is not None and y is not None:
+            classes, Y = indicator_targets(y, self.candidate_labels, len(rows))
+            handle = fit_text_head(self, None, label_list=False, classes=classes)
+        else:
+            if rows is not None and y is not None:
                 check_consistent_length(rows, y)
-        classes, names = label_space(self.candidate_labels, y, label_list=X is None)
-        prompts = class_prompts(
-            classes,
-            resolve_templates(self.templates),
-            prompt_names(classes, names, self.templates),
-            self.label_descriptions,
-        )
-        handle = self._get_model(reset=True)
-        self.class_embeddings_ = class_embeddings(
-            handle,
-            prompts,
-            batch_size=self.batch_size,
-            cache=make_cache(self.cache_dir, self.cache_dtype),
-        )
-        self.classes_ = classes
-        self.logit_scale_ = handle.logit_scale
-        self.logit_bias_ = handle.logit_bias
-        self.embedding_dim_ = handle.embedding_dim
-        self.__dict__.pop("input_errors_", None)
+            handle = fit_text_head(self, y, label_list=X is None)
+            Y = None
+        self.__dict__.pop("thresholds_", None)
+        self.__dict__.pop("background_embeddings_", None)
+        if self.multi_label:
+            self._fit_multi_label(handle, X, Y)
         return self
+
+    def _fit_multi_label(self, handle, X, Y):
+        if not handle.is_sigmoid:
+            prompts = self.background_prompts or BACKGROUND_PROMPTS
+            self.background_embeddings_ = class_embeddings(
+                handle,
+                [[prompt] for prompt in prompts],
+                batch_size=self.batch_size,
+                cache=make_cache(self.cache_dir, self.cache_dtype),
+            )
+        self.thresholds_ = np.full(len(self.classes_), 0.5)
+        if Y is not None:
+            probabilities = self.predict_proba(X)
+            readable = ~np.isnan(probabilities).any(axis=1)
+            self.thresholds_ = f1_thresholds(Y[readable], probabilities[readable])
 
     def decision_function(self, X):
         """Scaled image-text logits: ``logit_scale_ * cosine (+ logit_bias_)``.
@@ -246,14 +294,18 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
         -------
         ndarray of shape (n_samples,) or (n_samples, n_classes)
             Columns as ``classes_``; for two classes the 1-D difference
-            ``logit[:, 1] - logit[:, 0]``, positive for ``classes_[1]``.
+            ``logit[:, 1] - logit[:, 0]``, positive for ``classes_[1]``. With
+            ``multi_label=True``, always 2-D: each label's logit against the
+            background prompts (CLIP) or the raw logit (SigLIP-style), the
+            argument of :meth:`predict_proba`'s sigmoid.
         """
+        if not self.multi_label:
+            return super().decision_function(X)
         check_is_fitted(self)
-        logits = self._logits(X)
-        return logits[:, 1] - logits[:, 0] if len(self.classes_) == 2 else logits
+        return self._logits(X)
 
     def predict_proba(self, X):
-        """Softmax of the logits over the classes.
+        """Softmax of the logits over the classes (per-label with ``multi_label``).
 
         Parameters
         ----------
@@ -263,10 +315,12 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
         Returns
         -------
         ndarray of shape (n_samples, n_classes)
-            Columns as ``classes_``; rows sum to 1.
+            Columns as ``classes_``; rows sum to 1, except with
+            ``multi_label=True``, where each entry is one label's probability.
         """
-        check_is_fitted(self)
-        return softmax(self._logits(X), axis=1)
+        if not self.multi_label:
+            return super().predict_proba(X)
+        return expit(self.decision_function(X))
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`, computed stably.
@@ -281,8 +335,9 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
         ndarray of shape (n_samples, n_classes)
             Columns as ``classes_``.
         """
-        check_is_fitted(self)
-        return log_softmax(self._logits(X), axis=1)
+        if not self.multi_label:
+            return super().predict_log_proba(X)
+        return log_expit(self.decision_function(X))
 
     def predict_sigmoid(self, X):
         """Independent per-class probabilities ``sigmoid(logits)`` (SigLIP-style).
@@ -308,10 +363,10 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
                 "bias); this model was trained with a softmax over texts: use "
                 "predict_proba"
             )
-        return expit(self._logits(X))
+        return expit(self._class_logits(self._encode(X, modality="image")))
 
     def predict(self, X):
-        """The most similar class of each image.
+        """The most similar class of each image (the labels, with ``multi_label``).
 
         Parameters
         ----------
@@ -320,28 +375,33 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
 
         Returns
         -------
-        ndarray of shape (n_samples,)
+        ndarray of shape (n_samples,) or (n_samples, n_classes)
             Labels from ``classes_``; None for unreadable rows under
-            ``on_error="nan"``.
+            ``on_error="nan"``. With ``multi_label=True``, a 0/1 indicator
+            matrix (columns as ``classes_``), or float with NaN rows for
+            unreadable images.
         """
-        check_is_fitted(self)
-        logits = self._logits(X)
-        failed = np.isnan(logits).any(axis=1)
-        labels = self.classes_[np.argmax(np.where(failed[:, None], 0, logits), 1)]
+        if not self.multi_label:
+            return super().predict(X)
+        probabilities = self.predict_proba(X)
+        labels = (probabilities >= self.thresholds_).astype(int)
+        failed = np.isnan(probabilities).any(axis=1)
         if failed.any():
-            labels = labels.astype(object)
-            labels[failed] = None
+            labels = labels.astype(float)
+            labels[failed] = np.nan
         return labels
 
     def score(self, X, y, sample_weight=None):
-        """Accuracy of :meth:`predict`; unreadable rows count as wrong.
+        """Accuracy of :meth:`predict` (subset accuracy with ``multi_label``).
+
+        Unreadable rows count as wrong.
 
         Parameters
         ----------
         X : list, ndarray, Series or one-column DataFrame
             Images.
-        y : array-like of shape (n_samples,)
-            True labels.
+        y : array-like of shape (n_samples,) or (n_samples, n_classes)
+            True labels (an indicator matrix with ``multi_label=True``).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
 
@@ -350,32 +410,32 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
         float
             The (weighted) fraction of correct predictions.
         """
-        y_pred = self.predict(X)
-        failed = np.array([label is None for label in y_pred], dtype=bool)
-        if not failed.any():
-            return accuracy_score(y, y_pred, sample_weight=sample_weight)
-        y = column_or_1d(y)
-        check_consistent_length(y, y_pred, sample_weight)
-        correct = ~failed & (y_pred == y)
+        if not self.multi_label:
+            return super().score(X, y, sample_weight)
+        _, Y = indicator_targets(y, self.classes_, len(y))
+        predicted = self.predict(X)
+        correct = (predicted == Y).all(axis=1)
         return float(np.average(correct, weights=sample_weight))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = self.candidate_labels is None
-        tags.classifier_tags.multi_label = False
+        tags.classifier_tags.multi_label = bool(self.multi_label)
         # Zero-shot on the checks' random data scores near chance by design.
         tags.classifier_tags.poor_score = True
         return tags
 
-    def _logits(self, X):
-        embeddings = self._encode(X, modality="image")
-        return _scaled_logits(
+    def _class_logits(self, embeddings):
+        return zero_shot_logits(
             embeddings, self.class_embeddings_, self.logit_scale_, self.logit_bias_
         )
 
-
-def _scaled_logits(image_embeddings, class_embeddings, scale, bias):
-    """The model's own logits from unit-length embeddings, in float64."""
-    cosine = image_embeddings.astype(np.float64) @ class_embeddings.T.astype(np.float64)
-    logits = scale * cosine
-    return logits if bias is None else logits + bias
+    def _logits(self, X):
+        embeddings = self._encode(X, modality="image")
+        logits = self._class_logits(embeddings)
+        if not self.multi_label or self.logit_bias_ is not None:
+            return logits
+        background = zero_shot_logits(
+            embeddings, self.background_embeddings_, self.logit_scale_, None
+        )
+        return label_logits(logits, background)

@@ -134,3 +134,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def demo_model_path():
+    """The small CLIP the demo trains on generated shapes, for slow checks that
+    need a model that has learned something: trained on first use, then read
+    from the demo's on-disk cache (``$SKLEARN_CLIP_DATA``)."""
+    from sklearn_clip.demo import trained_model
+
+    return trained_model(n_train=4000, max_epochs=20)

@@ -22,6 +22,7 @@ from sklearn.utils import estimator_checks, get_tags
 from sklearn_clip import (
     CLIPContrastiveFinetuner,
     CLIPEmbeddingTransformer,
+    CLIPFewShotClassifier,
     CLIPZeroShotClassifier,
     clear_model_cache,
     model_cache_info,
@@ -47,7 +48,11 @@ ESTIMATORS = {
     "embedding-image": lambda path: CLIPEmbeddingTransformer(path),
     "embedding-text": lambda path: CLIPEmbeddingTransformer(path, modality="text"),
     "zero-shot": lambda path: CLIPZeroShotClassifier(path, candidate_labels=LABELS),
+    "few-shot": lambda path: CLIPFewShotClassifier(
+        path, candidate_labels=LABELS, cv=2, random_state=0
+    ),
 }
+CLASSES = [CLIPEmbeddingTransformer, CLIPZeroShotClassifier, CLIPFewShotClassifier]
 
 
 @pytest.fixture(scope="module")
@@ -91,19 +96,15 @@ def _assert_same(first, second, atol=1e-6):
 
 
 @pytest.mark.parametrize("check_name", DATA_FREE_CHECKS)
-@pytest.mark.parametrize(
-    "estimator_class",
-    [CLIPEmbeddingTransformer, CLIPZeroShotClassifier, CLIPContrastiveFinetuner],
-)
+@pytest.mark.parametrize("estimator_class", [*CLASSES, CLIPContrastiveFinetuner])
 def test_sklearn_data_free_check(estimator_class, check_name):
     check = getattr(estimator_checks, check_name)
     check(estimator_class.__name__, estimator_class())
 
 
 def test_sklearn_unfitted_checks():
-    estimator_checks.check_estimators_unfitted(
-        "CLIPZeroShotClassifier", CLIPZeroShotClassifier()
-    )
+    for classifier in (CLIPZeroShotClassifier, CLIPFewShotClassifier):
+        estimator_checks.check_estimators_unfitted(classifier.__name__, classifier())
     estimator_checks.check_transformers_unfitted(
         "CLIPEmbeddingTransformer", CLIPEmbeddingTransformer()
     )
@@ -112,9 +113,7 @@ def test_sklearn_unfitted_checks():
     )
 
 
-@pytest.mark.parametrize(
-    "estimator_class", [CLIPEmbeddingTransformer, CLIPZeroShotClassifier]
-)
+@pytest.mark.parametrize("estimator_class", CLASSES)
 def test_check_estimator_runs_only_the_clone_check(estimator_class):
     # Honest tags make scikit-learn skip its data-dependent checks: this test
     # says so, so that a green check_estimator is not mistaken for full cover.
@@ -124,9 +123,7 @@ def test_check_estimator_runs_only_the_clone_check(estimator_class):
     assert [check.func.__name__ for _, check in checks] == ["check_estimator_cloneable"]
 
 
-@pytest.mark.parametrize(
-    "estimator_class", [CLIPEmbeddingTransformer, CLIPZeroShotClassifier]
-)
+@pytest.mark.parametrize("estimator_class", CLASSES)
 def test_tags_are_honest(estimator_class):
     tags = get_tags(estimator_class())
     assert not tags.input_tags.two_d_array

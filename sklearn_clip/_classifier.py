@@ -1,0 +1,169 @@
+"""What the zero-shot and few-shot classifiers share: the text head and the
+methods that turn logits into scikit-learn's outputs.
+
+Both classifiers score an image by logits over ``classes_``; they differ only
+in how the logits are made (``_logits``). The label space and the class text
+embeddings are settled the same way for both, by :func:`fit_text_head`.
+"""
+
+import numpy as np
+from scipy.special import log_softmax, softmax
+from sklearn.metrics import accuracy_score
+from sklearn.utils.validation import (
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+)
+
+from sklearn_clip._cache import make_cache
+from sklearn_clip._prompts import (
+    class_embeddings,
+    class_prompts,
+    label_space,
+    prompt_names,
+    resolve_templates,
+)
+
+
+def fit_text_head(estimator, y, *, label_list, classes=None):
+    """Set ``classes_``, ``class_embeddings_`` and the model's scale and bias.
+
+    ``classes`` (already settled, e.g. by a multi-label ``y``) skips
+    :func:`~sklearn_clip._prompts.label_space`. Returns the model handle.
+    """
+    names = None
+    if classes is None:
+        classes, names = label_space(
+            estimator.candidate_labels, y, label_list=label_list
+        )
+    elif isinstance(estimator.candidate_labels, dict):
+        names = dict(estimator.candidate_labels)
+    prompts = class_prompts(
+        classes,
+        resolve_templates(estimator.templates),
+        prompt_names(classes, names, estimator.templates),
+        estimator.label_descriptions,
+    )
+    handle = estimator._get_model(reset=True)
+    estimator.class_embeddings_ = class_embeddings(
+        handle,
+        prompts,
+        batch_size=estimator.batch_size,
+        cache=make_cache(estimator.cache_dir, estimator.cache_dtype),
+    )
+    estimator.classes_ = classes
+    estimator.logit_scale_ = handle.logit_scale
+    estimator.logit_bias_ = handle.logit_bias
+    estimator.embedding_dim_ = handle.embedding_dim
+    estimator.__dict__.pop("input_errors_", None)
+    return handle
+
+
+def forget_columns(estimator):
+    """``fit(None, y)`` saw no columns: drop what an earlier fit recorded."""
+    for name in ("n_features_in_", "feature_names_in_"):
+        estimator.__dict__.pop(name, None)
+
+
+class LogitClassifierMixin:
+    """``decision_function``, ``predict_proba``, ``predict`` and ``score`` from
+    ``self._logits(X)``, logits of shape ``(n_samples, n_classes)``."""
+
+    def decision_function(self, X):
+        """The logits of each class.
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or one-column DataFrame
+            Images.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_classes)
+            Columns as ``classes_``; for two classes the 1-D difference
+            ``logit[:, 1] - logit[:, 0]``, positive for ``classes_[1]``.
+        """
+        check_is_fitted(self)
+        logits = self._logits(X)
+        return logits[:, 1] - logits[:, 0] if len(self.classes_) == 2 else logits
+
+    def predict_proba(self, X):
+        """Softmax of the logits over the classes.
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or one-column DataFrame
+            Images.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Columns as ``classes_``; rows sum to 1.
+        """
+        check_is_fitted(self)
+        return softmax(self._logits(X), axis=1)
+
+    def predict_log_proba(self, X):
+        """Log of :meth:`predict_proba`, computed stably.
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or one-column DataFrame
+            Images.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+            Columns as ``classes_``.
+        """
+        check_is_fitted(self)
+        return log_softmax(self._logits(X), axis=1)
+
+    def predict(self, X):
+        """The class with the highest logit for each image.
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or one-column DataFrame
+            Images.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            Labels from ``classes_``; None for unreadable rows under
+            ``on_error="nan"``.
+        """
+        check_is_fitted(self)
+        logits = self._logits(X)
+        failed = np.isnan(logits).any(axis=1)
+        labels = self.classes_[np.argmax(np.where(failed[:, None], 0, logits), 1)]
+        if failed.any():
+            labels = labels.astype(object)
+            labels[failed] = None
+        return labels
+
+    def score(self, X, y, sample_weight=None):
+        """Accuracy of :meth:`predict`; unreadable rows count as wrong.
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or one-column DataFrame
+            Images.
+        y : array-like of shape (n_samples,)
+            True labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        float
+            The (weighted) fraction of correct predictions.
+        """
+        y_pred = self.predict(X)
+        failed = np.array([label is None for label in y_pred], dtype=bool)
+        if not failed.any():
+            return accuracy_score(y, y_pred, sample_weight=sample_weight)
+        y = column_or_1d(y)
+        check_consistent_length(y, y_pred, sample_weight)
+        correct = ~failed & (y_pred == y)
+        return float(np.average(correct, weights=sample_weight))
