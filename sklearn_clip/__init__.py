@@ -9,6 +9,7 @@ from sklearn_clip._model import (
     load_model,
     model_cache_info,
 )
+from sklearn_clip._neighbors import CLIPNearestNeighbors
 from sklearn_clip._zero_shot import CLIPZeroShotClassifier
 
 __version__ = "0.1.0"
@@ -16,6 +17,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CLIPContrastiveFinetuner",
     "CLIPEmbeddingTransformer",
+    "CLIPNearestNeighbors",
     "CLIPZeroShotClassifier",
     "ModelHandle",
     "clear_model_cache",
