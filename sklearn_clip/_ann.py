@@ -81,3 +81,5 @@ class UsearchIndex:
     def __setstate__(self, state):
         self.__init__(state["dim"], state["options"])
         self.index = self.index.restore(state["data"])
+        # The saved graph does not keep the search breadth; set it again.
+        self.index.expansion_search = self.options["expansion_search"]
