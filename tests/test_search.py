@@ -125,3 +125,32 @@ def test_verified_pairs_keep_only_pairs_above_the_threshold():
 def test_no_pairs_no_groups():
     assert _search.groups(5, np.empty((0, 2), np.int64)) == []
     assert _search.similar_pairs(torch.eye(3), 0.5).shape == (0, 2)
+
+
+def _status_bytes(field):
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+@pytest.mark.slow
+def test_exact_search_memory_does_not_grow_with_the_collection():
+    # 400,000 x 512 float16 rows (410 MB): the search holds one float32 block
+    # of rows and one block of similarities, a few hundred MB at most, whatever
+    # the number of rows. VmHWM is reset to the current RSS first (Linux).
+    rows = np.empty((400_000, 512), np.float16)
+    rng = np.random.default_rng(0)
+    for start in range(0, len(rows), 50_000):
+        block = rng.standard_normal((50_000, 512), dtype=np.float32)
+        rows[start : start + 50_000] = block / np.linalg.norm(block, axis=1)[:, None]
+    collection = torch.from_numpy(rows)
+    queries = unit_rows(100, d=512, seed=1)
+    _search.top_k(collection, queries[:2], 10)
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+    before = _status_bytes("VmRSS")
+    _search.top_k(collection, queries, 10)
+    _search.similar_pairs(collection[:20_000], 0.95)
+    assert _status_bytes("VmHWM") - before < 500e6
