@@ -45,20 +45,22 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         elsewhere (for example by
         :class:`~sklearn_clip.CLIPEmbeddingTransformer`; no model is loaded
         for them, and rows are scaled to unit length).
-    index : {"exact", "usearch"}, default="exact"
+    index : {"exact", "faiss"}, default="exact"
         ``"exact"`` compares each query with every row, in blocks (a matrix
         product on the model's device; memory bounded whatever the size).
-        ``"usearch"`` builds a graph index (HNSW, from the ``usearch``
-        package: ``pip install sklearn-clip[ann]``): much faster queries on
-        large collections, at the price of a build and of missing some true
-        neighbours (see ``docs/performance.md`` for its recall).
+        ``"faiss"`` builds a graph index (HNSW, from the ``faiss-cpu``
+        package: ``pip install sklearn-clip[ann]``): queries visit a part of
+        the collection, at the price of a build and of missing some true
+        neighbours (see ``docs/performance.md`` for its recall and speed).
     embedding_dtype : {"float32", "float16"}, default="float32"
         How the collection's embeddings are stored. ``"float16"`` halves the
         memory; distances then differ from float32 ones by about 1e-3.
     index_options : dict, default=None
-        Options of the approximate index: ``connectivity``,
-        ``expansion_add``, ``expansion_search`` (see usearch's ``Index``).
-        Larger expansions find more true neighbours, more slowly.
+        Options of the approximate index: ``connectivity`` (the graph's
+        degree, default 32), ``expansion_add`` (breadth of the search that
+        builds it, 128) and ``expansion_search`` (breadth of a query's search,
+        1024): faiss's ``M``, ``efConstruction`` and ``efSearch``. Larger
+        breadths find more true neighbours, more slowly.
     {batch_size}
     {device}
     {dtype}

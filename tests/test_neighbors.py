@@ -183,9 +183,9 @@ def test_fit_reads_the_embedding_cache(tiny_clip, image_files, tmp_path, monkeyp
     np.testing.assert_array_equal(second.embeddings_, first.embeddings_)
 
 
-def test_usearch_index_finds_most_true_neighbours_and_pickles():
+def test_faiss_index_finds_most_true_neighbours_and_pickles():
     collection, queries = unit_rows(2000), unit_rows(50, seed=1)
-    searcher = CLIPNearestNeighbors(modality="embedding", index="usearch").fit(
+    searcher = CLIPNearestNeighbors(modality="embedding", index="faiss").fit(
         collection[:1500]
     )
     searcher.partial_fit(collection[1500:])
@@ -202,7 +202,7 @@ def test_find_duplicates_with_the_index_verifies_every_pair():
     copies = rows[:40] + 0.01 * unit_rows(40, d=64, seed=3)
     collection = np.concatenate([rows, copies])
     exact = CLIPNearestNeighbors(modality="embedding").fit(collection)
-    approximate = CLIPNearestNeighbors(modality="embedding", index="usearch").fit(
+    approximate = CLIPNearestNeighbors(modality="embedding", index="faiss").fit(
         collection
     )
     expected = [[i, 3000 + i] for i in range(40)]
