@@ -231,7 +231,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         is None (in ``fit``).
         """
         if modality == "embedding":
-            return _unit_rows(X, self.embedding_dim_ if dim else None), []
+            return _search.unit_rows(X, self.embedding_dim_ if dim else None), []
         saved = self.__dict__.pop("input_errors_", None)
         embeddings = self._encode(X, modality=modality)
         errors = self.__dict__.pop("input_errors_", [])
@@ -298,7 +298,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         else:
             sims, found = _search.top_k(tensor, queries, k)
             indices = rows[found]
-        distances = _distances(sims)
+        distances = _search.cosine_distances(sims)
         distances[failed], indices[failed] = np.inf, -1
         return (distances, indices) if return_distance else indices
 
@@ -344,7 +344,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         indices = np.empty(len(sims), dtype=object)
         for i, (s, f) in enumerate(zip(sims, found)):
             keep = slice(0) if failed[i] else slice(None)
-            distances[i] = _distances(s[keep])
+            distances[i] = _search.cosine_distances(s[keep])
             indices[i] = rows[f[keep]]
         return (distances, indices) if return_distance else indices
 
@@ -409,28 +409,3 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         state = super().__getstate__()
         state.pop("_tensor", None)
         return state
-
-
-def _distances(similarities):
-    # Rounding can put a similarity a hair above 1; distances stay in [0, 2]
-    # as scikit-learn's cosine_distances keeps them.
-    return np.clip(1.0 - similarities, 0.0, 2.0).astype(np.float32)
-
-
-def _unit_rows(X, dim):
-    """Given embeddings -> float32 unit rows; rows with NaN stay NaN (unmatched)."""
-    array = np.asarray(X, dtype=np.float32)
-    if array.ndim != 2 or (dim is not None and array.shape[1] != dim):
-        expected = f"(n, {dim})" if dim is not None else "(n, d)"
-        raise ValueError(
-            f"embeddings must be a 2-D array of shape {expected}; got shape "
-            f"{array.shape}"
-        )
-    norms = np.linalg.norm(array, axis=1, keepdims=True)
-    zero = np.flatnonzero(norms[:, 0] == 0)
-    if len(zero):
-        raise ValueError(
-            f"row {zero[0]} of the embeddings is all zeros and has no direction; "
-            "drop it or give it NaN values to keep it out of every search"
-        )
-    return array / norms

@@ -210,3 +210,28 @@ def groups(n, pairs):
     cuts = np.flatnonzero(np.diff(member_labels)) + 1
     found = np.split(members, cuts)
     return sorted(found, key=lambda group: group[0])
+
+
+def cosine_distances(similarities):
+    # Rounding can put a similarity a hair above 1; distances stay in [0, 2]
+    # as scikit-learn's cosine_distances keeps them.
+    return np.clip(1.0 - similarities, 0.0, 2.0).astype(np.float32)
+
+
+def unit_rows(X, dim):
+    """Given embeddings -> float32 unit rows; rows with NaN stay NaN (unmatched)."""
+    array = np.asarray(X, dtype=np.float32)
+    if array.ndim != 2 or (dim is not None and array.shape[1] != dim):
+        expected = f"(n, {dim})" if dim is not None else "(n, d)"
+        raise ValueError(
+            f"embeddings must be a 2-D array of shape {expected}; got shape "
+            f"{array.shape}"
+        )
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    zero = np.flatnonzero(norms[:, 0] == 0)
+    if len(zero):
+        raise ValueError(
+            f"row {zero[0]} of the embeddings is all zeros and has no direction; "
+            "drop it or give it NaN values to keep it out of every search"
+        )
+    return array / norms
