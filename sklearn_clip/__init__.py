@@ -10,6 +10,7 @@ from sklearn_clip._model import (
     load_model,
     model_cache_info,
 )
+from sklearn_clip._neighbors import CLIPNearestNeighbors
 from sklearn_clip._zero_shot import CLIPZeroShotClassifier
 
 __version__ = "0.1.0"
@@ -18,6 +19,7 @@ __all__ = [
     "CLIPContrastiveFinetuner",
     "CLIPEmbeddingTransformer",
     "CLIPFewShotClassifier",
+    "CLIPNearestNeighbors",
     "CLIPZeroShotClassifier",
     "FewShotWarning",
     "ModelHandle",

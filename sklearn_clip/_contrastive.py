@@ -15,6 +15,7 @@ from sklearn_clip._encode import tokenize
 from sklearn_clip._forward import image_features, logit_scale, text_features
 from sklearn_clip._images import normalize_batch
 from sklearn_clip._losses import contrastive_loss, sigmoid_loss
+from sklearn_clip.metrics import recall_at_k
 
 
 def embed_batch(model, handle, data, rows, device):
@@ -60,11 +61,7 @@ def temperature_parameters(model):
 
 
 def recall_at_1(image_embeds, text_embeds, caption_ids):
-    """Share of images whose most similar text is their own caption.
-
-    ``text_embeds`` holds one row per distinct caption and ``caption_ids`` the
-    row of each image's caption, so an image matched to a duplicate of its
-    caption counts as correct.
+    """Image-to-text recall@1 of validation: :func:`sklearn_clip.metrics.recall_at_k`.
 
     Examples
     --------
@@ -73,8 +70,7 @@ def recall_at_1(image_embeds, text_embeds, caption_ids):
     >>> recall_at_1(np.eye(3), np.eye(3), np.array([0, 1, 1]))
     0.6666666666666666
     """
-    similarity = np.asarray(image_embeds) @ np.asarray(text_embeds).T
-    return float(np.mean(similarity.argmax(axis=1) == np.asarray(caption_ids)))
+    return recall_at_k(image_embeds, text_embeds, caption_ids, k=1)
 
 
 def sequential_batches(n, batch_size):

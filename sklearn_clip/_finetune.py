@@ -24,9 +24,9 @@ from sklearn_clip._prompts import check_template
 from sklearn_clip._training import (
     NonFiniteLossError,
     TrainingConfig,
-    recall_at_1,
     train,
 )
+from sklearn_clip.metrics import recall_at_k
 
 
 @fill_doc
@@ -525,7 +525,7 @@ class CLIPContrastiveFinetuner(
         )
         images = handle.encode_images(rows, batch_size=self.encode_batch_size)
         texts = handle.encode_texts(list(distinct), batch_size=self.encode_batch_size)
-        return recall_at_1(images, texts, ids.reshape(-1))
+        return recall_at_k(images, texts, ids.reshape(-1), k=1)
 
     def save_pretrained(self, path):
         """Write the tuned model (safetensors) where ``load_model`` reads it.

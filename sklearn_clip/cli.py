@@ -9,10 +9,10 @@ adds its parser and a ``run(args)`` that does the work.
 import argparse
 import sys
 
-from sklearn_clip._cli import demo, embed, finetune, zero_shot
+from sklearn_clip._cli import demo, duplicates, embed, finetune, search, zero_shot
 from sklearn_clip._cli.common import CommandError
 
-SUBCOMMANDS = (demo, embed, zero_shot, finetune)
+SUBCOMMANDS = (demo, embed, zero_shot, finetune, search, duplicates)
 
 
 def build_parser():

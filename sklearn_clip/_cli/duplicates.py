@@ -1,0 +1,35 @@
+"""``sklearn-clip duplicates``: groups of near-identical images in a folder."""
+
+from sklearn_clip._cli.common import add_model_options
+from sklearn_clip._cli.search import add_collection_options, fit_folder
+
+
+def register(commands):
+    parser = commands.add_parser(
+        "duplicates",
+        help="list groups of near-identical images in a folder",
+        description=(
+            "Embed the images of a folder and print the groups of images whose "
+            "embeddings have cosine similarity >= --threshold (joined in chains). "
+            "Unreadable files are listed and left out."
+        ),
+    )
+    add_model_options(parser)
+    add_collection_options(parser, "--images")
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.95,
+        help="cosine similarity of near-copies (default %(default)s); see the docs",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args):
+    searcher, paths = fit_folder(args)
+    groups = searcher.find_duplicates(threshold=args.threshold)
+    for number, group in enumerate(groups, 1):
+        print(f"group {number} ({len(group)} images)")
+        for row in group:
+            print(f"  {paths[row]}")
+    print(f"{len(groups)} groups, {sum(map(len, groups))} images")

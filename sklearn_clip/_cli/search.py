@@ -1,0 +1,89 @@
+"""``sklearn-clip search``: the images of a folder nearest to a text or an image."""
+
+import sys
+import warnings
+from pathlib import Path
+
+from sklearn_clip._cli.common import IMAGE_SUFFIXES, CommandError, add_model_options
+
+
+def register(commands):
+    parser = commands.add_parser(
+        "search",
+        help="search a folder of images by text or by an example image",
+        description=(
+            "Embed the images of a folder (reusing --cache-dir) and print the k "
+            "nearest to a text query (or to an image) with their paths and "
+            "cosine similarities. Unreadable files are listed and left out."
+        ),
+    )
+    add_model_options(parser)
+    add_collection_options(parser, "--index")
+    query = parser.add_mutually_exclusive_group(required=True)
+    query.add_argument("--query", help="a text, for example 'a red car at night'")
+    query.add_argument("--query-image", help="an image file to search by example")
+    parser.add_argument("-k", type=int, default=12, help="hits to show (%(default)s)")
+    parser.add_argument("--output", help="an .html contact sheet of the hits")
+    parser.set_defaults(run=run)
+
+
+def add_collection_options(parser, flag):
+    parser.add_argument(flag, dest="folder", required=True, help="a folder of images")
+    parser.add_argument(
+        "--cache-dir",
+        help="a folder caching the embeddings, so a second run reads them",
+    )
+
+
+def fit_folder(args):
+    """A searcher fitted on the folder's images; unreadable files are listed."""
+    from sklearn_clip import CLIPNearestNeighbors
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise CommandError(f"not a folder: {str(folder)!r}")
+    paths = sorted(
+        str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not paths:
+        raise CommandError(f"no image files found under {str(folder)!r}")
+    searcher = CLIPNearestNeighbors(
+        args.model,
+        batch_size=args.batch_size,
+        device=args.device,
+        on_error="nan",
+        cache_dir=args.cache_dir,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the failures are listed below instead
+        searcher.fit(paths)
+    for record in searcher.input_errors_:
+        print(
+            f"skipped unreadable file {record['source']}: {record['message']}",
+            file=sys.stderr,
+        )
+    return searcher, paths
+
+
+def run(args):
+    from sklearn_clip._contact_sheet import write_contact_sheet
+
+    searcher, paths = fit_folder(args)
+    readable = searcher.n_samples_fit_ - len(searcher.input_errors_)
+    k = min(args.k, readable)
+    if k < 1:
+        raise CommandError("-k must be at least 1")
+    if args.query is not None:
+        query, modality, title = [args.query], "text", args.query
+    else:
+        query, modality, title = [args.query_image], "image", args.query_image
+    searcher.set_params(on_error="raise")  # an unreadable query is an error
+    distances, indices = searcher.kneighbors(query, k, query_modality=modality)
+    hits = []
+    for rank, (distance, row) in enumerate(zip(distances[0], indices[0]), 1):
+        similarity = 1.0 - float(distance)
+        print(f"{rank}\t{similarity:.4f}\t{paths[row]}")
+        hits.append((paths[row], f"{rank}: similarity {similarity:.3f}"))
+    if args.output:
+        sheet = write_contact_sheet(args.output, hits, title=f"Search: {title}")
+        print(f"wrote {len(hits)} hits to {sheet}")

@@ -1,0 +1,411 @@
+"""CLIPNearestNeighbors: text-to-image and image-to-image search, near-duplicates."""
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from sklearn_clip import _search
+from sklearn_clip._ann import APPROXIMATE_INDEXES, make_index
+from sklearn_clip._base import (
+    ENCODING_PARAMETER_CONSTRAINTS,
+    CLIPEstimatorBase,
+    fill_doc,
+)
+from sklearn_clip._model import DEFAULT_MODEL
+
+MODALITIES = ("image", "text", "embedding")
+
+
+@fill_doc
+class CLIPNearestNeighbors(CLIPEstimatorBase):
+    """Search a collection of images (or texts) by text, by image or by vector.
+
+    ``fit`` embeds the collection once; ``kneighbors`` then embeds the queries
+    (texts for text-to-image search, images for search by example) and returns
+    the most similar rows, with the cosine distance ``1 - cosine similarity``,
+    like :class:`sklearn.neighbors.NearestNeighbors` with
+    ``metric="cosine"``. ``partial_fit`` appends rows without re-embedding the
+    others, and :meth:`find_duplicates` groups near-identical rows.
+
+    Parameters
+    ----------
+    {model}
+    n_neighbors : int, default=5
+        Rows returned by :meth:`kneighbors` when it is not given a number.
+    radius : float, default=0.5
+        Cosine distance (``1 - similarity``, in [0, 2]) used by
+        :meth:`radius_neighbors` when it is not given one.
+    modality : {"image", "text", "embedding"}, default="image"
+        What the rows of the collection are: images (paths, bytes, PIL images
+        or arrays), strings, or an ``(n, d)`` array of embeddings computed
+        elsewhere (for example by
+        :class:`~sklearn_clip.CLIPEmbeddingTransformer`; no model is loaded
+        for them, and rows are scaled to unit length).
+    index : {"exact", "faiss"}, default="exact"
+        ``"exact"`` compares each query with every row, in blocks (a matrix
+        product on the model's device; memory bounded whatever the size).
+        ``"faiss"`` builds a graph index (HNSW, from the ``faiss-cpu``
+        package: ``pip install sklearn-clip[ann]``): queries visit a part of
+        the collection, at the price of a build and of missing some true
+        neighbours (see ``docs/performance.md`` for its recall and speed).
+    embedding_dtype : {"float32", "float16"}, default="float32"
+        How the collection's embeddings are stored. ``"float16"`` halves the
+        memory; distances then differ from float32 ones by about 1e-3.
+    index_options : dict, default=None
+        Options of the approximate index: ``connectivity`` (the graph's
+        degree, default 32), ``expansion_add`` (breadth of the search that
+        builds it, 128) and ``expansion_search`` (breadth of a query's search,
+        1024): faiss's ``M``, ``efConstruction`` and ``efSearch``. Larger
+        breadths find more true neighbours, more slowly.
+    {batch_size}
+    {device}
+    {dtype}
+    {revision}
+    {on_error}
+    {store_weights_in_pickle}
+    {progress}
+    {cache_dir}
+    {cache_dtype}
+
+    Attributes
+    ----------
+    embeddings_ : ndarray of shape (n_samples_fit_, embedding_dim_)
+        The collection's unit-length embeddings, in ``embedding_dtype``; NaN
+        rows for images that could not be read (they are never returned).
+    n_samples_fit_ : int
+        Rows in the collection (``fit`` plus every ``partial_fit``).
+    embedding_dim_ : int
+        Length of the embeddings.
+    input_errors_ : list of dict
+        Under ``on_error="nan"``, the collection's rows that could not be read
+        (``position`` is their row in the collection), as in
+        :class:`~sklearn_clip.CLIPEmbeddingTransformer`.
+    query_errors_ : list of dict
+        Under ``on_error="nan"``, the queries of the last search that could
+        not be read; their distances are ``inf`` and their indices ``-1``.
+
+    See Also
+    --------
+    sklearn.neighbors.NearestNeighbors : The same API over numeric features.
+    CLIPEmbeddingTransformer : The embeddings on their own, as features.
+
+    Notes
+    -----
+    The pickle holds the embeddings (and the approximate index), not the
+    weights unless ``store_weights_in_pickle=True``: a loaded searcher answers
+    text or image queries after reloading the model from ``model``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_clip import CLIPNearestNeighbors
+    >>> from sklearn_clip.toy import make_tiny_clip
+    >>> rng = np.random.default_rng(0)
+    >>> images = rng.integers(0, 255, (6, 30, 30, 3), dtype=np.uint8)
+    >>> search = CLIPNearestNeighbors(make_tiny_clip(), n_neighbors=2).fit(images)
+    >>> distances, indices = search.kneighbors(images[[3]], query_modality="image")
+    >>> int(indices[0, 0]), float(distances[0, 0]) < 1e-6
+    (3, True)
+    >>> search.kneighbors(["a red circle"], query_modality="text")[1].shape
+    (1, 2)
+    """
+
+    _parameter_constraints = {
+        **CLIPEstimatorBase._parameter_constraints,
+        **ENCODING_PARAMETER_CONSTRAINTS,
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "radius": [Interval(Real, 0, 2, closed="both")],
+        "modality": [StrOptions(set(MODALITIES))],
+        "index": [StrOptions({"exact", *APPROXIMATE_INDEXES})],
+        "embedding_dtype": [StrOptions({"float32", "float16"})],
+        "index_options": [dict, None],
+    }
+
+    def __init__(
+        self,
+        model=DEFAULT_MODEL,
+        *,
+        n_neighbors=5,
+        radius=0.5,
+        modality="image",
+        index="exact",
+        embedding_dtype="float32",
+        index_options=None,
+        batch_size=32,
+        device="auto",
+        dtype="auto",
+        revision=None,
+        on_error="raise",
+        store_weights_in_pickle=False,
+        progress=False,
+        cache_dir=None,
+        cache_dtype="float32",
+    ):
+        self.model = model
+        self.n_neighbors = n_neighbors
+        self.radius = radius
+        self.modality = modality
+        self.index = index
+        self.embedding_dtype = embedding_dtype
+        self.index_options = index_options
+        self.batch_size = batch_size
+        self.device = device
+        self.dtype = dtype
+        self.revision = revision
+        self.on_error = on_error
+        self.store_weights_in_pickle = store_weights_in_pickle
+        self.progress = progress
+        self.cache_dir = cache_dir
+        self.cache_dtype = cache_dtype
+
+    # -- building the collection ---------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Embed the collection (and build the approximate index, if any).
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or one-column DataFrame
+            Images or texts (or embeddings, see ``modality``).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : CLIPNearestNeighbors
+            The fitted searcher.
+        """
+        for name in ("_handle", "_ann", "_tensor", "query_errors_"):
+            self.__dict__.pop(name, None)
+        if self.modality != "embedding":
+            self._validate_rows(X, kind=self.modality, reset=True)
+            self._get_model(reset=True)
+        embeddings, errors = self._embed(X, self.modality, dim=None)
+        self.embedding_dim_ = embeddings.shape[1]
+        self.embeddings_ = embeddings.astype(self.embedding_dtype)
+        self.n_samples_fit_ = len(embeddings)
+        self.input_errors_ = errors
+        if self.index != "exact":
+            self._ann = make_index(self.index, self.embedding_dim_, self.index_options)
+            self._add_to_index(self.embeddings_, 0)
+        return self
+
+    def partial_fit(self, X, y=None):
+        """Append rows to the collection; the rows already there are kept.
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or one-column DataFrame
+            More rows of the collection's modality.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : CLIPNearestNeighbors
+            The searcher, with ``n_samples_fit_`` increased by ``len(X)``.
+        """
+        if not hasattr(self, "embeddings_"):
+            return self.fit(X)
+        embeddings, errors = self._embed(X, self.modality)
+        start = self.n_samples_fit_
+        for record in errors:
+            record["position"] += start
+        self.input_errors_ = [*self.input_errors_, *errors]
+        new = embeddings.astype(self.embedding_dtype)
+        self.embeddings_ = np.concatenate([self.embeddings_, new])
+        self.n_samples_fit_ = len(self.embeddings_)
+        self.__dict__.pop("_tensor", None)
+        if self.index != "exact":
+            self._add_to_index(new, start)
+        return self
+
+    def _embed(self, X, modality, *, dim=True):
+        """Unit-length float32 embeddings of ``X`` and the rows that failed.
+
+        Given embeddings must have ``embedding_dim_`` columns unless ``dim``
+        is None (in ``fit``).
+        """
+        if modality == "embedding":
+            return _search.unit_rows(X, self.embedding_dim_ if dim else None), []
+        saved = self.__dict__.pop("input_errors_", None)
+        embeddings = self._encode(X, modality=modality)
+        errors = self.__dict__.pop("input_errors_", [])
+        if saved is not None:
+            self.input_errors_ = saved
+        return embeddings, errors
+
+    def _add_to_index(self, embeddings, start):
+        keys = start + np.flatnonzero(~np.isnan(embeddings).any(axis=1))
+        self._ann.add(embeddings[keys - start], keys)
+
+    def _collection(self):
+        """The matchable rows as a tensor on the model's device, and their rows."""
+        cached = self.__dict__.get("_tensor")
+        if cached is None:
+            rows = np.flatnonzero(~np.isnan(self.embeddings_).any(axis=1))
+            matchable = self.embeddings_
+            if len(rows) < len(matchable):
+                matchable = matchable[rows]
+            tensor = torch.from_numpy(np.ascontiguousarray(matchable))
+            handle = self.__dict__.get("_handle")
+            if handle is not None and handle.device.type != "cpu":
+                tensor = tensor.to(handle.device)
+            cached = self._tensor = (tensor, rows)
+        return cached
+
+    # -- searching -------------------------------------------------------------
+    def kneighbors(
+        self, X, n_neighbors=None, return_distance=True, *, query_modality=None
+    ):
+        """The rows nearest to each query, nearest first.
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or one-column DataFrame
+            Queries: texts, images or embeddings (see ``query_modality``).
+        n_neighbors : int, default=None
+            Rows per query; ``self.n_neighbors`` when None. At most the
+            number of readable rows in the collection.
+        return_distance : bool, default=True
+            Whether to return the distances as well.
+        query_modality : {"image", "text", "embedding"}, default=None
+            What the queries are; the collection's ``modality`` when None.
+
+        Returns
+        -------
+        distances : ndarray of shape (n_queries, n_neighbors), float32
+            Cosine distances, ``1 - cosine similarity``, increasing along
+            each row; only returned with ``return_distance=True``.
+        indices : ndarray of shape (n_queries, n_neighbors), int64
+            Rows of the collection; equal distances are ordered by row.
+        """
+        check_is_fitted(self)
+        k = self.n_neighbors if n_neighbors is None else n_neighbors
+        tensor, rows = self._collection()
+        if not isinstance(k, Integral) or not 1 <= k <= len(rows):
+            raise ValueError(
+                f"n_neighbors must be an integer from 1 to {len(rows)} (the "
+                f"readable rows in the collection); got {k!r}"
+            )
+        queries, failed = self._queries(X, query_modality)
+        if self.index != "exact":
+            sims, indices = self._ann.search(queries, k)
+        else:
+            sims, found = _search.top_k(tensor, queries, k)
+            indices = rows[found]
+        distances = _search.cosine_distances(sims)
+        distances[failed], indices[failed] = np.inf, -1
+        return (distances, indices) if return_distance else indices
+
+    def radius_neighbors(
+        self,
+        X,
+        radius=None,
+        return_distance=True,
+        sort_results=True,
+        *,
+        query_modality=None,
+    ):
+        """Every row within a cosine distance of each query, nearest first.
+
+        Always exact, also with an approximate index.
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or one-column DataFrame
+            Queries, as for :meth:`kneighbors`.
+        radius : float, default=None
+            Largest cosine distance returned; ``self.radius`` when None.
+        return_distance : bool, default=True
+            Whether to return the distances as well.
+        sort_results : bool, default=True
+            Kept for scikit-learn's signature: results are always sorted.
+        query_modality : {"image", "text", "embedding"}, default=None
+            What the queries are; the collection's ``modality`` when None.
+
+        Returns
+        -------
+        distances : ndarray of shape (n_queries,), dtype object
+            One float32 array per query; only with ``return_distance=True``.
+        indices : ndarray of shape (n_queries,), dtype object
+            One int64 array of rows per query.
+        """
+        check_is_fitted(self)
+        radius = self.radius if radius is None else radius
+        tensor, rows = self._collection()
+        queries, failed = self._queries(X, query_modality)
+        sims, found = _search.within(tensor, queries, np.float32(1.0 - radius))
+        distances = np.empty(len(sims), dtype=object)
+        indices = np.empty(len(sims), dtype=object)
+        for i, (s, f) in enumerate(zip(sims, found)):
+            keep = slice(0) if failed[i] else slice(None)
+            distances[i] = _search.cosine_distances(s[keep])
+            indices[i] = rows[f[keep]]
+        return (distances, indices) if return_distance else indices
+
+    def _queries(self, X, query_modality):
+        modality = query_modality or self.modality
+        if modality not in MODALITIES:
+            raise ValueError(
+                f"query_modality must be one of {MODALITIES} or None; got {modality!r}"
+            )
+        queries, errors = self._embed(X, modality)
+        if self.on_error == "nan":
+            self.query_errors_ = errors
+        failed = np.isnan(queries).any(axis=1)
+        return np.nan_to_num(queries), failed
+
+    def find_duplicates(self, threshold=0.95):
+        """Groups of rows that are near-copies of each other.
+
+        The groups are the connected components (of two rows or more) of the
+        graph joining every two rows whose cosine similarity is at least
+        ``threshold``: a chain of near-copies is one group even when its ends
+        are further apart.
+
+        With ``index="exact"`` every pair is compared (``n * n / 2`` dot
+        products, in bounded memory) and the groups are exact. With an
+        approximate index each row is compared with its 16 approximate
+        nearest neighbours, and each such pair is kept only if its exact
+        similarity reaches the threshold: nothing below the threshold is ever
+        grouped, but a near-copy that the index misses is not found.
+
+        Parameters
+        ----------
+        threshold : float, default=0.95
+            Cosine similarity, in [-1, 1], above which two rows are
+            near-copies. How well a value separates copies from distinct
+            images depends on the model: choose it from the similarities of
+            known copies (see the docs' "search and duplicates" page).
+
+        Returns
+        -------
+        list of ndarray
+            Each group's rows in increasing order, groups ordered by their
+            first row.
+        """
+        check_is_fitted(self)
+        if not isinstance(threshold, Real) or not -1 <= threshold <= 1:
+            raise ValueError(f"threshold must be in [-1, 1]; got {threshold!r}")
+        tensor, rows = self._collection()
+        threshold = np.float32(threshold)
+        if self.index == "exact":
+            pairs = _search.similar_pairs(tensor, threshold)
+        else:
+            candidates = self._ann.neighbours_of_all(self.embeddings_, rows, 16)
+            positions = np.full(self.n_samples_fit_, -1, np.int64)
+            positions[rows] = np.arange(len(rows))
+            pairs = _search.verified_pairs(
+                tensor, np.where(candidates >= 0, positions[candidates], -1), threshold
+            )
+        return [rows[group] for group in _search.groups(len(rows), pairs)]
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_tensor", None)
+        return state
