@@ -70,6 +70,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
     {progress}
     {cache_dir}
     {cache_dtype}
+    {n_jobs}
 
     Attributes
     ----------
@@ -144,6 +145,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         progress=False,
         cache_dir=None,
         cache_dtype="float32",
+        n_jobs=None,
     ):
         self.model = model
         self.n_neighbors = n_neighbors
@@ -161,6 +163,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         self.progress = progress
         self.cache_dir = cache_dir
         self.cache_dtype = cache_dtype
+        self.n_jobs = n_jobs
 
     # -- building the collection ---------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
