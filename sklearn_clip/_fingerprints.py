@@ -11,6 +11,7 @@ import json
 import threading
 import weakref
 
+import numpy as np
 import torch
 
 # Elements read from each tensor for the weights' signature. A few dozen cost
@@ -33,34 +34,52 @@ def weights_signature(model):
     """
     tensors = [*model.parameters(), *model.buffers()]
     counters = tuple((t.data_ptr(), getattr(t, "_version", 0)) for t in tensors)
-    return counters, _sampled_checksum(tensors)
+    return counters, _sampled_checksum(model, tensors)
 
 
 # Integer types of each width: a view that keeps a tensor's bits, whatever its
 # dtype (numpy has no bfloat16).
 _BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
+# Flat views of each model's tensors, kept while the tensors keep their
+# storage: slicing a kept view costs far less than the torch operations that
+# make one, and a view sees every later edit of the memory it shares.
+_bit_views = weakref.WeakKeyDictionary()
 
-def _sampled_checksum(tensors):
+
+def _sampled_checksum(model, tensors):
+    storage = tuple((t.data_ptr(), t.shape) for t in tensors)
+    known = _bit_views.get(model)
+    if known is None or known[0] != storage:
+        known = (storage, [_bits(t) for t in tensors])
+        # A non-contiguous tensor is flattened into a copy, which would not
+        # see later edits: such a model's views are made afresh each time.
+        if all(t.is_contiguous() for t in tensors):
+            _bit_views[model] = known
     digest = hashlib.blake2b(digest_size=16)
     elsewhere = []
-    for tensor in tensors:
-        flat = tensor.detach().reshape(-1)
-        if not flat.numel() or flat.is_meta:
+    for bits in known[1]:
+        if bits is None:
             continue
-        bits = flat.view(_BITS.get(flat.element_size(), torch.uint8))
-        step = max(1, bits.numel() // SAMPLES_PER_TENSOR)
-        if bits.device.type == "cpu":
-            # Sliced in numpy: one torch operation per tensor costs more.
-            array = bits.numpy()
-            digest.update(array[::step].tobytes())
-            digest.update(array[-1:].tobytes())
+        step = max(1, len(bits) // SAMPLES_PER_TENSOR)
+        if isinstance(bits, np.ndarray):
+            digest.update(bits[::step].tobytes())
+            digest.update(bits[-1:].tobytes())
         else:
             elsewhere.append(torch.cat([bits[::step], bits[-1:]]).view(torch.uint8))
     if elsewhere:
         # One transfer for every tensor on an accelerator.
         digest.update(torch.cat(elsewhere).cpu().numpy().tobytes())
     return digest.hexdigest()
+
+
+def _bits(tensor):
+    """A flat view of a tensor's bits (numpy on the CPU), or None if it has none."""
+    flat = tensor.detach().reshape(-1)
+    if not flat.numel() or flat.is_meta:
+        return None
+    bits = flat.view(_BITS.get(flat.element_size(), torch.uint8))
+    return bits.numpy() if bits.device.type == "cpu" else bits
 
 
 _fingerprints = weakref.WeakKeyDictionary()

@@ -33,18 +33,19 @@ def main(argv=None):
     0 on success; 2, with a one-line message and no traceback, for a bad
     argument or input (as ``argparse`` does for bad options); 130 when
     interrupted (Ctrl-C). Outputs are checked before any work and written
-    atomically, so a failed or interrupted run leaves no partial output.
+    atomically, so a failed or interrupted run leaves no partial output. A
+    subcommand's ``run`` may return its own non-zero status (after saying why).
     """
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        status = args.run(args)
     except (CommandError, OSError, ValueError) as exc:
         _error(args.command, exc)
         return 2
     except KeyboardInterrupt:
         print(f"sklearn-clip {args.command}: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 def _error(command, exc):

@@ -351,14 +351,17 @@ _SOAK_WORKER = textwrap.dedent(
 )
 
 
-def _replace_files(paths, stop, written, rng, limit):
+def _replace_files(paths, stop, written, rng, started, limit):
     """Replace random files until told to stop: atomically, or rewritten in place.
 
-    At most ``limit`` replacements, paced so that they spread over the
-    workers' rounds rather than compete with them for the processor.
+    Starts once ``started()`` (the workers are reading), and makes at most
+    ``limit`` replacements, paced so that they spread over the workers'
+    rounds rather than compete with them for the processor.
     """
+    while not started() and not stop.wait(0.1):
+        pass
     step = 0
-    while not stop.wait(0.005) and step < limit:
+    while not stop.wait(0.01) and step < limit:
         step += 1
         path = paths[rng.randrange(len(paths))]
         colour = [rng.randrange(256) for _ in range(3)]
@@ -395,7 +398,8 @@ def test_soak_four_processes_and_a_replacing_thread_share_one_cache(
     cache_dir = tmp_path / "cache"
     stop = threading.Event()
     replacer = threading.Thread(
-        target=_replace_files, args=(paths, stop, written, random.Random(0), 3000)
+        target=_replace_files,
+        args=(paths, stop, written, random.Random(0), cache_dir.exists, 3000),
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     workers = [
@@ -415,7 +419,7 @@ def test_soak_four_processes_and_a_replacing_thread_share_one_cache(
         replacer.join()
     assert [w.returncode for w in workers] == [0] * n_workers, errors
     n_replaced = len(written) - n_files
-    assert n_replaced > 100  # the replacements overlapped the workers' rounds
+    assert n_replaced > 100  # the replacer ran while the workers did
 
     # Every cached answer over the final files equals an uncached run.
     uncached = tiny_clip.encode_images(paths)
@@ -429,6 +433,9 @@ def test_soak_four_processes_and_a_replacing_thread_share_one_cache(
     namespace = cache.namespace(tiny_clip, kind="image", normalize=True)
     entries = {entry.stem for entry in namespace.rglob("*.npy")}
     assert entries <= set(written)
+    # Contents replaced while the workers read them were cached too: the
+    # replacements did overlap the reads.
+    assert len(entries) > n_files
     keys = sorted(entries)
     stored = np.stack(
         [cache.read(namespace, key, tiny_clip.embedding_dim) for key in keys]
