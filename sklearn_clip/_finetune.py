@@ -19,7 +19,8 @@ from sklearn_clip._base import CLIPEstimatorBase, fill_doc
 from sklearn_clip._inputs import as_rows, check_texts, row_label
 from sklearn_clip._loading import FINETUNE_FAMILIES
 from sklearn_clip._model import DEFAULT_MODEL, resolve_device
-from sklearn_clip._pairs import PAIR_ON_ERROR_OPTIONS, prepare_pairs, split_validation
+from sklearn_clip._options import PAIR_ON_ERROR_OPTIONS
+from sklearn_clip._pairs import prepare_pairs, split_validation
 from sklearn_clip._prompts import check_template
 from sklearn_clip._training import (
     NonFiniteLossError,

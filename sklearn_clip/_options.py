@@ -3,6 +3,9 @@
 #: What an unreadable input row does (see the estimators' ``on_error``).
 ON_ERROR_OPTIONS = ("raise", "nan")
 
+#: What an unusable training pair does (the fine-tuner's ``on_error``).
+PAIR_ON_ERROR_OPTIONS = ("raise", "skip")
+
 #: Names accepted by ``dtype=`` besides ``"auto"``.
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 

@@ -28,9 +28,6 @@ from sklearn_clip._encode import (
     iter_prepared_batches,
 )
 
-#: What an unusable training pair does (the fine-tuner's ``on_error``).
-PAIR_ON_ERROR_OPTIONS = ("raise", "skip")
-
 
 class PixelStore:
     """Decoded images of one fixed layout, in a file, read by row.

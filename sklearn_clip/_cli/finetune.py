@@ -8,7 +8,7 @@ group ``torchrun`` describes; rank 0 alone prints and saves the model.
 import sys
 
 from sklearn_clip._cli.common import CommandError, add_model_options, column, read_table
-from sklearn_clip._options import DTYPE_NAMES
+from sklearn_clip._options import DTYPE_NAMES, PAIR_ON_ERROR_OPTIONS
 
 #: Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
 INTERRUPTED_STATUS = 130
@@ -124,7 +124,7 @@ def register(commands):
     )
     parser.add_argument(
         "--on-error",
-        choices=["raise", "skip"],
+        choices=PAIR_ON_ERROR_OPTIONS,
         default="raise",
         help="pairs whose image cannot be read or whose caption is missing: stop "
         "(raise) or leave them out (skip) (default: %(default)s)",
