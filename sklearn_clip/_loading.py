@@ -123,36 +123,46 @@ def hub_reachable(timeout=3.0):
 _quiet_lock = threading.RLock()
 
 
-class _DefaultConfigNoise:
-    """Drops the token-id warnings transformers raises about its own defaults.
+class _Noise:
+    """Drops one warning transformers raises while loading or saving."""
 
-    Writing a config, transformers diffs it against a default-built one; for
-    SigLIP that default names end tokens outside its default vocabulary and
-    warns, whatever the config being written holds.
-    """
+    def __init__(self, fragment):
+        self.fragment = fragment
 
     def filter(self, record):
-        return "an integer within the vocabulary" not in record.getMessage()
+        return self.fragment not in record.getMessage()
+
+
+# Warnings that say nothing about the checkpoint at hand, by logger. Writing a
+# config, transformers diffs it against a default-built one, and for SigLIP
+# that default names end tokens outside its default vocabulary. BlipModel is
+# the class transformers' own zero-shot pipeline loads, and announces a
+# deprecation on every load.
+_NOISE = {
+    "transformers.configuration_utils": "an integer within the vocabulary",
+    "transformers.models.blip.modeling_blip": "is going to be deprecated",
+}
 
 
 @contextlib.contextmanager
 def quiet_transformers():
     """No transformers progress bars ("Loading weights", "Writing model shards"),
-    and no warnings about its own default configs."""
+    and none of the warnings in ``_NOISE``."""
     import logging as std_logging
 
     from transformers.utils import logging
 
-    config_logger = std_logging.getLogger("transformers.configuration_utils")
-    noise = _DefaultConfigNoise()
+    filters = [(std_logging.getLogger(n), _Noise(f)) for n, f in _NOISE.items()]
     with _quiet_lock:
         enabled = logging.is_progress_bar_enabled()
         logging.disable_progress_bar()
-        config_logger.addFilter(noise)
+        for logger, noise in filters:
+            logger.addFilter(noise)
         try:
             yield
         finally:
-            config_logger.removeFilter(noise)
+            for logger, noise in filters:
+                logger.removeFilter(noise)
             if enabled:
                 logging.enable_progress_bar()
 

@@ -141,7 +141,10 @@ def _model_config(family, tokenizer, *, image_size, patch_size, **shape):
 def _build_model(family, tokenizer, **options):
     from transformers import AutoModel
 
-    return AutoModel.from_config(_model_config(family, tokenizer, **options))
+    from sklearn_clip._loading import quiet_transformers
+
+    with quiet_transformers():
+        return AutoModel.from_config(_model_config(family, tokenizer, **options))
 
 
 # Each family's own image processor (the Pillow variant: it needs no

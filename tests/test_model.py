@@ -178,8 +178,10 @@ def test_loading_and_saving_draw_no_progress_bars(tmp_path, capfd, isolated_cach
         handle = load_model(path, device="cpu")
         handle.save_pretrained(tmp_path / "again")
         load_model(tmp_path / "again", device="cpu")
+        load_model(make_tiny_clip(tmp_path / "blip", family="blip"), device="cpu")
         err = capfd.readouterr().err
     finally:
         logging.disable_progress_bar()
     assert "Loading weights" not in err and "Writing model shards" not in err
     assert "within the vocabulary" not in err  # no noise about default configs
+    assert "deprecated" not in err  # nor BlipModel's announcement
