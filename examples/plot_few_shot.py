@@ -18,7 +18,8 @@ import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.linear_model import LogisticRegressionCV
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
 
 from sklearn_clip import (
     CLIPEmbeddingTransformer,
@@ -59,7 +60,8 @@ for k in shots:
     if k < 2:
         scores["probe"].append(np.nan)  # a probe needs images (and CV needs two)
     else:
-        probe = LogisticRegressionCV(Cs=6, cv=min(k, 5), max_iter=2000)
+        grid = {"C": np.logspace(-2, 3, 6)}
+        probe = GridSearchCV(LogisticRegression(max_iter=2000), grid, cv=min(k, 5))
         probe.fit(pool_emb[chosen], pool_y[chosen])
         scores["probe"].append(probe.score(test_emb, test_y))
 
