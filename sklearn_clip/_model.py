@@ -80,6 +80,21 @@ class ModelHandle:
     Do not build one directly: use :func:`load_model`, or take ``model_`` from
     a fitted :class:`~sklearn_clip.CLIPContrastiveFinetuner`.
 
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``transformers`` CLIP-family model; it is put in eval mode.
+    tokenizer : transformers tokenizer
+        The model's tokenizer.
+    processor_config : dict
+        The checkpoint's image-processor configuration.
+    source, revision : str, default=None
+        Where the weights came from; None for weights that live only in memory.
+    device, dtype : torch.device and torch.dtype, default=None
+        Where the weights are and their type; None reads them from the model.
+    compile_options : dict, default=None
+        Keyword arguments of ``torch.compile`` for the image forward pass.
+
     Attributes
     ----------
     model : torch.nn.Module
@@ -94,6 +109,16 @@ class ModelHandle:
     compile_options : dict or None
         Keyword arguments of ``torch.compile`` for the image forward pass (see
         :func:`load_model`); None runs it eagerly.
+
+    Examples
+    --------
+    >>> from sklearn_clip import load_model
+    >>> from sklearn_clip.toy import make_tiny_clip
+    >>> handle = load_model(make_tiny_clip())
+    >>> handle.embedding_dim
+    32
+    >>> handle.encode_texts(["a red circle", "a blue square"]).shape
+    (2, 32)
     """
 
     def __init__(
@@ -416,6 +441,12 @@ def _load_with_clear_errors(source, revision, device, dtype, local_files_only, l
 def model_cache_info():
     """How many loads and cache hits happened in this process, and what is held.
 
+    Returns
+    -------
+    dict
+        ``"loads"`` (models read from disk or the hub), ``"hits"`` (calls
+        answered from the cache) and ``"size"`` (models held now).
+
     Examples
     --------
     >>> from sklearn_clip import model_cache_info
@@ -427,7 +458,17 @@ def model_cache_info():
 
 
 def clear_model_cache():
-    """Forget every cached model (their memory is freed once unused)."""
+    """Forget every cached model (their memory is freed once unused).
+
+    Examples
+    --------
+    >>> from sklearn_clip import clear_model_cache, load_model, model_cache_info
+    >>> from sklearn_clip.toy import make_tiny_clip
+    >>> handle = load_model(make_tiny_clip())
+    >>> clear_model_cache()
+    >>> model_cache_info()["size"]
+    0
+    """
     with _cache_lock:
         _cache.clear()
 

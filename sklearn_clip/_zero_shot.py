@@ -80,7 +80,7 @@ class CLIPZeroShotClassifier(ClassifierMixin, CLIPEstimatorBase):
     ----------
     classes_ : ndarray of shape (n_classes,)
         The sorted labels.
-    class_embeddings_ : ndarray of shape (n_classes, embedding_dim_)
+    class_embeddings_ : ndarray of shape (n_classes, embedding_dim)
         Unit-length float32 text embedding of each class, rows as ``classes_``.
     logit_scale_ : float
         The model's learned temperature, ``exp(logit_scale)``.

@@ -1,0 +1,117 @@
+"""Sphinx configuration of the sklearn-clip site.
+
+Build it with ``python -m sphinx -W -b html docs docs/_build/html``. The API
+reference is generated from the package's public names (``_ext/api_reference.py``),
+the gallery runs ``examples/plot_*.py`` and the notebooks in ``notebooks/`` are
+copied here and executed, so adding a page, an example or a notebook is a
+one-file change.
+"""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE / "_ext"))
+sys.path.insert(0, str(ROOT))
+
+# Before anything imports huggingface_hub: no progress bars in the gallery and
+# notebook outputs (their kernels inherit this environment).
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import api_reference  # noqa: E402
+
+import sklearn_clip  # noqa: E402
+
+project = "sklearn-clip"
+author = "sklearn-clip developers"
+copyright = "sklearn-clip developers"
+release = version = sklearn_clip.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+    "myst_nb",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
+root_doc = "index"
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "_ext", "_templates", "**.ipynb_checkpoints"]
+suppress_warnings = [
+    # The user-guide toctree names pages that land one at a time as one-page
+    # globs ("few_shot*"): a page that does not exist yet is not an error.
+    "toc.empty_glob",
+]
+
+# -- The API reference --------------------------------------------------------
+api_reference.write_index(HERE)
+autosummary_generate = True
+autodoc_default_options = {"member-order": "groupwise"}
+autodoc_typehints = "none"
+# numpydoc writes the class's Methods table from autodoc's members.
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_xref_param_type = False
+# Validation of every docstring on the API pages: all of numpydoc's checks but
+#   GL01  summary on the line after the quotes: the project (like scikit-learn)
+#         starts it on the first line;
+#   ES01  an extended summary: short methods ("Return the class probabilities")
+#         say all in one line;
+#   SA01  a See Also section on every method;
+#   EX01  an Examples section on every method: every public class and function
+#         has one, checked by tests/test_docs.py; methods are shown there.
+numpydoc_validation_checks = {"all", "GL01", "ES01", "SA01", "EX01"}
+numpydoc_validation_exclude = {
+    # Dunder methods are the language's protocol, documented by Python.
+    r"\.__\w+__$",
+}
+
+# -- The gallery ---------------------------------------------------------------
+sphinx_gallery_conf = {
+    "examples_dirs": str(ROOT / "examples"),
+    "gallery_dirs": "auto_examples",
+    # Every plot_*.py is executed; a failing example fails the build.
+    "filename_pattern": r"/plot_",
+    "within_subsection_order": "FileNameSortKey",
+    "doc_module": ("sklearn_clip",),
+    "backreferences_dir": "api/generated/backreferences",
+    "reference_url": {"sklearn_clip": None},
+    "remove_config_comments": True,
+    "download_all_examples": False,
+    "min_reported_time": 5,
+}
+
+# -- The notebooks -------------------------------------------------------------
+# Sphinx reads sources only under docs/: the notebooks are copied next to the
+# pages (docs/notebooks is a build artefact, ignored by git) and executed here.
+_notebooks = HERE / "notebooks"
+shutil.rmtree(_notebooks, ignore_errors=True)
+shutil.copytree(ROOT / "notebooks", _notebooks, ignore=shutil.ignore_patterns(".*"))
+nb_execution_mode = "force"
+nb_execution_timeout = 600
+nb_execution_raise_on_error = True
+nb_execution_show_tb = True
+nb_merge_streams = True
+myst_enable_extensions = ["colon_fence", "dollarmath"]
+myst_heading_anchors = 3
+
+# -- HTML ----------------------------------------------------------------------
+html_theme = "pydata_sphinx_theme"
+html_title = "sklearn-clip"
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
+html_theme_options = {
+    "header_links_before_dropdown": 6,
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+    "secondary_sidebar_items": ["page-toc"],
+}
+html_show_sourcelink = False
