@@ -23,7 +23,7 @@ SUBMODULES = {
 
 
 def _exported(module):
-    """Public functions and classes of ``module``, in ``__all__`` order if it has one."""
+    """Public functions and classes of ``module``, in ``__all__`` order if any."""
     if hasattr(module, "__all__"):
         names = list(module.__all__)
     else:
@@ -42,10 +42,9 @@ def public_api():
     """``[(section title, [fully qualified names])]`` for the reference page."""
     package = importlib.import_module(PACKAGE)
     top = _exported(package)
-    sections = [
-        ("Estimators and models", [f"{PACKAGE}.{n}" for n, o in top if inspect.isclass(o)]),
-        ("Functions", [f"{PACKAGE}.{n}" for n, o in top if not inspect.isclass(o)]),
-    ]
+    classes = [f"{PACKAGE}.{n}" for n, o in top if inspect.isclass(o)]
+    functions = [f"{PACKAGE}.{n}" for n, o in top if not inspect.isclass(o)]
+    sections = [("Estimators and models", classes), ("Functions", functions)]
     for module_name, title in SUBMODULES.items():
         module = importlib.import_module(module_name)
         names = [f"{module_name}.{name}" for name, _ in _exported(module)]
