@@ -23,7 +23,7 @@ from sklearn_clip import CLIPEmbeddingTransformer
 from sklearn_clip.datasets import COLORS, SHAPES, make_shapes
 from sklearn_clip.demo import trained_model
 
-model = trained_model()
+model = trained_model(n_train=4000, max_epochs=20)
 data = make_shapes(400, image_size=32, random_state=7)
 captions = [f"a {c} {s}" for c in COLORS for s in SHAPES]
 

@@ -34,7 +34,7 @@ WHERE = {
 }
 PROMPT = "a shape {}"
 
-model = trained_model()
+model = trained_model(n_train=4000, max_epochs=20)
 train = make_shapes(2000, image_size=32, random_state=11)
 test = make_shapes(500, image_size=32, random_state=12)
 train_where = np.array([WHERE[p] for p in train.position])

@@ -28,7 +28,7 @@ from sklearn_clip.demo import trained_model
 SHAPE_PROMPT = "a photo of a {}."
 COLOUR_PROMPT = "a photo of a {} shape."
 
-start = trained_model()
+start = trained_model(n_train=4000, max_epochs=20)
 train = make_shapes(3000, image_size=32, random_state=21)
 test = make_shapes(600, image_size=32, random_state=22)
 tuner = CLIPContrastiveFinetuner(

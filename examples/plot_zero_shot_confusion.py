@@ -25,7 +25,7 @@ from sklearn_clip import CLIPZeroShotClassifier
 from sklearn_clip.datasets import COLORS, SHAPES, make_shapes
 from sklearn_clip.demo import trained_model
 
-model = trained_model()
+model = trained_model(n_train=4000, max_epochs=20)
 test = make_shapes(600, image_size=32, random_state=101)
 
 # %%
