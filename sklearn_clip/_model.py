@@ -187,7 +187,15 @@ class ModelHandle:
         return None if bias is None else float(bias.detach().float())
 
     def warn_once(self, key, message):
-        """Warn about ``key`` the first time only, for this handle."""
+        """Warn about ``key`` the first time only, for this handle.
+
+        Parameters
+        ----------
+        key : hashable
+            What the warning is about; later calls with it are silent.
+        message : str
+            The warning's text.
+        """
         import warnings
 
         if key not in self._warned:
@@ -207,8 +215,27 @@ class ModelHandle:
     ):
         """Embed images into a float32 array of shape ``(n, embedding_dim)``.
 
-        ``images`` is anything :func:`sklearn_clip._inputs.as_rows` reads;
-        ``cache`` an optional :class:`~sklearn_clip._cache.EmbeddingCache`.
+        Parameters
+        ----------
+        images : sequence of images
+            Paths, bytes, PIL images or arrays, in any container the
+            estimators accept.
+        batch_size : int, default=32
+            Images per forward pass.
+        normalize : bool, default=True
+            Scale each embedding to unit length.
+        on_error : {"raise", "nan"}, default="raise"
+            What an unreadable image does: raise an error naming the row, or
+            give a row of NaN.
+        progress : bool, default=False
+            Show a progress bar.
+        cache : EmbeddingCache, default=None
+            An embedding cache on disk (what ``cache_dir=`` builds).
+
+        Returns
+        -------
+        ndarray of shape (n_images, embedding_dim)
+            The embeddings, one row per image, in order.
         """
         rows, index = as_rows(images, kind="image")
         embeddings, _ = _encode.encode_rows(
@@ -229,7 +256,23 @@ class ModelHandle:
     ):
         """Embed texts into a float32 array of shape ``(n, embedding_dim)``.
 
-        ``order`` is how texts are batched (see :func:`_encode.encode_texts`).
+        Parameters
+        ----------
+        texts : sequence of str
+            The texts, in any container the estimators accept.
+        batch_size : int, default=256
+            Texts per forward pass.
+        normalize : bool, default=True
+            Scale each embedding to unit length.
+        cache : EmbeddingCache, default=None
+            An embedding cache on disk (what ``cache_dir=`` builds).
+        order : str, default="length"
+            How texts are grouped into batches; it does not change the result.
+
+        Returns
+        -------
+        ndarray of shape (n_texts, embedding_dim)
+            The embeddings, one row per text, in order.
         """
         from sklearn_clip._inputs import check_texts
 
@@ -244,7 +287,18 @@ class ModelHandle:
         )
 
     def image_features(self, pixel_values):
-        """Projected image embeddings of ready pixels, compiled if asked for."""
+        """Projected image embeddings of ready pixels, compiled if asked for.
+
+        Parameters
+        ----------
+        pixel_values : torch.Tensor of shape (n, 3, height, width)
+            Preprocessed pixels on the model's device.
+
+        Returns
+        -------
+        torch.Tensor of shape (n, embedding_dim)
+            The image embeddings, not normalised.
+        """
         if self.compile_options is None:
             return image_features(self.model, pixel_values)
         if self._compiled_image_features is None:
@@ -255,7 +309,18 @@ class ModelHandle:
 
     # -- persistence -------------------------------------------------------
     def save_pretrained(self, path):
-        """Write safetensors weights, tokenizer and processor config to ``path``."""
+        """Write safetensors weights, tokenizer and processor config to ``path``.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The directory; it is created if needed.
+
+        Returns
+        -------
+        pathlib.Path
+            The directory, readable by :func:`load_model` and ``transformers``.
+        """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(path, safe_serialization=True)
@@ -265,7 +330,20 @@ class ModelHandle:
         return path
 
     def with_model(self, model, *, source=None, revision=None):
-        """A new handle around ``model`` sharing this tokenizer and preprocessing."""
+        """Return a new handle around ``model`` with this tokenizer and preprocessing.
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            A model of the same architecture (e.g. fine-tuned weights).
+        source, revision : str, default=None
+            Where its weights came from; None for weights only in memory.
+
+        Returns
+        -------
+        ModelHandle
+            The new handle, on this handle's device and dtype.
+        """
         return ModelHandle(
             model,
             self.tokenizer,
@@ -298,7 +376,13 @@ class ModelHandle:
         return (_handle_from_files, (self.to_files(),))
 
     def to_files(self):
-        """The saved directory as ``{file name: bytes}`` (safetensors inside)."""
+        """Return the saved directory as ``{file name: bytes}`` (safetensors inside).
+
+        Returns
+        -------
+        dict of str to bytes
+            What :meth:`save_pretrained` writes, file by file.
+        """
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp)
             return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}

@@ -80,7 +80,7 @@ def render_index():
         lines += [
             ".. autosummary::",
             "   :toctree: generated",
-            "   :template: entry.rst",
+            "   :template: autosummary/entry.rst",
             "   :nosignatures:",
             "",
         ]
