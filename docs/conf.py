@@ -63,21 +63,10 @@ autodoc_typehints = "none"
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 numpydoc_xref_param_type = False
-# Validation of every docstring on the API pages: all of numpydoc's checks but
-#   GL01  summary on the line after the quotes: the project (like scikit-learn)
-#         starts it on the first line;
-#   ES01  an extended summary: short methods ("Return the class probabilities")
-#         say all in one line;
-#   SA01  a See Also section on every method;
-#   EX01  an Examples section on every method: every public class and function
-#         has one, checked by tests/test_docs.py; methods are shown there;
-#   RT02  a Returns line with the type only: scikit-learn's ``self : object``
-#         names what ``fit`` returns.
-numpydoc_validation_checks = {"all", "GL01", "ES01", "SA01", "EX01", "RT02"}
-numpydoc_validation_exclude = {
-    # Dunder methods are the language's protocol, documented by Python.
-    r"\.__\w+__$",
-}
+# Validation of every docstring on the API pages; the check set and its
+# reasons are in _ext/api_reference.py, shared with tests/test_docs.py.
+numpydoc_validation_checks = api_reference.VALIDATION_CHECKS
+numpydoc_validation_exclude = api_reference.VALIDATION_EXCLUDE
 
 # -- The gallery ---------------------------------------------------------------
 sphinx_gallery_conf = {
@@ -88,7 +77,6 @@ sphinx_gallery_conf = {
     "within_subsection_order": "FileNameSortKey",
     "doc_module": ("sklearn_clip",),
     "backreferences_dir": "api/generated/backreferences",
-    "reference_url": {"sklearn_clip": None},
     "remove_config_comments": True,
     "download_all_examples": False,
     "min_reported_time": 5,
@@ -146,11 +134,7 @@ def _drop_unwritten_pages(app, docname, source):
 
 
 def _skip_generated_request_methods(app, what, name, obj, skip, options):
-    # scikit-learn generates set_{method}_request for metadata routing on every
-    # estimator; they are its API, documented by scikit-learn, not ours.
-    if re.fullmatch(r"set_\w+_request", name):
-        return True
-    return None
+    return True if api_reference.SKIPPED_MEMBERS.fullmatch(name) else None
 
 
 def setup(app):

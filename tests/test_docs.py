@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from numpydoc.docscrape import get_doc_object
+from numpydoc.validate import get_validation_checks, validate
 
 import sklearn_clip
 
@@ -48,3 +49,28 @@ def test_public_name_has_a_runnable_example(name):
     examples = "\n".join(get_doc_object(API[name])["Examples"])
     assert ">>> " in examples, f"{name} has no doctest in its Examples section"
     assert "doctest: +SKIP" not in examples, f"{name} skips its example"
+
+
+def _validated_names():
+    """Every public name and the members its page shows, as the build validates."""
+    for name, obj in sorted(API.items()):
+        yield name
+        if inspect.isclass(obj):
+            yield from (f"{name}.{m}" for m in api_reference.documented_members(obj))
+
+
+def test_validation_reports_what_it_should():
+    # A docstring without its Parameters section must fail the check set.
+    checks = get_validation_checks(api_reference.VALIDATION_CHECKS)
+    codes = {
+        code for code, _ in validate("sklearn_clip._model.resolve_device")["errors"]
+    }
+    assert "PR01" in codes & checks
+
+
+@pytest.mark.parametrize("name", list(_validated_names()))
+def test_docstring_passes_numpydoc_validation(name):
+    # The same checks the docs build applies (numpydoc_validation_checks).
+    checks = get_validation_checks(api_reference.VALIDATION_CHECKS)
+    errors = [f"{c}: {m}" for c, m in validate(name)["errors"] if c in checks]
+    assert not errors, errors

@@ -10,9 +10,30 @@ the check that every public name has a docstring example
 
 import importlib
 import inspect
+import re
 from pathlib import Path
 
 PACKAGE = "sklearn_clip"
+
+# Validation of every docstring on the API pages: all of numpydoc's checks but
+#   GL01  summary on the line after the quotes: the project (like scikit-learn)
+#         starts it on the first line;
+#   ES01  an extended summary: short methods ("Return the class probabilities")
+#         say all in one line;
+#   SA01  a See Also section on every method;
+#   EX01  an Examples section on every method: every public class and function
+#         has one, checked by tests/test_docs.py; methods are shown there;
+#   RT02  a Returns line with the type only: scikit-learn's ``self : object``
+#         names what ``fit`` returns.
+VALIDATION_CHECKS = {"all", "GL01", "ES01", "SA01", "EX01", "RT02"}
+VALIDATION_EXCLUDE = {
+    # Dunder methods are the language's protocol, documented by Python.
+    r"\.__\w+__$",
+}
+
+# scikit-learn generates set_{method}_request (metadata routing) on every
+# estimator: its API, documented by scikit-learn, not on our pages.
+SKIPPED_MEMBERS = re.compile(r"set_\w+_request")
 
 # Public submodules documented function by function, with their section titles.
 SUBMODULES = {
@@ -97,3 +118,15 @@ def write_index(srcdir):
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
     return target
+
+
+def documented_members(cls):
+    """Names of the methods and properties a class page shows (``:members:``)."""
+    return [
+        name
+        for name, value in vars(cls).items()
+        if not name.startswith("_")
+        and not SKIPPED_MEMBERS.fullmatch(name)
+        and (inspect.isfunction(value) or isinstance(value, property))
+        and value.__doc__
+    ]
