@@ -59,7 +59,7 @@ before = position_accuracy(model)
 tuner = CLIPContrastiveFinetuner(
     model,
     caption_template=PROMPT,
-    learning_rate=5e-4,
+    learning_rate=1e-3,
     max_epochs=8,
     batch_size=64,
     validation_fraction=0.1,
