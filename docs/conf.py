@@ -19,9 +19,10 @@ sys.path.insert(0, str(HERE / "_ext"))
 sys.path.insert(0, str(ROOT))
 
 # Before anything imports huggingface_hub: no progress bars in the gallery and
-# notebook outputs (their kernels inherit this environment).
+# notebook outputs (their kernels inherit this environment). No MPLBACKEND
+# here: the kernels need their inline backend for figures to reach the pages,
+# and sphinx-gallery picks its own.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 import api_reference  # noqa: E402
 
