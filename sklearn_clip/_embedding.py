@@ -174,7 +174,7 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
 
         Returns
         -------
-        ndarray of shape (n_samples, embedding_dim_), dtype float32
+        ndarray of shape (n_samples, embedding_dim), dtype float32
             One embedding per row, in order; NaN rows for images that could
             not be read under ``on_error="nan"``.
         """
@@ -182,7 +182,7 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
         return self._encode(X, modality=self.modality, normalize=self.normalize)
 
     def get_feature_names_out(self, input_features=None):
-        """Names of the output features: ``feature_prefix`` and a number.
+        """Get the names of the output features: ``feature_prefix`` and a number.
 
         Parameters
         ----------

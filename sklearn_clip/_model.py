@@ -89,6 +89,21 @@ class ModelHandle:
     Do not build one directly: use :func:`load_model`, or take ``model_`` from
     a fitted :class:`~sklearn_clip.CLIPContrastiveFinetuner`.
 
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``transformers`` CLIP-family model; it is put in eval mode.
+    tokenizer : transformers tokenizer
+        The model's tokenizer.
+    processor_config : dict
+        The checkpoint's image-processor configuration.
+    source, revision : str, default=None
+        Where the weights came from; None for weights that live only in memory.
+    device, dtype : torch.device and torch.dtype, default=None
+        Where the weights are and their type; None reads them from the model.
+    compile_options : dict, default=None
+        Keyword arguments of ``torch.compile`` for the image forward pass.
+
     Attributes
     ----------
     model : torch.nn.Module
@@ -108,6 +123,16 @@ class ModelHandle:
     compile_options : dict or None
         Keyword arguments of ``torch.compile`` for the image forward pass (see
         :func:`load_model`); None runs it eagerly.
+
+    Examples
+    --------
+    >>> from sklearn_clip import load_model
+    >>> from sklearn_clip.toy import make_tiny_clip
+    >>> handle = load_model(make_tiny_clip())
+    >>> handle.embedding_dim
+    32
+    >>> handle.encode_texts(["a red circle", "a blue square"]).shape
+    (2, 32)
     """
 
     def __init__(
@@ -197,7 +222,15 @@ class ModelHandle:
         return None if bias is None else float(bias.detach().float())
 
     def warn_once(self, key, message):
-        """Warn about ``key`` the first time only, for this handle."""
+        """Warn about ``key`` the first time only, for this handle.
+
+        Parameters
+        ----------
+        key : hashable
+            What the warning is about; later calls with it are silent.
+        message : str
+            The warning's text.
+        """
         import warnings
 
         if key not in self._warned:
@@ -217,8 +250,27 @@ class ModelHandle:
     ):
         """Embed images into a float32 array of shape ``(n, embedding_dim)``.
 
-        ``images`` is anything :func:`sklearn_clip._inputs.as_rows` reads;
-        ``cache`` an optional :class:`~sklearn_clip._cache.EmbeddingCache`.
+        Parameters
+        ----------
+        images : sequence of images
+            Paths, bytes, PIL images or arrays, in any container the
+            estimators accept.
+        batch_size : int, default=32
+            Images per forward pass.
+        normalize : bool, default=True
+            Scale each embedding to unit length.
+        on_error : {"raise", "nan"}, default="raise"
+            What an unreadable image does: raise an error naming the row, or
+            give a row of NaN.
+        progress : bool, default=False
+            Show a progress bar.
+        cache : EmbeddingCache, default=None
+            An embedding cache on disk (what ``cache_dir=`` builds).
+
+        Returns
+        -------
+        ndarray of shape (n_images, embedding_dim)
+            The embeddings, one row per image, in order.
         """
         rows, index = as_rows(images, kind="image")
         embeddings, _ = _encode.encode_rows(
@@ -239,7 +291,23 @@ class ModelHandle:
     ):
         """Embed texts into a float32 array of shape ``(n, embedding_dim)``.
 
-        ``order`` is how texts are batched (see :func:`_encode.encode_texts`).
+        Parameters
+        ----------
+        texts : sequence of str
+            The texts, in any container the estimators accept.
+        batch_size : int, default=256
+            Texts per forward pass.
+        normalize : bool, default=True
+            Scale each embedding to unit length.
+        cache : EmbeddingCache, default=None
+            An embedding cache on disk (what ``cache_dir=`` builds).
+        order : str, default="length"
+            How texts are grouped into batches; it does not change the result.
+
+        Returns
+        -------
+        ndarray of shape (n_texts, embedding_dim)
+            The embeddings, one row per text, in order.
         """
         from sklearn_clip._inputs import check_texts
 
@@ -254,7 +322,18 @@ class ModelHandle:
         )
 
     def image_features(self, pixel_values):
-        """Projected image embeddings of ready pixels, compiled if asked for."""
+        """Projected image embeddings of ready pixels, compiled if asked for.
+
+        Parameters
+        ----------
+        pixel_values : torch.Tensor of shape (n, 3, height, width)
+            Preprocessed pixels on the model's device.
+
+        Returns
+        -------
+        torch.Tensor of shape (n, embedding_dim)
+            The image embeddings, not normalised.
+        """
         if self.compile_options is None:
             return image_features(self.model, pixel_values)
         if self._compiled_image_features is None:
@@ -271,6 +350,16 @@ class ModelHandle:
         tokenizer files in transformers 5); the image processor's own
         ``preprocessor_config.json`` is written too, which transformers 4
         reads.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The directory; it is created if needed.
+
+        Returns
+        -------
+        pathlib.Path
+            The directory, readable by :func:`load_model` and ``transformers``.
         """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
@@ -282,7 +371,20 @@ class ModelHandle:
         return path
 
     def with_model(self, model, *, source=None, revision=None):
-        """A new handle around ``model`` sharing this tokenizer and preprocessing."""
+        """Return a new handle around ``model`` with this tokenizer and preprocessing.
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            A model of the same architecture (e.g. fine-tuned weights).
+        source, revision : str, default=None
+            Where its weights came from; None for weights only in memory.
+
+        Returns
+        -------
+        ModelHandle
+            The new handle, on this handle's device and dtype.
+        """
         return ModelHandle(
             model,
             self.tokenizer,
@@ -315,7 +417,13 @@ class ModelHandle:
         return (_handle_from_files, (self.to_files(),))
 
     def to_files(self):
-        """The saved directory as ``{file name: bytes}`` (safetensors inside)."""
+        """Return the saved directory as ``{file name: bytes}`` (safetensors inside).
+
+        Returns
+        -------
+        dict of str to bytes
+            What :meth:`save_pretrained` writes, file by file.
+        """
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp)
             return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
@@ -528,7 +636,17 @@ def model_cache_info():
 
 
 def clear_model_cache():
-    """Forget every cached model (their memory is freed once unused)."""
+    """Forget every cached model (their memory is freed once unused).
+
+    Examples
+    --------
+    >>> from sklearn_clip import clear_model_cache, load_model, model_cache_info
+    >>> from sklearn_clip.toy import make_tiny_clip
+    >>> handle = load_model(make_tiny_clip())
+    >>> clear_model_cache()
+    >>> model_cache_info()["size"]
+    0
+    """
     with _cache_lock:
         _cache.clear()
 

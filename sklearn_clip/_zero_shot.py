@@ -98,7 +98,7 @@ class CLIPZeroShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimato
     ----------
     classes_ : ndarray of shape (n_classes,)
         The sorted labels.
-    class_embeddings_ : ndarray of shape (n_classes, embedding_dim_)
+    class_embeddings_ : ndarray of shape (n_classes, embedding_dim)
         Unit-length float32 text embedding of each class, rows as ``classes_``.
     logit_scale_ : float
         The model's learned temperature, ``exp(logit_scale)``.

@@ -341,6 +341,7 @@ def make_photo(width=640, height=480, *, edges=False, random_state=None):
     Returns
     -------
     ndarray of shape (height, width, 3) and dtype uint8
+        The image.
 
     Examples
     --------

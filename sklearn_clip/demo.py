@@ -195,6 +195,18 @@ def run_demo(
     -------
     pandas.DataFrame
         One row per zero-shot task: accuracy, chance level, and their ratio.
+
+    Examples
+    --------
+    A short run; the default one trains for about a minute and learns the task.
+
+    >>> import tempfile
+    >>> from sklearn_clip.demo import run_demo
+    >>> results = run_demo(
+    ...     tempfile.mkdtemp(), n_train=320, n_test=60, max_epochs=1, verbose=False
+    ... )
+    >>> results.columns.tolist()
+    ['task', 'classes', 'accuracy', 'chance', 'x chance']
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -327,16 +327,29 @@ def make_random_clip(path=None, *, architecture="ViT-B/32", words=(), random_sta
     path : str or pathlib.Path, default=None
         Where to write it; None uses a new temporary directory.
     architecture : {"ViT-B/32", "ViT-B/16", "ViT-L/14"}, default="ViT-B/32"
+        The released checkpoint whose layer sizes it copies.
     words : sequence of str, default=()
         More whole-word tokens. CLIP's 49,408-token vocabulary holds most
         common English words whole; give the words of a benchmark's texts so
         that they take as many tokens as with the released tokenizer.
     random_state : int, default=0
+        Seed of the random initialisation.
 
     Returns
     -------
     str
         The model directory.
+
+    Examples
+    --------
+    >>> import json, tempfile
+    >>> from pathlib import Path
+    >>> from sklearn_clip.toy import make_random_clip
+    >>> with tempfile.TemporaryDirectory() as tmp:  # about 600 MB of weights
+    ...     path = make_random_clip(tmp, architecture="ViT-B/32")
+    ...     config = json.loads((Path(path) / "config.json").read_text())
+    >>> config["vision_config"]["patch_size"], config["projection_dim"]
+    (32, 512)
     """
     from transformers import CLIPConfig, CLIPModel
 
