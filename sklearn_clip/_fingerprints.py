@@ -135,7 +135,13 @@ def tokenizer_fingerprint(handle):
     tokenizer = handle.tokenizer
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        described = backend.to_str()
+        # Each call sets the backend's truncation and padding to its own
+        # arguments; they say how the last call padded, not how text becomes
+        # ids (the padding policy is in ``extra`` below).
+        state = json.loads(backend.to_str())
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        described = json.dumps(state, sort_keys=True)
     else:
         described = json.dumps(sorted(tokenizer.get_vocab().items()))
     extra = f"{type(tokenizer).__name__}|{handle.context_length}|"
