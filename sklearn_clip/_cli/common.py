@@ -43,21 +43,26 @@ def column(table, name, option):
     return table[name].tolist()
 
 
+def image_files(folder, option):
+    """The image files under ``folder`` (searched recursively), sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CommandError(f"{option} must be a folder; got {str(folder)!r}")
+    rows = sorted(
+        str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not rows:
+        raise CommandError(f"no image files found under {str(folder)!r}")
+    return rows
+
+
 def read_rows(args):
     """The rows to process: a folder of images, a file list, or a table column."""
     given = [x for x in (args.images, args.file_list, args.table) if x is not None]
     if len(given) != 1:
         raise CommandError("give exactly one of --images, --file-list or --table")
     if args.images is not None:
-        folder = Path(args.images)
-        if not folder.is_dir():
-            raise CommandError(f"--images must be a folder; got {str(folder)!r}")
-        rows = sorted(
-            str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-        )
-        if not rows:
-            raise CommandError(f"no image files found under {str(folder)!r}")
-        return rows
+        return image_files(args.images, "--images")
     if args.file_list is not None:
         path = Path(args.file_list)
         if not path.is_file():

@@ -2,9 +2,8 @@
 
 import sys
 import warnings
-from pathlib import Path
 
-from sklearn_clip._cli.common import IMAGE_SUFFIXES, CommandError, add_model_options
+from sklearn_clip._cli.common import CommandError, add_model_options, image_files
 
 
 def register(commands):
@@ -29,6 +28,7 @@ def register(commands):
 
 def add_collection_options(parser, flag):
     parser.add_argument(flag, dest="folder", required=True, help="a folder of images")
+    parser.set_defaults(folder_option=flag)
     parser.add_argument(
         "--cache-dir",
         help="a folder caching the embeddings, so a second run reads them",
@@ -39,14 +39,7 @@ def fit_folder(args):
     """A searcher fitted on the folder's images; unreadable files are listed."""
     from sklearn_clip import CLIPNearestNeighbors
 
-    folder = Path(args.folder)
-    if not folder.is_dir():
-        raise CommandError(f"not a folder: {str(folder)!r}")
-    paths = sorted(
-        str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-    )
-    if not paths:
-        raise CommandError(f"no image files found under {str(folder)!r}")
+    paths = image_files(args.folder, args.folder_option)
     searcher = CLIPNearestNeighbors(
         args.model,
         batch_size=args.batch_size,
