@@ -40,7 +40,21 @@ FALLBACK = {"linear": 1.0, "tip": (0.01, 5.5)}
 
 
 class FewShotWarning(UserWarning):
-    """regularization="cv" could not cross-validate and used a fixed value."""
+    """Warn that ``regularization="cv"`` could not cross-validate.
+
+    Issued by :meth:`CLIPFewShotClassifier.fit` when a class has fewer than
+    two labelled images: the regularisation then takes a fixed value.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from sklearn_clip import FewShotWarning
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warnings.warn("one image of 'cat'", FewShotWarning)
+    >>> caught[0].category.__name__
+    'FewShotWarning'
+    """
 
 
 @fill_doc

@@ -95,8 +95,10 @@ class ModelHandle:
         A ``transformers`` CLIP-family model; it is put in eval mode.
     tokenizer : transformers tokenizer
         The model's tokenizer.
-    processor_config : dict
-        The checkpoint's image-processor configuration.
+    image_processor : transformers image processor or dict
+        The checkpoint's image processor (as ``AutoImageProcessor`` loads it),
+        or its configuration as a dict, which is resolved through
+        ``AutoImageProcessor``.
     source, revision : str, default=None
         Where the weights came from; None for weights that live only in memory.
     device, dtype : torch.device and torch.dtype, default=None
@@ -608,7 +610,8 @@ def model_cache_info():
     >>> from sklearn_clip.toy import make_tiny_clip
     >>> sorted(model_cache_info())
     ['hits', 'loads', 'maxsize', 'models', 'size']
-    >>> handle = load_model(make_tiny_clip())
+    >>> import tempfile
+    >>> handle = load_model(make_tiny_clip(tempfile.mkdtemp()))  # a new model
     >>> held = model_cache_info()["models"][-1]
     >>> held["loads"], held["dtype"] == str(handle.dtype).removeprefix("torch.")
     (1, True)

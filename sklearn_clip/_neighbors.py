@@ -364,7 +364,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         return np.nan_to_num(queries), failed
 
     def find_duplicates(self, threshold=0.95):
-        """Groups of rows that are near-copies of each other.
+        """Find the groups of rows that are near-copies of each other.
 
         The groups are the connected components (of two rows or more) of the
         graph joining every two rows whose cosine similarity is at least
