@@ -122,13 +122,13 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
     ----------
     classes_ : ndarray of shape (n_classes,)
         The sorted labels.
-    class_embeddings_ : ndarray of shape (n_classes, embedding_dim_)
+    class_embeddings_ : ndarray of shape (n_classes, embedding_dim)
         Unit-length text embedding of each class (the zero-shot weights).
     logit_scale_ : float
         The model's learned temperature.
     logit_bias_ : float or None
         The learned bias of SigLIP-style models; None for CLIP.
-    coef_ : ndarray of shape (n_classes, embedding_dim_)
+    coef_ : ndarray of shape (n_classes, embedding_dim)
         ``method="linear"``: the head's weights; ``logit_scale_ *
         class_embeddings_`` plus the learned correction.
     cache_embeddings_, cache_labels_ : ndarray

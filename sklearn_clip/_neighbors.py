@@ -74,7 +74,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
 
     Attributes
     ----------
-    embeddings_ : ndarray of shape (n_samples_fit_, embedding_dim_)
+    embeddings_ : ndarray of shape (n_samples_fit, embedding_dim)
         The collection's unit-length embeddings, in ``embedding_dtype``; NaN
         rows for images that could not be read (they are never returned).
     n_samples_fit_ : int

@@ -113,7 +113,7 @@ class CLIPZeroShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimato
     thresholds_ : ndarray of shape (n_classes,)
         ``multi_label=True`` only: the probability at or above which
         ``predict`` gives a label.
-    background_embeddings_ : ndarray of shape (n_backgrounds, embedding_dim_)
+    background_embeddings_ : ndarray of shape (n_backgrounds, embedding_dim)
         ``multi_label=True`` with a CLIP model only: the background prompts.
     input_errors_ : list of dict
         Under ``on_error="nan"``, the rows the last prediction could not read:

@@ -40,6 +40,7 @@ SUBMODULES = {
     "sklearn_clip.datasets": "Datasets",
     "sklearn_clip.toy": "Tiny models",
     "sklearn_clip.demo": "The demo",
+    "sklearn_clip.metrics": "Metrics",
 }
 
 
