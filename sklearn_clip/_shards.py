@@ -16,13 +16,13 @@ is refused rather than silently mixed in.
 
 import hashlib
 import json
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from sklearn_clip._encode import InputErrorWarning
+from sklearn_clip._files import replaced_atomically
 from sklearn_clip._images import ImageInputError
 
 MANIFEST = "manifest.json"
@@ -57,18 +57,8 @@ def check_manifest(output, description):
                 "this one to start over"
             )
         return
-    _write_atomically(path, lambda tmp: tmp.write_text(json.dumps(description)))
-
-
-def _write_atomically(path, write):
-    # A temporary name in the same folder, then one rename: readers (and a
-    # resumed run) see the old state or the complete new file, never a part.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replaced_atomically(path) as tmp:
+        Path(tmp).write_text(json.dumps(description))
 
 
 def remove_partial_files(output):
@@ -96,7 +86,8 @@ def shard_table(rows, embeddings, errors):
 def write_shard(path, table):
     import pyarrow.parquet as pq
 
-    _write_atomically(path, lambda tmp: pq.write_table(table, tmp))
+    with replaced_atomically(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def encode_chunk(embedder, rows):
