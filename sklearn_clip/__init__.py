@@ -1,6 +1,7 @@
 """CLIP zero-shot classification, embeddings and contrastive fine-tuning for
 scikit-learn."""
 
+from sklearn_clip._config import config_context, get_config, set_config
 from sklearn_clip._embedding import CLIPEmbeddingTransformer
 from sklearn_clip._few_shot import CLIPFewShotClassifier, FewShotWarning
 from sklearn_clip._finetune import CLIPContrastiveFinetuner
@@ -24,6 +25,9 @@ __all__ = [
     "FewShotWarning",
     "ModelHandle",
     "clear_model_cache",
+    "config_context",
+    "get_config",
     "load_model",
     "model_cache_info",
+    "set_config",
 ]

@@ -19,6 +19,7 @@ from sklearn_clip._encode import encode_rows
 from sklearn_clip._inputs import as_rows
 from sklearn_clip._model import ModelHandle, _handle_from_files, load_model
 from sklearn_clip._options import CACHE_DTYPES, DTYPE_NAMES, ON_ERROR_OPTIONS
+from sklearn_clip._precision import dtype_name
 
 # Parameter descriptions written once and put into each estimator's docstring by
 # `fill_doc`, so the three estimators document shared parameters identically.
@@ -36,8 +37,12 @@ SHARED_PARAMETER_DOCS = {
     "dtype": """dtype : {"auto", "float32", "bfloat16", "float16"}, default="auto"
         Weights' precision; ``"auto"`` is bfloat16 or float16 on a GPU,
         bfloat16 on a CPU with native bfloat16 matrix units (AMX,
-        AVX512-BF16) where it measured faster, else float32 (the fitted
-        model's ``dtype`` shows the choice). Outputs are always float32.""",
+        AVX512-BF16), else float32: decided from what the hardware reports,
+        the same in every process of a machine. ``dtype_`` records the
+        choice, and :func:`~sklearn_clip.set_config` (or the
+        ``SKLEARN_CLIP_AUTO_DTYPE`` environment variable) forces one
+        precision for every ``"auto"`` in the process. Outputs are always
+        float32.""",
     "batch_size": """batch_size : int or "auto", default=32
         Rows encoded per forward pass. Outputs do not depend on it (beyond
         floating-point rounding). ``"auto"`` starts small on a GPU and doubles
@@ -118,7 +123,7 @@ class CLIPEstimatorBase(BaseEstimator):
         if handle is None:
             files = self.__dict__.pop("_pickled_model_files", None)
             if files is not None:
-                handle = _handle_from_files(files)
+                handle = _handle_from_files(files, self.dtype)
             else:
                 handle = load_model(
                     self.model,
@@ -127,6 +132,8 @@ class CLIPEstimatorBase(BaseEstimator):
                     dtype=self.dtype,
                 )
             self._handle = handle
+        if reset:
+            self.dtype_ = dtype_name(handle.dtype)
         return handle
 
     def _encode(self, X, *, modality, normalize=True):

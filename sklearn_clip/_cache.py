@@ -147,6 +147,9 @@ class EmbeddingCache:
             "model": model_fingerprint(handle),
             "normalize": bool(normalize),
             "dtype": self.dtype.name,
+            # The fingerprint hashes the weights' bytes, which differ between
+            # precisions already; naming the precision makes the folder say so.
+            "precision": str(handle.dtype).removeprefix("torch."),
             "dim": handle.embedding_dim,
         }
         if kind == "image":

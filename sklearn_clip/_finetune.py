@@ -21,6 +21,7 @@ from sklearn_clip._loading import FINETUNE_FAMILIES
 from sklearn_clip._model import DEFAULT_MODEL, resolve_device
 from sklearn_clip._options import PAIR_ON_ERROR_OPTIONS
 from sklearn_clip._pairs import prepare_pairs, split_validation
+from sklearn_clip._precision import dtype_name, training_autocast_dtype
 from sklearn_clip._prompts import check_template
 from sklearn_clip._training import (
     NonFiniteLossError,
@@ -156,6 +157,12 @@ class CLIPContrastiveFinetuner(
         Whether training was stopped by ``KeyboardInterrupt`` (Ctrl-C).
     checkpoint_ : str or None
         The newest checkpoint written, if any.
+    dtype_ : str
+        The precision ``model_`` runs at (``"float32"``, ``"bfloat16"`` or
+        ``"float16"``): what ``dtype`` resolved to.
+    training_dtype_ : str
+        The precision of the training's forward and backward passes:
+        ``"bfloat16"`` under autocast, else ``"float32"``.
     input_errors_ : list of dict
         With ``on_error="skip"``: one record per pair left out (``position``,
         ``index``, ``source``, ``error``, ``message``), as the other
@@ -178,9 +185,15 @@ class CLIPContrastiveFinetuner(
     computed once over them, and rank 0 alone writes checkpoints and shows
     progress. Each process decodes the pairs itself.
 
-    Training runs in float32 with bfloat16 autocast on GPUs that support it
-    and on CPUs with native bfloat16 units (see ``dtype``);
-    ``model_`` then holds the weights in ``dtype``. A loss or gradient that is
+    Training keeps float32 master weights, starting from the checkpoint's own
+    float32 weights even where inference runs in bfloat16. With
+    ``dtype="float32"`` it runs in float32 throughout; with ``"auto"`` it
+    autocasts to bfloat16 on GPUs that support it, and on CPUs with native
+    bfloat16 units only for models at least 768 wide (ViT-B and larger),
+    where that measured faster (see :func:`~sklearn_clip.set_config` for
+    forcing one precision). ``training_dtype_`` records the choice, and
+    ``model_`` holds the weights in ``dtype`` (``dtype_``) with the float32
+    ones kept for :meth:`save_pretrained`. A loss or gradient that is
     not finite stops training with a ``FloatingPointError`` that names the
     epoch and step; the estimator is still fitted, with the weights of the
     last good step. Ctrl-C stops training cleanly: the estimator is fitted
@@ -330,12 +343,13 @@ class CLIPContrastiveFinetuner(
         # Every rank must split and shuffle alike, even with random_state=None.
         seed = dist.broadcast_object(int(_check_seed(self.random_state)))
         train_data, val_data = split_validation(data, self.validation_fraction, seed)
+        config = self._training_config(seed, handle)
         try:
             result = train(
                 handle,
                 train_data,
                 val_data,
-                self._training_config(seed),
+                config,
                 checkpoint_dir=self.checkpoint_dir,
                 resume=resume,
                 verbose=self.verbose,
@@ -343,11 +357,11 @@ class CLIPContrastiveFinetuner(
             )
         except NonFiniteLossError as error:
             # Still fitted, with the last good weights, so nothing is lost.
-            self._set_fitted(handle, error.result)
+            self._set_fitted(handle, error.result, config)
             raise
         finally:
             data.store.close()
-        self._set_fitted(handle, result)
+        self._set_fitted(handle, result, config)
         return self
 
     def _usable_captions(self, y, n_rows):
@@ -380,7 +394,8 @@ class CLIPContrastiveFinetuner(
             raise ValueError("resume=True needs checkpoint_dir to find a checkpoint")
         return bool(resume)
 
-    def _training_config(self, seed):
+    def _training_config(self, seed, handle):
+        autocast = training_autocast_dtype(handle.device, self.dtype, handle.model)
         return TrainingConfig(
             learning_rate=float(self.learning_rate),
             weight_decay=float(self.weight_decay),
@@ -395,6 +410,7 @@ class CLIPContrastiveFinetuner(
             lora=self.lora,
             n_iter_no_change=self.n_iter_no_change,
             seed=seed,
+            autocast=None if autocast is None else dtype_name(autocast),
         )
 
     def __sklearn_tags__(self):
@@ -415,9 +431,11 @@ class CLIPContrastiveFinetuner(
         template = check_template(self.caption_template)
         return [template.format(label) for label in _check_labels(rows, index)]
 
-    def _set_fitted(self, handle, result):
-        tuned = result.model.to(device=handle.device, dtype=handle.dtype)
-        self._tuned = handle.with_model(tuned)
+    def _set_fitted(self, handle, result, config):
+        # The float32 trained weights stay the master copy of a bfloat16 model_.
+        self._tuned = handle.with_model(result.model)
+        self.dtype_ = dtype_name(handle.dtype)
+        self.training_dtype_ = config.autocast or "float32"
         self.history_ = result.history
         self.n_iter_ = len(result.history)
         self.interrupted_ = result.interrupted
@@ -432,8 +450,9 @@ class CLIPContrastiveFinetuner(
         if alpha == 1.0:
             self.model_ = self._tuned
         else:
-            start = self._get_model().model
-            mixed = _interpolate_weights(start, self._tuned.model, alpha)
+            start = self._get_model().full_precision_model()
+            tuned = self._tuned.full_precision_model()
+            mixed = _interpolate_weights(start, tuned, alpha)
             self.model_ = self._tuned.with_model(mixed)
         self._model_alpha = alpha
 

@@ -13,8 +13,6 @@ import os
 import threading
 from pathlib import Path
 
-import torch
-
 # Where a checkpoint's image preprocessing may be written: transformers 5's
 # processors nest it under "image_processor" in the second file.
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
@@ -273,6 +271,8 @@ def hub_snapshot(source, revision, local_files_only):
 def read_checkpoint(directory, device, dtype):
     """``(model, tokenizer, image processor)`` from a saved directory.
 
+    ``dtype`` None keeps the precision the weights are stored in.
+
     Everything that can be refused (pickle weights, remote code, an
     unsupported family, no image-processor config) is, before the weights
     are read.
@@ -291,5 +291,5 @@ def read_checkpoint(directory, device, dtype):
         model = AutoModel.from_pretrained(
             str(directory), use_safetensors=True, **options
         )
-    model = model.to(device=device, dtype=dtype or torch.float32)
+    model = model.to(device=device, dtype=dtype)
     return model, tokenizer, image_processor

@@ -7,6 +7,7 @@ over many candidates and folds loads the weights once. The returned
 by identity and pickling sends only where it came from.
 """
 
+import copy
 import json
 import os
 import tempfile
@@ -36,7 +37,7 @@ from sklearn_clip._loading import (
     read_checkpoint,
 )
 from sklearn_clip._options import DTYPE_NAMES
-from sklearn_clip._precision import auto_dtype
+from sklearn_clip._precision import auto_dtype, dtype_name
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
@@ -72,7 +73,8 @@ def resolve_dtype(dtype, device):
     """``"auto"`` follows :func:`sklearn_clip._precision.auto_dtype`; names are checked.
 
     That is bfloat16 on GPUs that have it (else float16), and on CPUs with
-    native bfloat16 matrix units where it measured faster; float32 elsewhere.
+    native bfloat16 matrix units; float32 elsewhere, unless
+    :func:`~sklearn_clip.set_config` forces one precision.
     """
     if dtype is None or dtype == "auto":
         return auto_dtype(device)
@@ -105,6 +107,13 @@ class ModelHandle:
         Where the weights are and their type; None reads them from the model.
     compile_options : dict, default=None
         Keyword arguments of ``torch.compile`` for the image forward pass.
+    stored_dtype : torch.dtype, default=None
+        The precision the checkpoint stores the weights in, where ``model``
+        was cast from it; None means ``dtype`` (or ``master``'s precision).
+    master : torch.nn.Module, default=None
+        The same weights at full precision, where ``model`` is a lower
+        precision copy of weights that live only in memory (a fine-tuned
+        model's float32 master weights). Saving and fine-tuning use it.
 
     Attributes
     ----------
@@ -122,6 +131,11 @@ class ModelHandle:
         Where the weights came from; None for weights that live only in memory.
     device : torch.device
     dtype : torch.dtype
+        The precision the model runs at.
+    stored_dtype : torch.dtype
+        The precision of the weights as loaded or trained, before any cast
+        for inference: what :meth:`save_pretrained` writes and fine-tuning
+        starts from.
     compile_options : dict or None
         Keyword arguments of ``torch.compile`` for the image forward pass (see
         :func:`load_model`); None runs it eagerly.
@@ -148,6 +162,8 @@ class ModelHandle:
         device=None,
         dtype=None,
         compile_options=None,
+        stored_dtype=None,
+        master=None,
     ):
         self.model = use_fast_activations(model.eval())
         self.tokenizer = tokenizer
@@ -158,8 +174,13 @@ class ModelHandle:
         self.source = source
         self.revision = revision
         self.device = device or next(model.parameters()).device
-        self.dtype = dtype or next(model.parameters()).dtype
+        self.dtype = dtype or weights_dtype(model)
         self.compile_options = compile_options
+        self._master = master
+        if master is not None:
+            stored_dtype = weights_dtype(master)
+        self.stored_dtype = stored_dtype or self.dtype
+        self._directory = None  # where the weights can be read again
         self._compiled_image_features = None
         self._warned = set()
         self._lock = threading.Lock()
@@ -345,8 +366,35 @@ class ModelHandle:
         return self._compiled_image_features(pixel_values)
 
     # -- persistence -------------------------------------------------------
+    def full_precision_model(self):
+        """The model at its stored precision (:attr:`stored_dtype`).
+
+        Where the handle runs a lower-precision copy (bfloat16 for inference),
+        this is the float32 master copy of trained weights, or the checkpoint
+        read again from its directory on the CPU; otherwise the model itself.
+
+        Returns
+        -------
+        torch.nn.Module
+            Not to be modified: it may be the handle's own model.
+        """
+        if self._master is not None:
+            return self._master
+        if self.dtype == self.stored_dtype or self._directory is None:
+            return self.model
+        model, _, _ = read_checkpoint(
+            self._directory, torch.device("cpu"), self.stored_dtype
+        )
+        # The same activations as the handle's own model, so that training
+        # from here equals training from a float32 handle bit for bit.
+        return use_fast_activations(model.eval())
+
     def save_pretrained(self, path):
         """Write safetensors weights and the family's processor to ``path``.
+
+        The weights are written at their stored precision (a float32
+        checkpoint loaded as bfloat16 for inference is saved as float32), so
+        saving never loses precision.
 
         The family's processor saves itself (``processor_config.json`` and the
         tokenizer files in transformers 5); the image processor's own
@@ -367,7 +415,7 @@ class ModelHandle:
         path.mkdir(parents=True, exist_ok=True)
         processor = family_processor(self.family, self.image_processor, self.tokenizer)
         with quiet_transformers():
-            self.model.save_pretrained(path, safe_serialization=True)
+            self.full_precision_model().save_pretrained(path, safe_serialization=True)
             processor.save_pretrained(path)
             self.image_processor.save_pretrained(path)
         return path
@@ -378,7 +426,11 @@ class ModelHandle:
         Parameters
         ----------
         model : torch.nn.Module
-            A model of the same architecture (e.g. fine-tuned weights).
+            A model of the same architecture (e.g. fine-tuned weights), at
+            any precision. It runs on this handle's device and dtype; where
+            its own precision differs (float32 trained weights for a bfloat16
+            handle), it is kept on the CPU as the master copy that saving and
+            further fine-tuning use, and a converted copy runs.
         source, revision : str, default=None
             Where its weights came from; None for weights only in memory.
 
@@ -387,8 +439,9 @@ class ModelHandle:
         ModelHandle
             The new handle, on this handle's device and dtype.
         """
+        run, master = _at_precision(model, self.device, self.dtype)
         return ModelHandle(
-            model,
+            run,
             self.tokenizer,
             self.image_processor,
             source=source,
@@ -396,6 +449,7 @@ class ModelHandle:
             device=self.device,
             dtype=self.dtype,
             compile_options=self.compile_options,
+            master=master,
         )
 
     def __sklearn_clone__(self):
@@ -405,18 +459,20 @@ class ModelHandle:
 
     def __reduce__(self):
         if self.source is not None:
-            dtype = str(self.dtype).removeprefix("torch.")
             return (
                 _load_reference,
                 (
                     self.source,
                     self.revision,
                     self.device.type,
-                    dtype,
+                    dtype_name(self.dtype),
                     self.compile_options,
                 ),
             )
-        return (_handle_from_files, (self.to_files(),))
+        return (
+            _handle_from_files,
+            (self.to_files(), dtype_name(self.dtype), self.device.type),
+        )
 
     def to_files(self):
         """Return the saved directory as ``{file name: bytes}`` (safetensors inside).
@@ -459,20 +515,77 @@ def _load_reference(source, revision, device, dtype, compile=None):
     )
 
 
-def _handle_from_files(files):
+def _handle_from_files(files, dtype="auto", device_type=None):
+    # Pickles written before the precision was recorded hold the files only;
+    # a GPU's precision does not carry over to a machine without one.
     with tempfile.TemporaryDirectory() as tmp:
         for name, data in files.items():
             Path(tmp, Path(name).name).write_bytes(data)
-        handle = _load_directory(tmp, resolve_device("auto"), None)
-    handle.source = None
-    return handle
+        stored, tokenizer, processor = read_checkpoint(tmp, torch.device("cpu"), None)
+    # The weights were written at their stored precision; they run at the
+    # pickled handle's precision, or at what "auto" means here.
+    device = resolve_device("auto")
+    if device_type is not None and device_type != device.type:
+        dtype = "auto"
+    model, master = _at_precision(stored, device, resolve_dtype(dtype, device))
+    return ModelHandle(model, tokenizer, processor, master=master)
+
+
+def _at_precision(model, device, dtype):
+    """``(model to run, master copy or None)`` for running ``model`` at ``dtype``.
+
+    ``nn.Module.to`` converts in place, so a lower-precision copy is made from
+    the master, which stays on the CPU and is never converted.
+    """
+    if weights_dtype(model) == dtype:
+        return model.to(device), None
+    master = model.to("cpu")
+    return cast_weights(copy.deepcopy(master), device, dtype), master
+
+
+def weights_dtype(model):
+    """The precision of a model's weights: that of its largest tensor.
+
+    Not the first parameter's, which may be a float32 temperature kept beside
+    bfloat16 weights (see :func:`cast_weights`).
+    """
+    return max(model.parameters(), key=lambda p: p.numel()).dtype
+
+
+def cast_weights(model, device, dtype):
+    """``model`` moved to ``device`` and ``dtype``, in place, but for its scalars.
+
+    The single-number parameters (the temperature, SigLIP's bias) keep their
+    precision: they scale every logit, and bfloat16 would round CLIP's
+    ``exp(logit_scale) = 100`` to a step of 0.5.
+    """
+    scalars = {
+        name: parameter.detach().clone()
+        for name, parameter in model.named_parameters()
+        if parameter.numel() == 1
+    }
+    model.to(device=device, dtype=dtype)
+    with torch.no_grad():
+        for name, value in scalars.items():
+            model.get_parameter(name).data = value.to(device)
+    return model
 
 
 def _load_directory(source, device, dtype):
-    model, tokenizer, processor = read_checkpoint(source, device, dtype)
-    return ModelHandle(
-        model, tokenizer, processor, source=str(source), device=device, dtype=dtype
+    model, tokenizer, processor = read_checkpoint(source, device, None)
+    stored_dtype = weights_dtype(model)
+    model = cast_weights(model, device, dtype)
+    handle = ModelHandle(
+        model,
+        tokenizer,
+        processor,
+        source=str(source),
+        device=device,
+        dtype=dtype,
+        stored_dtype=stored_dtype,
     )
+    handle._directory = str(source)
+    return handle
 
 
 def load_model(
@@ -497,8 +610,11 @@ def load_model(
         ``"auto"`` picks cuda, then mps, then cpu.
     dtype : {"auto", "float32", "bfloat16", "float16"}, default="auto"
         ``"auto"`` is bfloat16 (or float16) on a GPU, bfloat16 on a CPU with
-        native bfloat16 matrix units (AMX, AVX512-BF16) where it measured
-        faster, else float32; ``handle.dtype`` shows the choice.
+        native bfloat16 matrix units (AMX, AVX512-BF16), else float32, as the
+        hardware reports it; :func:`~sklearn_clip.set_config` forces one
+        precision instead. ``handle.dtype`` shows the choice. Whatever it is,
+        :meth:`ModelHandle.save_pretrained` writes the checkpoint's own
+        precision.
     local_files_only : bool, default=None
         Never touch the network. None means: only when ``HF_HUB_OFFLINE`` is
         set, or when the hub cannot be reached.

@@ -1,24 +1,45 @@
-"""Which precision runs fastest here: the policy behind ``dtype="auto"``.
+"""The precision rule behind ``dtype="auto"``, for inference and for training.
 
-On a GPU, bfloat16 where the card has it, else float16. On a CPU, bfloat16 only
-where the CPU has native bfloat16 matrix units (Intel AMX tiles, or the
-AVX512-BF16 dot-product instructions), as reported by torch, and only once a
-short matrix-product probe has shown that bfloat16 is actually faster here:
-elsewhere bfloat16 is emulated and slower than float32, so ``"auto"`` stays
-float32. The same policy chooses bfloat16 autocast in fine-tuning.
+The rule reads what the hardware reports, never a timing, so every process of
+a machine (Dask workers, a grid search's jobs, ``torchrun`` ranks) decides the
+same, whatever the load at that moment:
 
-The probe runs at most once per process, and only on CPUs that report such
-units, so on every other CPU nothing is timed.
+- weights for inference: bfloat16 on GPUs that have it (float16 on older
+  ones), float16 on Apple GPUs, bfloat16 on CPUs with native bfloat16 matrix
+  units (Intel AMX tiles or AVX512-BF16 dot products, as torch reports them,
+  with oneDNN available), float32 on every other CPU, where bfloat16 would be
+  emulated and slower;
+- fine-tuning: float32 master weights always; bfloat16 autocast on GPUs that
+  have it, and on CPUs with native units only for models at least
+  :data:`CPU_BF16_TRAINING_MIN_WIDTH` wide, because on narrow models the casts
+  and bfloat16's slower layer-norm and attention backward passes cost more than
+  the matrix products save (``docs/performance.md`` has the measurements).
+
+:func:`sklearn_clip.set_config` (or ``SKLEARN_CLIP_AUTO_DTYPE``) replaces the
+rule by one precision for the whole process.
 """
 
 import functools
-import time
+import os
 
 import torch
 
-# bfloat16 must beat float32 by this factor in the probe to be chosen: a
-# smaller gain would be eaten by the casts around the matrix products.
-MIN_BF16_SPEEDUP = 1.3
+from sklearn_clip._config import get_config
+
+#: Environment variable that replaces torch's report of native bfloat16 units:
+#: ``"native"`` (as if the CPU had them) or ``"none"`` (as if it had not). It
+#: shows what ``"auto"`` does on another kind of CPU, and lets a test suite
+#: check both kinds on one machine.
+CPU_BF16_VARIABLE = "SKLEARN_CLIP_CPU_BF16"
+
+#: Fine-tuning on a CPU autocasts to bfloat16 only for models whose widest
+#: tower has at least this hidden size (ViT-B's 768 and up).
+CPU_BF16_TRAINING_MIN_WIDTH = 768
+
+_UNIT_QUERIES = {
+    "amx": "_is_amx_tile_supported",
+    "avx512_bf16": "_is_avx512_bf16_supported",
+}
 
 
 def _cpu_query(name):
@@ -31,15 +52,24 @@ def _cpu_query(name):
         return False
 
 
+@functools.cache
+def _reported_units():
+    if not torch.backends.mkldnn.is_available():
+        return ()
+    return tuple(unit for unit, query in _UNIT_QUERIES.items() if _cpu_query(query))
+
+
 def cpu_bf16_units():
-    """The native bfloat16 matrix units torch reports on this CPU.
+    """The native bfloat16 matrix units of this CPU, as torch reports them.
 
     Returns
     -------
     tuple of str
         A subset of ``("amx", "avx512_bf16")``; empty where bfloat16 would be
         emulated, or where torch was built without oneDNN (which runs
-        bfloat16 matrix products on those units).
+        bfloat16 matrix products on those units). ``SKLEARN_CLIP_CPU_BF16``
+        replaces the report: ``"native"`` gives ``("avx512_bf16",)`` and
+        ``"none"`` gives ``()``.
 
     Examples
     --------
@@ -47,42 +77,20 @@ def cpu_bf16_units():
     >>> set(cpu_bf16_units()) <= {"amx", "avx512_bf16"}
     True
     """
-    if not torch.backends.mkldnn.is_available():
-        return ()
-    queries = {
-        "amx": "_is_amx_tile_supported",
-        "avx512_bf16": "_is_avx512_bf16_supported",
-    }
-    return tuple(unit for unit, query in queries.items() if _cpu_query(query))
+    override = os.environ.get(CPU_BF16_VARIABLE, "").strip().lower()
+    if override in ("", "host"):
+        return _reported_units()
+    if override not in ("native", "none"):
+        raise ValueError(
+            f"{CPU_BF16_VARIABLE} must be 'native', 'none' or unset; got {override!r}"
+        )
+    return ("avx512_bf16",) if override == "native" else ()
 
 
-def bf16_speedup(rows=256, width=768, repeats=5):
-    """How many times faster a ViT-B-sized linear layer runs in bfloat16 on CPU.
-
-    The best of ``repeats`` timings of each precision, after one warm-up run;
-    tens of milliseconds in all.
-    """
-    generator = torch.Generator().manual_seed(0)
-    x = torch.randn(rows, width, generator=generator)
-    weight = torch.randn(4 * width, width, generator=generator)
-    seconds = {}
-    with torch.inference_mode():
-        for dtype in (torch.float32, torch.bfloat16):
-            a, w = x.to(dtype), weight.to(dtype)
-            torch.nn.functional.linear(a, w)  # warm-up: kernel choice, packing
-            best = float("inf")
-            for _ in range(repeats):
-                start = time.perf_counter()
-                torch.nn.functional.linear(a, w)
-                best = min(best, time.perf_counter() - start)
-            seconds[dtype] = best
-    return seconds[torch.float32] / max(seconds[torch.bfloat16], 1e-12)
-
-
-@functools.cache
-def cpu_prefers_bf16():
-    """True where this CPU has native bfloat16 units and the probe found them faster."""
-    return bool(cpu_bf16_units()) and bf16_speedup() >= MIN_BF16_SPEEDUP
+def _forced_dtype():
+    """The precision forced by ``set_config(auto_dtype=...)``, or None for the rule."""
+    forced = get_config()["auto_dtype"]
+    return None if forced == "rule" else getattr(torch, forced)
 
 
 def auto_dtype(device):
@@ -91,29 +99,79 @@ def auto_dtype(device):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_clip._precision import auto_dtype, cpu_prefers_bf16
+    >>> from sklearn_clip._precision import auto_dtype, cpu_bf16_units
     >>> auto_dtype(torch.device("cpu")) == (
-    ...     torch.bfloat16 if cpu_prefers_bf16() else torch.float32
+    ...     torch.bfloat16 if cpu_bf16_units() else torch.float32
     ... )
     True
     """
+    forced = _forced_dtype()
+    if forced is not None:
+        return forced
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "mps":
         return torch.float16
-    if device.type == "cpu" and cpu_prefers_bf16():
+    if device.type == "cpu" and cpu_bf16_units():
         return torch.bfloat16
     return torch.float32
 
 
-def autocast_dtype(device):
-    """The autocast dtype for training on ``device``, or None to train in float32.
+def model_width(model):
+    """The hidden size of a model's widest tower (0 where none is declared)."""
+    config = model.config
+    widths = [
+        getattr(getattr(config, tower, None), "hidden_size", 0) or 0
+        for tower in ("vision_config", "text_config")
+    ]
+    return int(max(widths))
 
-    bfloat16 needs no loss scaling, so it is used wherever it is native; float16
-    autocast (which would need a gradient scaler) is never chosen.
+
+def training_autocast_dtype(device, dtype, model):
+    """The autocast dtype for fine-tuning ``model``, or None to train in float32.
+
+    Parameters
+    ----------
+    device : torch.device
+        Where training runs.
+    dtype : {"auto", "float32", "bfloat16", "float16"}
+        The fine-tuner's ``dtype``. ``"float32"`` trains in float32; so does
+        ``"float16"`` (float16 autocast would need loss scaling), whose model
+        is stored in float16 after training. ``"bfloat16"`` autocasts to
+        bfloat16 wherever it runs. ``"auto"`` follows the process-wide setting,
+        else the rule in this module's description.
+    model : transformers model
+        The model to be trained; its width decides on CPUs.
+
+    Returns
+    -------
+    torch.dtype or None
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_clip import load_model
+    >>> from sklearn_clip._precision import training_autocast_dtype
+    >>> from sklearn_clip.toy import make_tiny_clip
+    >>> tiny = load_model(make_tiny_clip(), device="cpu").model
+    >>> print(training_autocast_dtype(torch.device("cpu"), "auto", tiny))
+    None
     """
+    if dtype == "auto":
+        forced = _forced_dtype()
+        dtype = "rule" if forced is None else str(forced).removeprefix("torch.")
+    if dtype == "bfloat16":
+        return torch.bfloat16
+    if dtype != "rule":
+        return None
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
-    if device.type == "cpu" and cpu_prefers_bf16():
-        return torch.bfloat16
+    if device.type == "cpu" and cpu_bf16_units():
+        if model_width(model) >= CPU_BF16_TRAINING_MIN_WIDTH:
+            return torch.bfloat16
     return None
+
+
+def dtype_name(dtype):
+    """``torch.bfloat16`` -> ``"bfloat16"``: how fitted estimators record it."""
+    return str(dtype).removeprefix("torch.")

@@ -29,6 +29,8 @@ class TrainingConfig:
     lora: int | dict | None = None
     n_iter_no_change: int | None = None
     seed: int = 0
+    # The autocast dtype's name ("bfloat16"), or None to train in float32.
+    autocast: str | None = None
 
 
 @dataclass

@@ -58,7 +58,6 @@ from sklearn_clip._contrastive import (
 )
 from sklearn_clip._forward import logit_scale
 from sklearn_clip._pairs import PairedData, prepare_pairs, split_validation
-from sklearn_clip._precision import autocast_dtype
 from sklearn_clip._schedule import (
     TrainingConfig,
     TrainingResult,
@@ -103,10 +102,10 @@ class NonFiniteLossError(FloatingPointError):
         self.result = result
 
 
-def _autocast(device):
-    # bfloat16 autocast where it is native (GPUs, CPUs with AMX or AVX512-BF16
-    # that measured faster); else float32.
-    amp = autocast_dtype(device)
+def _autocast(device, name):
+    # The fine-tuner chose the precision (sklearn_clip._precision); None
+    # trains in float32.
+    amp = None if name is None else getattr(torch, name)
     return torch.autocast(
         device.type, dtype=amp or torch.bfloat16, enabled=amp is not None
     )
@@ -186,7 +185,10 @@ class _Run:
     # -- set-up and resume -------------------------------------------------------
     def set_up(self, resume):
         config = self.config
-        self.model, self.peft_model = build_trainable(self.handle.model, config)
+        # Training starts from the checkpoint's own precision, never from a
+        # bfloat16 copy loaded for inference.
+        start = self.handle.full_precision_model()
+        self.model, self.peft_model = build_trainable(start, config)
         self.model.to(self.device).train()
         dist.broadcast_state(self.model)  # every rank starts from rank 0's weights
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -197,13 +199,13 @@ class _Run:
             betas=(0.9, 0.98),  # CLIP's betas and epsilon
             eps=1e-6,
         )
-        self.autocast = _autocast(self.device)
+        self.autocast = _autocast(self.device, config.autocast)
         n_batches = len(epoch_batches(len(self.train_data), config.batch_size, 0, 0))
         self.total_steps = math.ceil(n_batches / config.gradient_accumulation_steps)
         self.total_steps *= config.max_epochs
         self.warmup_steps = round(config.warmup_fraction * self.total_steps)
         self.signature = run_signature(
-            config, self.train_data, self.val_data, self.model, self.handle.model
+            config, self.train_data, self.val_data, self.model, start
         )
         self.run_dir = None
         if self.checkpoint_dir is not None:

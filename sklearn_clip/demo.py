@@ -49,6 +49,9 @@ TRAINING_OPTIONS = {
     "batch_size": 128,
     "max_epochs": 30,
     "validation_fraction": 0.1,
+    # The same training on every machine: float32, whatever bfloat16 units
+    # the CPU has or which GPU runs it, so the docs' model is one model.
+    "dtype": "float32",
 }
 
 

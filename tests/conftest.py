@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sklearn_clip import _model, clear_model_cache, load_model
+from sklearn_clip import _model, clear_model_cache, config_context, load_model
 from sklearn_clip.toy import make_tiny_clip
 
 
@@ -39,14 +39,33 @@ def tiny_siglip_path(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_clip(tiny_clip_path):
-    # On CPU even where a GPU is present: tests compare against CPU references
-    # (tests/test_gpu.py asks for the GPU itself).
-    return load_model(tiny_clip_path, device="cpu")
+    # On CPU even where a GPU is present, and in float32 whatever the CPU's
+    # bfloat16 units: tests compare it with float32 CPU references
+    # (tests/test_gpu.py asks for the GPU, tests/test_precision.py for bf16).
+    return load_model(tiny_clip_path, device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="session")
 def tiny_siglip(tiny_siglip_path):
-    return load_model(tiny_siglip_path, device="cpu")
+    return load_model(tiny_siglip_path, device="cpu", dtype="float32")
+
+
+@pytest.fixture
+def float32():
+    """Pin ``dtype="auto"`` to float32 for a test that compares with a float32
+    reference (transformers' own forward passes, pipelines, losses and saved
+    weights), so it passes alike on CPUs with and without native bfloat16
+    units. The bfloat16 path has tests of its own (tests/test_precision.py)."""
+    with config_context(auto_dtype="float32"):
+        yield
+
+
+@pytest.fixture(scope="module")
+def float32_module():
+    """:func:`float32` for a whole module made of such tests, module-scoped
+    fixtures included (``pytestmark = pytest.mark.usefixtures(...)``)."""
+    with config_context(auto_dtype="float32"):
+        yield
 
 
 def _gradient(height, width, seed):

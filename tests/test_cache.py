@@ -208,7 +208,8 @@ def test_namespace_follows_weights_not_their_source(tiny_clip, tmp_path):
     # Saved elsewhere and loaded back: same weights, same entries.
     from sklearn_clip import load_model
 
-    reloaded = load_model(tiny_clip.save_pretrained(tmp_path / "copy"))
+    saved = tiny_clip.save_pretrained(tmp_path / "copy")
+    reloaded = load_model(saved, dtype="float32")
     assert cache.namespace(reloaded, kind="image", normalize=True) == base
 
 

@@ -50,7 +50,7 @@ def table(tmp_path_factory, gradient):
     )
 
 
-def test_transform_gives_unit_float32_rows(tiny_clip_path, tiny_clip, table):
+def test_transform_gives_unit_float32_rows(float32, tiny_clip_path, tiny_clip, table):
     embedder = CLIPEmbeddingTransformer(tiny_clip_path).fit(table["image"])
     assert embedder.embedding_dim_ == tiny_clip.embedding_dim == 32
     out = embedder.transform(table["image"])
@@ -70,7 +70,7 @@ def test_normalize_false_gives_the_raw_projection(tiny_clip_path, table):
     )
 
 
-def test_text_modality(tiny_clip_path, tiny_clip, table):
+def test_text_modality(float32, tiny_clip_path, tiny_clip, table):
     embedder = CLIPEmbeddingTransformer(tiny_clip_path, modality="text")
     out = embedder.fit_transform(table["caption"])
     np.testing.assert_allclose(

@@ -27,7 +27,8 @@ from sklearn_clip.toy import FAMILIES, make_tiny_clip
 
 LABELS = ["a red circle", "a blue square", "a green star"]
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# Every test here compares with transformers' own float32 forward passes.
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "float32_module")
 
 
 @pytest.fixture(scope="module")

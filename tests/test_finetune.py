@@ -43,6 +43,11 @@ TRAIN = {
     "random_state": 0,
 }
 
+# The tests here compare trained weights with float32 references (transformers'
+# from_pretrained, saved files, mixed weights); the bfloat16 path of
+# fine-tuning is tested in tests/test_precision.py.
+pytestmark = pytest.mark.usefixtures("float32_module")
+
 
 @pytest.fixture(autouse=True)
 def _seed():

@@ -84,7 +84,7 @@ def image_paths(tmp_path_factory, images):
 
 
 def test_clip_label_probability_is_the_label_against_the_backgrounds(
-    tiny_clip, tiny_clip_path, image_paths
+    float32, tiny_clip, tiny_clip_path, image_paths
 ):
     clf = _classifier(tiny_clip_path, templates="{}", background_prompts=BACKGROUNDS)
     proba = clf.fit(None).predict_proba(image_paths)
@@ -95,7 +95,7 @@ def test_clip_label_probability_is_the_label_against_the_backgrounds(
 
 
 def test_siglip_label_probability_is_its_sigmoid(
-    tiny_siglip, tiny_siglip_path, image_paths
+    float32, tiny_siglip, tiny_siglip_path, image_paths
 ):
     clf = _classifier(tiny_siglip_path, templates="{}").fit(None)
     logits = _model_logits(tiny_siglip, image_paths, list(clf.classes_))

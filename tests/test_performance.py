@@ -180,7 +180,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_every_row(
 
 
 def test_out_of_memory_back_off_for_texts_and_through_the_estimator(
-    tiny_clip, tiny_clip_path, images, monkeypatch
+    float32, tiny_clip, tiny_clip_path, images, monkeypatch
 ):
     texts = [f"a photo of {i} red circles" for i in range(40)]
     plain = tiny_clip.encode_texts(texts, batch_size=16)

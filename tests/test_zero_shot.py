@@ -44,7 +44,9 @@ def shapes(tmp_path_factory, gradient):
     return np.asarray(paths, dtype=object), np.asarray(labels, dtype=object)
 
 
-def test_acceptance_1_matches_the_transformers_pipeline(tiny_clip_path, shapes):
+def test_acceptance_1_matches_the_transformers_pipeline(
+    float32, tiny_clip_path, shapes
+):
     """Acceptance 1: the same probabilities as the zero-shot pipeline."""
     from transformers import pipeline
 
@@ -67,7 +69,9 @@ def test_acceptance_1_matches_the_transformers_pipeline(tiny_clip_path, shapes):
     assert (clf.classes_[expected.argmax(1)] == clf.predict(paths)).all()
 
 
-def test_siglip_logits_are_the_models_own(tiny_siglip_path, tiny_siglip, shapes):
+def test_siglip_logits_are_the_models_own(
+    float32, tiny_siglip_path, tiny_siglip, shapes
+):
     paths, _ = shapes
     clf = CLIPZeroShotClassifier(tiny_siglip_path, templates="{}").fit(None, LABELS)
     assert tiny_siglip.logit_bias is not None
@@ -92,7 +96,7 @@ def test_predict_sigmoid_needs_a_sigmoid_model(tiny_clip_path, shapes):
         clf.predict_sigmoid(shapes[0])
 
 
-def test_outputs_are_consistent(tiny_clip, tiny_clip_path, shapes):
+def test_outputs_are_consistent(float32, tiny_clip, tiny_clip_path, shapes):
     paths, _ = shapes
     clf = CLIPZeroShotClassifier(tiny_clip_path, candidate_labels=LABELS).fit()
     logits = clf.decision_function(paths)
@@ -186,7 +190,7 @@ def test_templates_are_checked_at_fit_not_before(tiny_clip_path):
         clf.fit(None, LABELS)
 
 
-def test_templates_are_ensembled(tiny_clip, tiny_clip_path):
+def test_templates_are_ensembled(float32, tiny_clip, tiny_clip_path):
     clf = CLIPZeroShotClassifier(tiny_clip_path, templates="openai_imagenet_7")
     clf.fit(None, LABELS)
     for label, row in zip(clf.classes_, clf.class_embeddings_):
@@ -197,7 +201,7 @@ def test_templates_are_ensembled(tiny_clip, tiny_clip_path):
     assert not np.allclose(simple.class_embeddings_, clf.class_embeddings_)
 
 
-def test_label_descriptions(tiny_clip, tiny_clip_path):
+def test_label_descriptions(float32, tiny_clip, tiny_clip_path):
     descriptions = {"red circle": ["a round red thing"], "blue square": "a blue box"}
     clf = CLIPZeroShotClassifier(
         tiny_clip_path, templates="{}", label_descriptions=descriptions

@@ -103,6 +103,8 @@ def _run_shards(args, rows):
     from tqdm.auto import tqdm
 
     from sklearn_clip import _shards
+    from sklearn_clip._model import resolve_device, resolve_dtype
+    from sklearn_clip._precision import dtype_name
 
     if args.shard_size < 1:
         raise CommandError(f"--shard-size must be at least 1; got {args.shard_size}")
@@ -115,6 +117,8 @@ def _run_shards(args, rows):
             "shard_size": args.shard_size,
             "model": str(args.model),
             "modality": args.modality,
+            # float32 and bfloat16 rows never mix in one folder.
+            "dtype": dtype_name(resolve_dtype("auto", resolve_device(args.device))),
         },
     )
     n_shards = -(-len(rows) // args.shard_size)

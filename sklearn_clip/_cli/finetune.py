@@ -109,8 +109,10 @@ def register(commands):
         "--dtype",
         choices=["auto", *DTYPE_NAMES],
         default="auto",
-        help="dtype of the saved model's weights; training keeps float32 master "
-        "weights (default: %(default)s)",
+        help="training precision: float32, bfloat16 autocast, or auto (bfloat16 "
+        "autocast on GPUs and, for models 768 wide or more, on CPUs with native "
+        "bfloat16 units); the saved weights are always float32 master weights "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--checkpoint-dir",
