@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from sklearn_clip import _distributed as dist
 from sklearn_clip._encode import tokenize
+from sklearn_clip._families import family_of
 from sklearn_clip._forward import image_features, logit_scale, text_features
 from sklearn_clip._images import normalize_batch
 from sklearn_clip._losses import contrastive_loss, sigmoid_loss
@@ -43,21 +44,17 @@ def batch_loss(model, image_embeds, text_embeds, caption_ids, sizes=None):
     image_embeds, text_embeds, caption_ids = dist.gather_features(
         image_embeds, text_embeds, caption_ids, sizes
     )
+    family = family_of(model)
     scale = logit_scale(model)
-    if hasattr(model, "logit_bias"):
-        return sigmoid_loss(
-            image_embeds, text_embeds, scale, model.logit_bias, caption_ids
-        )
+    if family.sigmoid:
+        bias = getattr(model, family.bias)
+        return sigmoid_loss(image_embeds, text_embeds, scale, bias, caption_ids)
     return contrastive_loss(image_embeds, text_embeds, scale, caption_ids)
 
 
 def temperature_parameters(model):
     """The parameters used after the gather: every rank has their full gradient."""
-    return [
-        getattr(model, name)
-        for name in ("logit_scale", "logit_bias", "temperature")
-        if hasattr(model, name)
-    ]
+    return [getattr(model, name) for name in family_of(model).temperature_names]
 
 
 def recall_at_1(image_embeds, text_embeds, caption_ids):

@@ -16,8 +16,8 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from sklearn_clip import _distributed as dist
 from sklearn_clip._base import CLIPEstimatorBase, fill_doc
+from sklearn_clip._families import FINETUNE_FAMILIES, family_of
 from sklearn_clip._inputs import as_rows, check_texts, row_label
-from sklearn_clip._loading import FINETUNE_FAMILIES
 from sklearn_clip._model import DEFAULT_MODEL, resolve_device
 from sklearn_clip._options import PAIR_ON_ERROR_OPTIONS
 from sklearn_clip._pairs import prepare_pairs, split_validation
@@ -326,7 +326,7 @@ class CLIPContrastiveFinetuner(
         # GPU before the model is loaded onto "the" GPU.
         dist.init_from_environment(resolve_device(self.device))
         handle = self._get_model(reset=True)
-        if handle.family not in FINETUNE_FAMILIES:
+        if not family_of(handle.family).finetune:
             raise ValueError(
                 f"fine-tuning a {handle.family!r} model is not supported; "
                 f"CLIPContrastiveFinetuner trains {', '.join(FINETUNE_FAMILIES)}. "

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sklearn_clip._families import FAMILY_TABLE, family_of
+
 _QUICK_GELU_SLOPE = 1.702
 
 
@@ -40,21 +42,22 @@ class QuickGELU(nn.Module):
         return F.silu(x * _QUICK_GELU_SLOPE).div_(_QUICK_GELU_SLOPE)
 
 
-# Which shortcuts each model class takes, by class name; each pairing is
-# proven in tests/test_forward.py. "class_token": the last image layer for the
-# class token only; "prefix": shared text prefixes run once; "quick_gelu":
-# the fused activation.
+# Which shortcuts each model class takes, by class name, from the family
+# table (sklearn_clip._families); each pairing is proven in
+# tests/test_forward.py. "class_token": the last image layer for the class
+# token only; "prefix": shared text prefixes run once; "quick_gelu": the fused
+# activation.
 FAST_PATHS = {
-    "CLIPModel": {"class_token", "prefix", "quick_gelu"},
-    "MetaClip2Model": {"class_token", "prefix", "quick_gelu"},
-    "AltCLIPModel": {"quick_gelu"},
-    "ChineseCLIPModel": {"quick_gelu"},
+    family.model_class: set(family.fast_paths)
+    for family in FAMILY_TABLE
+    if family.fast_paths
 }
 
 
 def fast_paths(model):
     """The shortcuts proven for ``model``'s class (an empty set for others)."""
-    return FAST_PATHS.get(type(model).__name__, set())
+    # By the exact class: a subclass may compute differently, and nobody proved it.
+    return set(FAST_PATHS.get(type(model).__name__, ()))
 
 
 def use_fast_activations(model):
@@ -87,11 +90,12 @@ def compile_image_features(model, options):
 def logit_scale(model):
     """What the model multiplies cosines by, as a tensor gradients flow through.
 
-    ``exp(logit_scale)``; ALIGN divides by a learned ``temperature`` instead.
+    ``exp(logit_scale)``, or ``1 / temperature`` for families that store the
+    temperature itself (ALIGN); the family table says which.
     """
-    if hasattr(model, "temperature"):
-        return 1.0 / model.temperature
-    return model.logit_scale.exp()
+    family = family_of(model)
+    stored = getattr(model, family.temperature)
+    return stored.exp() if family.log_temperature else 1.0 / stored
 
 
 def _features(output):

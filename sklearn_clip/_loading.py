@@ -13,43 +13,28 @@ import os
 import threading
 from pathlib import Path
 
+# The supported families and the lists derived from them stay importable from
+# here; what tells the families apart is sklearn_clip._families.
+from sklearn_clip._families import (
+    FAMILY_TABLE,
+    FINETUNE_FAMILIES,  # noqa: F401
+    SIGLIP_TEXT_LENGTH,  # noqa: F401
+    SIGMOID_FAMILIES,  # noqa: F401
+    SUPPORTED_FAMILIES,
+    family_of,
+)
+
 # Where a checkpoint's image preprocessing may be written: transformers 5's
 # processors nest it under "image_processor" in the second file.
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
-
-# The model types of transformers' zero-shot-image-classification mapping
-# that run end to end here, each checked against transformers' own pipeline
-# in tests/test_families.py. The others in that mapping (BLIP-2's retrieval
-# head, CLIPSeg, ...) score image-text pairs in ways these estimators do not
-# reproduce, and are refused at load.
-SUPPORTED_FAMILIES = (
-    "clip",
-    "metaclip_2",
-    "siglip",
-    "siglip2",
-    "align",
-    "altclip",
-    "chinese_clip",
-    "blip",
-)
-# Scored with a sigmoid and a learned bias (transformers' pipeline picks these
-# by "siglip" in the model type, and so does this).
-SIGMOID_FAMILIES = ("siglip", "siglip2")
-# Families with a learned contrastive temperature that fine-tuning trains.
-# BLIP's image-text embeddings were trained alongside matching and captioning
-# heads, which a contrastive loss alone would leave behind.
-FINETUNE_FAMILIES = tuple(f for f in SUPPORTED_FAMILIES if f != "blip")
-# transformers' zero-shot pipeline pads SigLIP-family text to this many tokens.
-SIGLIP_TEXT_LENGTH = 64
 
 
 def family_processor(model_type, image_processor, tokenizer):
     """The family's own processor (``CLIPProcessor``, ...) around the two parts,
     to save them as transformers saves them."""
     import transformers
-    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
 
-    name = PROCESSOR_MAPPING_NAMES[model_type]
+    name = family_of(model_type).processor
     return getattr(transformers, name)(
         image_processor=image_processor, tokenizer=tokenizer
     )
@@ -133,12 +118,11 @@ class _Noise:
 
 # Warnings that say nothing about the checkpoint at hand, by logger. Writing a
 # config, transformers diffs it against a default-built one, and for SigLIP
-# that default names end tokens outside its default vocabulary. BlipModel is
-# the class transformers' own zero-shot pipeline loads, and announces a
-# deprecation on every load.
+# that default names end tokens outside its default vocabulary. Some families
+# announce a deprecation on every load (their table row says which).
 _NOISE = {
     "transformers.configuration_utils": "an integer within the vocabulary",
-    "transformers.models.blip.modeling_blip": "is going to be deprecated",
+    **dict(family.load_noise for family in FAMILY_TABLE if family.load_noise),
 }
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from sklearn_clip import _encode
+from sklearn_clip._families import family_of
 from sklearn_clip._forward import (
     compile_image_features,
     image_features,
@@ -27,8 +28,6 @@ from sklearn_clip._forward import (
 from sklearn_clip._images import image_preprocessing
 from sklearn_clip._inputs import as_rows
 from sklearn_clip._loading import (
-    SIGLIP_TEXT_LENGTH,
-    SIGMOID_FAMILIES,
     check_source,
     family_processor,
     hub_snapshot,
@@ -197,9 +196,14 @@ class ModelHandle:
         return self.image_processor.to_dict()
 
     @property
+    def _facts(self):
+        # The family's row of the table: what the properties below decide by.
+        return family_of(self.family)
+
+    @property
     def is_sigmoid(self):
         """True for SigLIP-style models, scored with a sigmoid and a bias."""
-        return self.family in SIGMOID_FAMILIES
+        return self._facts.sigmoid
 
     @property
     def embedding_dim(self):
@@ -212,12 +216,13 @@ class ModelHandle:
     @property
     def context_length(self):
         """Texts are truncated to this many tokens (SigLIP's are padded to it)."""
-        if self.is_sigmoid:
+        facts = self._facts
+        if facts.text_length is not None:
             # What transformers' zero-shot pipeline pads SigLIP text to.
-            return SIGLIP_TEXT_LENGTH
+            return facts.text_length
         text = self.model.config.text_config
         positions = int(text.max_position_embeddings)
-        if self.family == "altclip":
+        if facts.position_offset:
             positions -= int(text.pad_token_id) + 1  # XLM-R's position offset
         limit = self.tokenizer.model_max_length
         return min(positions, int(limit)) if limit and limit < 1e6 else positions
@@ -226,7 +231,7 @@ class ModelHandle:
     def pad_to_max_length(self):
         # SigLIP pools the last position, and was trained on sequences padded to
         # the full context; CLIP pools the end token, so padding is free to vary.
-        return self.is_sigmoid
+        return self._facts.pad_to_max_length
 
     @property
     def pad_token_id(self):
@@ -241,8 +246,10 @@ class ModelHandle:
     @property
     def logit_bias(self):
         """The learned bias of SigLIP-style models; None for CLIP."""
-        bias = getattr(self.model, "logit_bias", None)
-        return None if bias is None else float(bias.detach().float())
+        name = self._facts.bias
+        if name is None:
+            return None
+        return float(getattr(self.model, name).detach().float())
 
     def warn_once(self, key, message):
         """Warn about ``key`` the first time only, for this handle.

@@ -8,32 +8,22 @@ for full weights in the towers it trains. The temperature always trains.
 import copy
 import warnings
 
-# Parameter-name prefixes of each part of a CLIP or SigLIP model.
-_IMAGE_TOWER = ("vision_model.", "visual_projection.")
-_TEXT_TOWER = ("text_model.", "text_projection.")
-_PROJECTIONS = (
-    "visual_projection.",
-    "text_projection.",
-    "vision_model.head.",
-    "text_model.head.",
-)
-_TEMPERATURE = ("logit_scale", "logit_bias", "temperature")
-_LORA_LAYERS = "(q_proj|k_proj|v_proj|out_proj|fc1|fc2)"
+from sklearn_clip._families import family_of
 
 
-def _trains(name, train_parts):
+def _trains(name, train_parts, family):
     """Whether the parameter ``name`` trains under ``train_parts``."""
-    if name in _TEMPERATURE:
+    if name in family.temperature_names:
         return True  # the temperature always adapts to the new pairs
     if train_parts == "all":
         return True
     if train_parts == "projections":
-        return name.startswith(_PROJECTIONS)
-    locked = _IMAGE_TOWER if train_parts == "lock_image" else _TEXT_TOWER
+        return name.startswith(family.projections)
+    locked = family.image_tower if train_parts == "lock_image" else family.text_tower
     return not name.startswith(locked)
 
 
-def _lora_config(lora, train_parts):
+def _lora_config(lora, train_parts, family):
     try:
         from peft import LoraConfig
     except ImportError as exc:
@@ -47,18 +37,33 @@ def _lora_config(lora, train_parts):
             "train_parts='projections' trains only the projections; use "
             "train_parts='all', 'lock_image' or 'lock_text' with lora, or lora=None."
         )
-    towers = {
-        "all": "(text_model|vision_model)",
-        "lock_image": "text_model",
-        "lock_text": "vision_model",
-    }[train_parts]
     options = {"r": lora} if isinstance(lora, int) else dict(lora)
     options.setdefault("r", 8)
     # alpha = r keeps the adapters' scale at 1 whatever the rank.
     options.setdefault("lora_alpha", options["r"])
     options.setdefault("lora_dropout", 0.0)
-    options.setdefault("target_modules", rf".*{towers}\..*\.{_LORA_LAYERS}")
+    if "target_modules" not in options:
+        options["target_modules"] = _lora_targets(train_parts, family)
     return LoraConfig(**options)
+
+
+def _lora_targets(train_parts, family):
+    """The regex of the layers LoRA adapts in the towers ``train_parts`` trains."""
+    if family.lora_layers is None:
+        raise ValueError(
+            f"lora has no default layers to adapt in a {family.model_type!r} "
+            "model; name them in lora={'target_modules': ...}, or use lora=None."
+        )
+    # Each tower's first prefix names its encoder module.
+    image, text = (
+        tower[0].rstrip(".") for tower in (family.image_tower, family.text_tower)
+    )
+    towers = {
+        "all": f"({text}|{image})",
+        "lock_image": text,
+        "lock_text": image,
+    }[train_parts]
+    return rf".*{towers}\..*\.{family.lora_layers}"
 
 
 def build_trainable(base_model, config):
@@ -69,11 +74,12 @@ def build_trainable(base_model, config):
     """
     # float32 master weights: AdamW's small updates vanish in bfloat16.
     model = copy.deepcopy(base_model).float()
+    family = family_of(model)
     for name, parameter in model.named_parameters():
-        parameter.requires_grad_(_trains(name, config.train_parts))
+        parameter.requires_grad_(_trains(name, config.train_parts, family))
     if config.lora is None:
         return model, None
-    lora_config = _lora_config(config.lora, config.train_parts)  # imports peft
+    lora_config = _lora_config(config.lora, config.train_parts, family)  # imports peft
     from peft import get_peft_model
 
     with warnings.catch_warnings():
@@ -81,9 +87,8 @@ def build_trainable(base_model, config):
         warnings.filterwarnings("ignore", ".*is_gradient_checkpointing", FutureWarning)
         peft_model = get_peft_model(model, lora_config)
     model = peft_model.get_base_model()
-    for name in _TEMPERATURE:
-        if hasattr(model, name):
-            getattr(model, name).requires_grad_(True)
+    for name in family.temperature_names:
+        getattr(model, name).requires_grad_(True)
     return model, peft_model
 
 

@@ -56,6 +56,7 @@ from sklearn_clip._contrastive import (
     recall_at_1,
     temperature_parameters,
 )
+from sklearn_clip._families import family_of
 from sklearn_clip._forward import logit_scale
 from sklearn_clip._pairs import PairedData, prepare_pairs, split_validation
 from sklearn_clip._schedule import (
@@ -326,9 +327,10 @@ class _Run:
             param_group["lr"] = self.lr
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if hasattr(model, "logit_scale"):  # ALIGN has a temperature instead
+        family = family_of(model)
+        if family.log_temperature:  # ALIGN stores the temperature itself
             with torch.no_grad():
-                model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+                getattr(model, family.temperature).clamp_(0, MAX_LOGIT_SCALE)
         return group_loss, float(grad_norm)
 
     def _learning_rate(self):
