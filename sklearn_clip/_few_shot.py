@@ -129,7 +129,11 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
     n_features_in_, feature_names_in_
         Only set when ``fit`` was given a one-column DataFrame.
     input_errors_ : list of dict
-        Under ``on_error="nan"``, the rows the last call could not read.
+        Under ``on_error="nan"``, the labelled images that ``fit`` could not
+        read (and left out): ``position``, ``index`` (pandas label, or the
+        position), ``source`` (path or description), ``error`` (exception
+        type) and ``message``. Predictions record nothing: their
+        :class:`~sklearn_clip.exceptions.InputErrorWarning` lists the rows.
 
     See Also
     --------
@@ -243,7 +247,10 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
             rows, _ = self._validate_rows(X, kind="image", reset=True)
             check_consistent_length(rows, y)
             fit_text_head(self, y, label_list=False)
-            embeddings = self._encode(X, modality="image").astype(np.float64)
+            embeddings, errors = self._encode_rows(X, modality="image")
+            if self.on_error == "nan":
+                self.input_errors_ = errors
+            embeddings = embeddings.astype(np.float64)
             targets = np.searchsorted(self.classes_, np.asarray(y))
             readable = ~np.isnan(embeddings).any(axis=1)
             embeddings, targets = embeddings[readable], targets[readable]
