@@ -3,7 +3,7 @@ scikit-learn."""
 
 from sklearn_clip._config import config_context, get_config, set_config
 from sklearn_clip._embedding import CLIPEmbeddingTransformer
-from sklearn_clip._few_shot import CLIPFewShotClassifier, FewShotWarning
+from sklearn_clip._few_shot import CLIPFewShotClassifier
 from sklearn_clip._finetune import CLIPContrastiveFinetuner
 from sklearn_clip._model import (
     ModelHandle,
@@ -13,6 +13,7 @@ from sklearn_clip._model import (
 )
 from sklearn_clip._neighbors import CLIPNearestNeighbors
 from sklearn_clip._zero_shot import CLIPZeroShotClassifier
+from sklearn_clip.exceptions import FewShotWarning
 
 __version__ = "0.1.0"
 

@@ -68,9 +68,13 @@ SHARED_PARAMETER_DOCS = {
         honours container and ``taskset`` limits), at most 32; give fewer where
         other work shares the cores.""",
     "on_error": """on_error : {"raise", "nan"}, default="raise"
-        What an unreadable image does: ``"raise"`` raises an error naming the
-        row, its index label and its path; ``"nan"`` gives that row NaN outputs,
-        records it in ``input_errors_`` and warns once. Only image-decoding
+        What an unreadable image does: ``"raise"`` raises an
+        :class:`~sklearn_clip.exceptions.ImageInputError` naming the row, its
+        index label and its path; ``"nan"`` gives that row NaN outputs and
+        warns once per call with an
+        :class:`~sklearn_clip.exceptions.InputErrorWarning` whose ``errors``
+        lists the rows that failed (``fit`` also keeps those of its own rows
+        in ``input_errors_``, where it reads images). Only image-decoding
         errors are caught, and if every row fails the call raises.""",
     "store_weights_in_pickle": """store_weights_in_pickle : bool, default=False
         Whether pickling keeps the weights. By default a pickle holds only where
@@ -139,12 +143,21 @@ class CLIPEstimatorBase(BaseEstimator):
     def _encode(self, X, *, modality, normalize=True):
         """Embed ``X`` with the fitted model: the estimators' one encoding path.
 
+        Writes nothing on the estimator, as scikit-learn keeps state to
+        ``fit``: under ``on_error="nan"`` the rows that failed travel with the
+        call's :class:`~sklearn_clip.exceptions.InputErrorWarning`.
+        """
+        return self._encode_rows(X, modality=modality, normalize=normalize)[0]
+
+    def _encode_rows(self, X, *, modality, normalize=True):
+        """``(embeddings, records of the rows that failed)`` of ``X``.
+
         Uses the shared encoding parameters (``batch_size``, ``on_error``,
-        ``progress``, ``cache_dir``, ``cache_dtype``, ``n_jobs``) and, under
-        ``on_error="nan"``, records the rows that failed in ``input_errors_``.
+        ``progress``, ``cache_dir``, ``cache_dtype``, ``n_jobs``); ``fit``
+        keeps the records of its own rows in ``input_errors_``.
         """
         rows, index = self._validate_rows(X, kind=modality, reset=False)
-        embeddings, errors = encode_rows(
+        return encode_rows(
             self._get_model(),
             rows,
             index,
@@ -156,9 +169,6 @@ class CLIPEstimatorBase(BaseEstimator):
             cache=make_cache(self.cache_dir, self.cache_dtype),
             n_workers=self.n_jobs,
         )
-        if self.on_error == "nan":
-            self.input_errors_ = errors
-        return embeddings
 
     def _validate_rows(self, X, *, kind, reset):
         """Flatten ``X`` to ``(rows, index)``; record (fit) or check its column.

@@ -55,6 +55,7 @@ from sklearn_clip._fingerprints import (
 )
 from sklearn_clip._images import ROW_ERRORS, FileBytes, read_image_file, to_rgb
 from sklearn_clip._options import CACHE_DTYPES
+from sklearn_clip.exceptions import CacheEntryWarning
 
 FORMAT_VERSION = 2  # 2: entries carry a checksum
 
@@ -279,10 +280,6 @@ def _npy_bytes(vector):
 def make_cache(cache_dir, cache_dtype="float32"):
     """An :class:`EmbeddingCache`, or None when ``cache_dir`` is None."""
     return None if cache_dir is None else EmbeddingCache(cache_dir, cache_dtype)
-
-
-class CacheEntryWarning(UserWarning):
-    """Damaged cache entries were found, recomputed and rewritten."""
 
 
 # Bytes of files read for their keys and held until they are encoded: with the

@@ -20,12 +20,10 @@ from pathlib import Path
 
 import torch
 
+from sklearn_clip.exceptions import CheckpointWarning
+
 CHECKPOINT_FORMAT = 1
 _KEEP_CHECKPOINTS = 2
-
-
-class CheckpointWarning(UserWarning):
-    """A checkpoint could not be read and an older one was used instead."""
 
 
 def save_checkpoint(directory, state):

@@ -58,11 +58,6 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
         1; only set when ``fit`` was given a one-column DataFrame.
     feature_names_in_ : ndarray of shape (1,)
         The column name; only set when ``fit`` was given a DataFrame.
-    input_errors_ : list of dict
-        Under ``on_error="nan"``, the rows the last ``transform`` could not
-        read: ``position``, ``index`` (pandas label, or the position),
-        ``source`` (path or description), ``error`` (exception type) and
-        ``message``.
 
     See Also
     --------
@@ -160,7 +155,6 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
             The fitted transformer.
         """
         self._validate_rows(X, kind=self.modality, reset=True)
-        self.__dict__.pop("input_errors_", None)
         self.embedding_dim_ = self._get_model(reset=True).embedding_dim
         return self
 
@@ -176,7 +170,8 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
         -------
         ndarray of shape (n_samples, embedding_dim), dtype float32
             One embedding per row, in order; NaN rows for images that could
-            not be read under ``on_error="nan"``.
+            not be read under ``on_error="nan"``, listed in the ``errors`` of
+            the :class:`~sklearn_clip.exceptions.InputErrorWarning` it gives.
         """
         check_is_fitted(self)
         return self._encode(X, modality=self.modality, normalize=self.normalize)

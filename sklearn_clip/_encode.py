@@ -30,17 +30,13 @@ from sklearn_clip._cache import encode_through_cache, text_memo
 from sklearn_clip._forward import text_features
 from sklearn_clip._images import (
     ROW_ERRORS,
-    ImageInputError,
     describe_source,
     normalize_batch,
     prepare_image,
 )
 from sklearn_clip._inputs import check_texts, index_label, row_label
 from sklearn_clip._options import ON_ERROR_OPTIONS
-
-
-class InputErrorWarning(UserWarning):
-    """Some rows could not be read and came back as NaN (``on_error="nan"``)."""
+from sklearn_clip.exceptions import ImageInputError, InputErrorWarning
 
 
 def tokenize(handle, texts, device=None):
@@ -429,7 +425,7 @@ def encode_images(
                 )
             )
     if failures:
-        report_failures(failures, len(rows))
+        report_failures(failures, len(rows), failure_records(failures, rows, index))
     return out, failures
 
 
@@ -524,8 +520,13 @@ def encode_rows(
     return embeddings, failure_records(failures, rows, index)
 
 
-def report_failures(failures, n_rows):
-    """One summary warning for rows that failed; raise if every row failed."""
+def report_failures(failures, n_rows, records=()):
+    """One summary warning for rows that failed; raise if every row failed.
+
+    The warning carries ``records`` (see :func:`failure_records`) as its
+    ``errors``: the estimators keep no per-call state, so a caller reads the
+    rows that failed from the warning.
+    """
     if len(failures) == n_rows:
         raise ImageInputError(
             f"all {n_rows} images failed to load; the first: {failures[0][1]}"
@@ -535,16 +536,20 @@ def report_failures(failures, n_rows):
         name = type(error.__cause__ or error).__name__
         kinds[name] = kinds.get(name, 0) + 1
     summary = ", ".join(f"{count} {name}" for name, count in sorted(kinds.items()))
-    warnings.warn(
+    warning = InputErrorWarning(
         f"{len(failures)} of {n_rows} images could not be read and gave NaN rows "
         f"({summary}); the first: {failures[0][1]}",
-        InputErrorWarning,
-        stacklevel=3,
+        records,
     )
+    warnings.warn(warning, stacklevel=3)
 
 
 def failure_records(failures, rows, index=None):
-    """One dict per row that failed under ``on_error="nan"``, for ``input_errors_``.
+    """One dict per row that failed under ``on_error="nan"``.
+
+    They are the ``errors`` of the call's
+    :class:`~sklearn_clip.exceptions.InputErrorWarning`, and ``fit`` keeps
+    those of its own rows in ``input_errors_``.
 
     Keys: ``position``; ``index`` (the pandas index label, or the position for
     inputs without an index); ``source`` (the path, or a short description);

@@ -31,30 +31,13 @@ from sklearn_clip._heads import (
     zero_shot_logits,
 )
 from sklearn_clip._model import DEFAULT_MODEL
+from sklearn_clip.exceptions import FewShotWarning
 
 METHODS = ("linear", "tip")
 # What regularization="cv" falls back to, with a warning, when some class has
 # a single example (too few to cross-validate): a pull towards the prompts
 # strong enough that one image per class moves the head only a little.
 FALLBACK = {"linear": 1.0, "tip": (0.01, 5.5)}
-
-
-class FewShotWarning(UserWarning):
-    """Warn that ``regularization="cv"`` could not cross-validate.
-
-    Issued by :meth:`CLIPFewShotClassifier.fit` when a class has fewer than
-    two labelled images: the regularisation then takes a fixed value.
-
-    Examples
-    --------
-    >>> import warnings
-    >>> from sklearn_clip import FewShotWarning
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     warnings.warn("one image of 'cat'", FewShotWarning)
-    >>> caught[0].category.__name__
-    'FewShotWarning'
-    """
 
 
 @fill_doc
@@ -95,8 +78,9 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
         for ``"tip"`` the pair ``(alpha, beta)``. A float fixes the linear
         penalty, a pair fixes Tip-Adapter's ``(alpha, beta)``. If a class has
         a single labelled image, ``"cv"`` cannot split it: the fit then warns
-        (:class:`FewShotWarning`) and uses a fixed value (1.0 for
-        ``"linear"``, ``(0.01, 5.5)`` for ``"tip"``), and says so in
+        (:class:`~sklearn_clip.exceptions.FewShotWarning`) and uses a fixed
+        value (1.0 for ``"linear"``, ``(0.01, 5.5)`` for ``"tip"``), and says
+        so in
         ``cv_results_`` (None).
     cv : int, default=5
         Folds for ``regularization="cv"``; fewer when the rarest class has
@@ -145,7 +129,11 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
     n_features_in_, feature_names_in_
         Only set when ``fit`` was given a one-column DataFrame.
     input_errors_ : list of dict
-        Under ``on_error="nan"``, the rows the last call could not read.
+        Under ``on_error="nan"``, the labelled images that ``fit`` could not
+        read (and left out): ``position``, ``index`` (pandas label, or the
+        position), ``source`` (path or description), ``error`` (exception
+        type) and ``message``. Predictions record nothing: their
+        :class:`~sklearn_clip.exceptions.InputErrorWarning` lists the rows.
 
     See Also
     --------
@@ -259,7 +247,10 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
             rows, _ = self._validate_rows(X, kind="image", reset=True)
             check_consistent_length(rows, y)
             fit_text_head(self, y, label_list=False)
-            embeddings = self._encode(X, modality="image").astype(np.float64)
+            embeddings, errors = self._encode_rows(X, modality="image")
+            if self.on_error == "nan":
+                self.input_errors_ = errors
+            embeddings = embeddings.astype(np.float64)
             targets = np.searchsorted(self.classes_, np.asarray(y))
             readable = ~np.isnan(embeddings).any(axis=1)
             embeddings, targets = embeddings[readable], targets[readable]

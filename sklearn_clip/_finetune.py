@@ -23,11 +23,8 @@ from sklearn_clip._options import PAIR_ON_ERROR_OPTIONS
 from sklearn_clip._pairs import prepare_pairs, split_validation
 from sklearn_clip._precision import dtype_name, training_autocast_dtype
 from sklearn_clip._prompts import check_template
-from sklearn_clip._training import (
-    NonFiniteLossError,
-    TrainingConfig,
-    train,
-)
+from sklearn_clip._training import TrainingConfig, train
+from sklearn_clip.exceptions import NonFiniteLossError
 from sklearn_clip.metrics import recall_at_k
 
 
@@ -123,8 +120,9 @@ class CLIPContrastiveFinetuner(
     on_error : {"raise", "skip"}, default="raise"
         What an unusable pair does (an image that cannot be read, a missing
         caption): ``"raise"`` raises before any training, naming the row and
-        the path; ``"skip"`` leaves it out, warns once with the count and
-        records it in ``input_errors_``.
+        the path; ``"skip"`` leaves it out, warns once with the count (an
+        :class:`~sklearn_clip.exceptions.InputErrorWarning`) and records it in
+        ``input_errors_``.
     pairs_dir : str, os.PathLike or None, default=None
         Where the decoded training images are written for the length of
         ``fit`` (a ``uint8`` file of ``n * height * width * 3`` bytes, read
@@ -165,8 +163,9 @@ class CLIPContrastiveFinetuner(
         ``"bfloat16"`` under autocast, else ``"float32"``.
     input_errors_ : list of dict
         With ``on_error="skip"``: one record per pair left out (``position``,
-        ``index``, ``source``, ``error``, ``message``), as the other
-        estimators keep for rows they could not read.
+        ``index``, ``source``, ``error``, ``message``), the ``errors`` of
+        the :class:`~sklearn_clip.exceptions.InputErrorWarning` that ``fit``
+        gives.
 
     See Also
     --------

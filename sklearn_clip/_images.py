@@ -29,6 +29,13 @@ import pandas as pd
 import torch
 from PIL import Image, ImageOps
 
+# ImageInputError stays importable from here, where it was defined, for old
+# imports and pickles; the modules that raise it import it from exceptions.
+from sklearn_clip.exceptions import (  # noqa: F401
+    ImageInputError,
+    UnsupportedImageError,
+)
+
 # Formats a photo or a scan comes in. Restricting the plugins Pillow may try
 # keeps rarely used (and historically vulnerable) decoders out of reach. MPO
 # (multi-picture JPEG) files open through the JPEG plugin; every name here must
@@ -49,18 +56,6 @@ DECODE_ERRORS = (
 
 _OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-class ImageInputError(ValueError):
-    """An image input could not be read or converted.
-
-    The message names the row position, the pandas index label where there is
-    one, and the path or array shape; the original exception is chained.
-    """
-
-
-class UnsupportedImageError(TypeError):
-    """A row is missing (None/NaN) or is not a type that can hold an image."""
 
 
 # Everything reading one bad row can raise. Anything else (MemoryError,

@@ -82,12 +82,14 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
     embedding_dim_ : int
         Length of the embeddings.
     input_errors_ : list of dict
-        Under ``on_error="nan"``, the collection's rows that could not be read
-        (``position`` is their row in the collection), as in
-        :class:`~sklearn_clip.CLIPEmbeddingTransformer`.
-    query_errors_ : list of dict
-        Under ``on_error="nan"``, the queries of the last search that could
-        not be read; their distances are ``inf`` and their indices ``-1``.
+        Under ``on_error="nan"``, the collection's rows that ``fit`` and
+        ``partial_fit`` could not read: ``position`` (their row in the
+        collection), ``index`` (pandas label, or the position), ``source``
+        (path or description), ``error`` (exception type) and ``message``.
+        Searches record nothing: a query that cannot be read gets distances
+        ``inf`` and indices ``-1``, and the
+        :class:`~sklearn_clip.exceptions.InputErrorWarning` of that call
+        lists it in its ``errors``.
 
     See Also
     --------
@@ -182,7 +184,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         self : CLIPNearestNeighbors
             The fitted searcher.
         """
-        for name in ("_handle", "_ann", "_tensor", "query_errors_"):
+        for name in ("_handle", "_ann", "_tensor"):
             self.__dict__.pop(name, None)
         if self.modality != "embedding":
             self._validate_rows(X, kind=self.modality, reset=True)
@@ -235,12 +237,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         """
         if modality == "embedding":
             return _search.unit_rows(X, self.embedding_dim_ if dim else None), []
-        saved = self.__dict__.pop("input_errors_", None)
-        embeddings = self._encode(X, modality=modality)
-        errors = self.__dict__.pop("input_errors_", [])
-        if saved is not None:
-            self.input_errors_ = saved
-        return embeddings, errors
+        return self._encode_rows(X, modality=modality)
 
     def _add_to_index(self, embeddings, start):
         keys = start + np.flatnonzero(~np.isnan(embeddings).any(axis=1))
@@ -357,9 +354,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
             raise ValueError(
                 f"query_modality must be one of {MODALITIES} or None; got {modality!r}"
             )
-        queries, errors = self._embed(X, modality)
-        if self.on_error == "nan":
-            self.query_errors_ = errors
+        queries, _ = self._embed(X, modality)
         failed = np.isnan(queries).any(axis=1)
         return np.nan_to_num(queries), failed
 

@@ -9,7 +9,8 @@ batches, not the dataset, and the file is deleted with the data.
 
 Pairs that cannot be used (an unreadable image, a missing caption) either raise,
 naming the row and the path, or under ``on_error="skip"`` are left out and
-reported in the same records as the inference estimators' ``input_errors_``.
+reported (in ``input_errors_`` and the fit's warning) in the records that an
+:class:`~sklearn_clip.exceptions.InputErrorWarning` carries for bad images.
 """
 
 import hashlib
@@ -22,11 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sklearn_clip._encode import (
-    InputErrorWarning,
-    failure_records,
-    iter_prepared_batches,
-)
+from sklearn_clip._encode import failure_records, iter_prepared_batches
+from sklearn_clip.exceptions import InputErrorWarning
 
 
 class PixelStore:
@@ -203,13 +201,13 @@ def _skipped_records(failures, missing, rows, index):
 
 def _warn_skipped(errors, n_rows):
     first = errors[0]
-    warnings.warn(
+    warning = InputErrorWarning(
         f"{len(errors)} of {n_rows} pairs could not be used and were left out of "
         f"training (see input_errors_); the first: row {first['position']}, "
         f"{first['source']}: {first['error']}: {first['message']}",
-        InputErrorWarning,
-        stacklevel=4,
+        errors,
     )
+    warnings.warn(warning, stacklevel=4)
 
 
 def split_validation(data, fraction, seed):

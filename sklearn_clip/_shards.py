@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sklearn_clip._encode import InputErrorWarning
 from sklearn_clip._files import replaced_atomically
-from sklearn_clip._images import ImageInputError
+from sklearn_clip.exceptions import ImageInputError, InputErrorWarning
 
 MANIFEST = "manifest.json"
 STATUS_OK, STATUS_ERROR = "ok", "error"
@@ -94,21 +93,45 @@ def encode_chunk(embedder, rows):
     """``(embeddings, {offset: message})`` of ``rows`` with a fitted embedder.
 
     Under ``on_error="nan"`` a row that cannot be read is recorded, not
-    raised; a chunk in which every row fails (which the estimators refuse,
+    raised: the transform's :class:`~sklearn_clip.exceptions.InputErrorWarning`
+    lists it. A chunk in which every row fails (which the estimators refuse,
     as it usually means a wrong path) is retried row by row to name each.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", InputErrorWarning)  # recorded per row
-        try:
-            embeddings = embedder.transform(rows)
-        except ImageInputError:
-            if embedder.on_error != "nan" or len(rows) == 1:
-                raise
-            return _encode_one_by_one(embedder, rows)
+    try:
+        embeddings, records = _transform(embedder, rows)
+    except ImageInputError:
+        if embedder.on_error != "nan" or len(rows) == 1:
+            raise
+        return _encode_one_by_one(embedder, rows)
     errors = {}
-    for record in getattr(embedder, "input_errors_", []):
+    for record in records:
         errors[record["position"]] = f"{record['error']}: {record['message']}"
     return embeddings, errors
+
+
+def _transform(embedder, rows):
+    """``embedder.transform(rows)`` and the rows its InputErrorWarning lists.
+
+    That warning is taken in, not shown (the rows go into the shard); other
+    warnings are shown as usual.
+    """
+    caught = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            # Every call's warning, even one repeating an earlier message:
+            # each carries its own chunk's rows.
+            warnings.simplefilter("always", InputErrorWarning)
+            embeddings = embedder.transform(rows)
+    finally:
+        records = []
+        for warning in caught:
+            if issubclass(warning.category, InputErrorWarning):
+                records.extend(warning.message.errors)
+            else:
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
+    return embeddings, records
 
 
 def _encode_one_by_one(embedder, rows):

@@ -67,6 +67,7 @@ from sklearn_clip._schedule import (
     lr_multiplier,
 )
 from sklearn_clip._trainable import build_trainable, parameter_groups
+from sklearn_clip.exceptions import NonFiniteLossError
 
 __all__ = [
     "MAX_LOGIT_SCALE",
@@ -89,18 +90,6 @@ __all__ = [
 
 # open_clip's ceiling on the temperature: logits at most 100 x cosine.
 MAX_LOGIT_SCALE = math.log(100)
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training met a NaN or infinite loss or gradient and stopped.
-
-    ``result`` is a :class:`TrainingResult` holding finite weights: those of
-    the last good step.
-    """
-
-    def __init__(self, message, result=None):
-        super().__init__(message)
-        self.result = result
 
 
 def _autocast(device, name):

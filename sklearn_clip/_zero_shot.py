@@ -116,9 +116,12 @@ class CLIPZeroShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimato
     background_embeddings_ : ndarray of shape (n_backgrounds, embedding_dim)
         ``multi_label=True`` with a CLIP model only: the background prompts.
     input_errors_ : list of dict
-        Under ``on_error="nan"``, the rows the last prediction could not read:
-        ``position``, ``index`` (pandas label, or the position), ``source``
-        (path or description), ``error`` (exception type) and ``message``.
+        ``multi_label=True`` with images and labels given to ``fit``, under
+        ``on_error="nan"`` only: the images ``fit`` could not read (and left
+        out of the thresholds): ``position``, ``index`` (pandas label, or the
+        position), ``source`` (path or description), ``error`` (exception
+        type) and ``message``. Predictions record nothing: their
+        :class:`~sklearn_clip.exceptions.InputErrorWarning` lists the rows.
 
     See Also
     --------
@@ -278,7 +281,11 @@ class CLIPZeroShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimato
             )
         self.thresholds_ = np.full(len(self.classes_), 0.5)
         if Y is not None:
-            probabilities = self.predict_proba(X)
+            embeddings, errors = self._encode_rows(X, modality="image")
+            if self.on_error == "nan":
+                self.input_errors_ = errors
+            # What predict_proba(X) gives, from the embeddings just computed.
+            probabilities = expit(self._embedding_logits(embeddings))
             readable = ~np.isnan(probabilities).any(axis=1)
             self.thresholds_ = f1_thresholds(Y[readable], probabilities[readable])
 
@@ -431,7 +438,9 @@ class CLIPZeroShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimato
         )
 
     def _logits(self, X):
-        embeddings = self._encode(X, modality="image")
+        return self._embedding_logits(self._encode(X, modality="image"))
+
+    def _embedding_logits(self, embeddings):
         logits = self._class_logits(embeddings)
         if not self.multi_label or self.logit_bias_ is not None:
             return logits

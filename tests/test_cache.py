@@ -23,6 +23,7 @@ from sklearn_clip._cache import (
     text_memo,
 )
 from sklearn_clip._model import ModelHandle
+from sklearn_clip.exceptions import InputErrorWarning
 
 LABELS = ["bird", "cat", "dog"]
 
@@ -184,14 +185,15 @@ def test_failed_rows_are_not_cached(tiny_clip_path, image_paths, tmp_path):
     embedder = CLIPEmbeddingTransformer(
         tiny_clip_path, cache_dir=tmp_path / "cache", on_error="nan"
     ).fit(rows)
-    with pytest.warns(_encode.InputErrorWarning):
+    with pytest.warns(InputErrorWarning):
         first = embedder.transform(rows)
     assert np.isnan(first[1]).all()
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 2
-    with pytest.warns(_encode.InputErrorWarning):
+    with pytest.warns(InputErrorWarning) as caught:
         second = embedder.transform(rows)
     np.testing.assert_array_equal(first, second)
-    assert embedder.input_errors_[0]["position"] == 1
+    [warning] = [w.message for w in caught if w.category is InputErrorWarning]
+    assert warning.errors[0]["position"] == 1
 
 
 # -- keys: what an entry depends on --------------------------------------------

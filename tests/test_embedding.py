@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +17,7 @@ from sklearn_clip import (
     clear_model_cache,
     model_cache_info,
 )
-from sklearn_clip._encode import InputErrorWarning
+from sklearn_clip.exceptions import InputErrorWarning
 
 N_ROWS = 20
 
@@ -226,14 +228,18 @@ def test_on_error_nan_records_the_rows_that_failed(tiny_clip_path, table, tmp_pa
         strict.transform(X)
     assert not hasattr(strict, "input_errors_")
     lenient = CLIPEmbeddingTransformer(tiny_clip_path, on_error="nan").fit(X)
-    with pytest.warns(InputErrorWarning, match="1 of 3 images"):
+    with pytest.warns(InputErrorWarning, match="1 of 3 images") as caught:
         out = lenient.transform(X)
     assert np.isnan(out[1]).all() and not np.isnan(out[[0, 2]]).any()
     np.testing.assert_allclose(out[[0, 2]], strict.transform(X.iloc[[0, 2]]), atol=1e-6)
-    [record] = lenient.input_errors_
+    # The rows travel with the call's warning; the estimator records nothing.
+    [warning] = [w.message for w in caught if w.category is InputErrorWarning]
+    [record] = warning.errors
     assert record["position"] == 1 and record["index"] == "y"
     assert record["source"] == str(broken)
     assert record["error"] == "UnidentifiedImageError"
     assert "cannot identify image file" in record["message"]
-    lenient.transform(X.iloc[[0, 2]])
-    assert lenient.input_errors_ == []
+    assert not hasattr(lenient, "input_errors_")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputErrorWarning)  # no bad row, no warning
+        lenient.transform(X.iloc[[0, 2]])

@@ -9,6 +9,7 @@ from sklearn.base import clone
 from sklearn.neighbors import NearestNeighbors
 
 from sklearn_clip import CLIPEmbeddingTransformer, CLIPNearestNeighbors
+from sklearn_clip.exceptions import InputErrorWarning
 
 
 def images(n, seed=0):
@@ -70,10 +71,10 @@ def test_partial_fit_appends_without_re_embedding(tiny_clip, monkeypatch):
     first, second = images(7), images(5, seed=2)
     searcher = CLIPNearestNeighbors(tiny_clip).fit(first)
     encoded = []
-    original = CLIPNearestNeighbors._encode
+    original = CLIPNearestNeighbors._encode_rows
     monkeypatch.setattr(
         CLIPNearestNeighbors,
-        "_encode",
+        "_encode_rows",
         lambda self, X, **kw: encoded.append(len(X)) or original(self, X, **kw),
     )
     searcher.partial_fit(second)
@@ -143,10 +144,12 @@ def test_unreadable_rows_are_reported_and_never_matched(tiny_clip, tmp_path):
     with pytest.raises(ValueError, match="from 1 to 5"):
         searcher.kneighbors(good, 6, query_modality="image")
     # An unreadable query: distance inf and index -1, reported, nothing else hit.
-    with pytest.warns(UserWarning):
+    with pytest.warns(InputErrorWarning) as caught:
         d, i = searcher.kneighbors([str(bad), good[1]], 2, query_modality="image")
     assert np.all(i[0] == -1) and np.all(np.isinf(d[0])) and i[1, 0] == 2
-    assert [r["position"] for r in searcher.query_errors_] == [0]
+    [warning] = [w.message for w in caught if w.category is InputErrorWarning]
+    assert [r["position"] for r in warning.errors] == [0]
+    assert not hasattr(searcher, "query_errors_")
     assert [r["position"] for r in searcher.input_errors_] == [1, 5]
 
 

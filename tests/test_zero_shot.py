@@ -19,9 +19,10 @@ from sklearn_clip import (
     clear_model_cache,
     model_cache_info,
 )
-from sklearn_clip._encode import InputErrorWarning, tokenize
+from sklearn_clip._encode import tokenize
 from sklearn_clip._images import pixel_values
 from sklearn_clip._prompts import OPENAI_IMAGENET_7_TEMPLATES
+from sklearn_clip.exceptions import InputErrorWarning
 
 LABELS = ["red circle", "blue square", "green triangle"]
 
@@ -321,8 +322,8 @@ def test_on_error_nan(tiny_clip_path, shapes, tmp_path):
     clf = CLIPZeroShotClassifier(
         tiny_clip_path, candidate_labels=LABELS, on_error="nan"
     ).fit()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", InputErrorWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", InputErrorWarning)
         proba = clf.predict_proba(X)
         predicted = clf.predict(X)
         score = clf.score(X, y)
@@ -332,8 +333,13 @@ def test_on_error_nan(tiny_clip_path, shapes, tmp_path):
     assert predicted[[0, 2]].tolist() == strict.predict(X.iloc[[0, 2]]).tolist()
     good = strict.predict(X.iloc[[0, 2]]) == y[[0, 2]]
     assert score == pytest.approx(good.sum() / 3)
-    [record] = clf.input_errors_
-    assert record["position"] == 1 and record["index"] == 11
-    assert record["source"] == missing and record["error"] == "FileNotFoundError"
+    # Each call's warning carries the row; the classifier records nothing.
+    ours = [w.message for w in caught if w.category is InputErrorWarning]
+    assert len(ours) == 3
+    for warning in ours:
+        [record] = warning.errors
+        assert record["position"] == 1 and record["index"] == 11
+        assert record["source"] == missing and record["error"] == "FileNotFoundError"
+    assert not hasattr(clf, "input_errors_")
     with pytest.warns(InputErrorWarning):
         clf.decision_function(X)

@@ -41,6 +41,7 @@ SUBMODULES = {
     "sklearn_clip.toy": "Tiny models",
     "sklearn_clip.demo": "The demo",
     "sklearn_clip.metrics": "Metrics",
+    "sklearn_clip.exceptions": "Errors and warnings",
 }
 
 
