@@ -55,6 +55,7 @@ from sklearn_clip._fingerprints import (
 )
 from sklearn_clip._images import ROW_ERRORS, FileBytes, read_image_file, to_rgb
 from sklearn_clip._options import CACHE_DTYPES
+from sklearn_clip._precision import dtype_name
 from sklearn_clip.exceptions import CacheEntryWarning
 
 FORMAT_VERSION = 2  # 2: entries carry a checksum
@@ -150,7 +151,7 @@ class EmbeddingCache:
             "dtype": self.dtype.name,
             # The fingerprint hashes the weights' bytes, which differ between
             # precisions already; naming the precision makes the folder say so.
-            "precision": str(handle.dtype).removeprefix("torch."),
+            "precision": dtype_name(handle.dtype),
             "dim": handle.embedding_dim,
         }
         if kind == "image":

@@ -159,11 +159,14 @@ def training_autocast_dtype(device, dtype, model):
     """
     if dtype == "auto":
         forced = _forced_dtype()
-        dtype = "rule" if forced is None else str(forced).removeprefix("torch.")
-    if dtype == "bfloat16":
-        return torch.bfloat16
-    if dtype != "rule":
-        return None
+        if forced is None:
+            return _rule_autocast_dtype(device, model)
+        dtype = dtype_name(forced)
+    return torch.bfloat16 if dtype == "bfloat16" else None
+
+
+def _rule_autocast_dtype(device, model):
+    """The hardware rule's autocast dtype for ``model`` (see the module's text)."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     if device.type == "cpu" and cpu_bf16_units():
