@@ -13,7 +13,9 @@ from sklearn_clip._model import (
 )
 from sklearn_clip._neighbors import CLIPNearestNeighbors
 from sklearn_clip._zero_shot import CLIPZeroShotClassifier
-from sklearn_clip.exceptions import FewShotWarning
+# Importable from here as in 0.1.0; documented with the other warnings in
+# sklearn_clip.exceptions, so it has one API page.
+from sklearn_clip.exceptions import FewShotWarning  # noqa: F401
 
 __version__ = "0.1.0"
 
@@ -23,7 +25,6 @@ __all__ = [
     "CLIPFewShotClassifier",
     "CLIPNearestNeighbors",
     "CLIPZeroShotClassifier",
-    "FewShotWarning",
     "ModelHandle",
     "clear_model_cache",
     "config_context",
