@@ -13,6 +13,7 @@ from sklearn_clip._model import (
 )
 from sklearn_clip._neighbors import CLIPNearestNeighbors
 from sklearn_clip._zero_shot import CLIPZeroShotClassifier
+
 # Importable from here as in 0.1.0; documented with the other warnings in
 # sklearn_clip.exceptions, so it has one API page.
 from sklearn_clip.exceptions import FewShotWarning  # noqa: F401
