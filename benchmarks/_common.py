@@ -49,7 +49,7 @@ def _words():
     The released CLIP tokenizer keeps such common words whole; the toy one
     would spell them out in characters and make every prompt twice as long.
     """
-    from sklearn_clip._prompts import OPENAI_IMAGENET_TEMPLATES
+    from sklearn_clip._classify.prompts import OPENAI_IMAGENET_TEMPLATES
 
     text = " ".join([*LABELS, *OPENAI_IMAGENET_TEMPLATES, "this is a photo of {}."])
     return sorted(set(re.findall(r"[a-z]+", text.lower())))

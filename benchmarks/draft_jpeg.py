@@ -22,7 +22,7 @@ from _common import checkpoint, machine, print_table
 from PIL import Image
 
 from sklearn_clip import load_model
-from sklearn_clip._images import ImageConfig, normalize_batch, prepare_image
+from sklearn_clip._encoding.images import ImageConfig, normalize_batch, prepare_image
 from sklearn_clip.datasets import make_photo
 
 SIZES = [(640, 480), (1024, 768), (1600, 1200), (3000, 2000), (4032, 3024)]
@@ -38,7 +38,7 @@ def photo(width, height, edges, seed):
 
 def decoded_size(data, config):
     """The size libjpeg decodes under ``config`` (draft or not)."""
-    from sklearn_clip._images import _draft
+    from sklearn_clip._encoding.images import _draft
 
     with Image.open(io.BytesIO(data)) as image:
         _draft(image, config)

@@ -32,7 +32,7 @@ import pandas as pd
 from _common import CACHE, cpu_model, load_average, small_checkpoint
 from PIL import Image
 
-from sklearn_clip._shards import read_shards
+from sklearn_clip._cli.shards import read_shards
 
 
 def make_folder(n):

@@ -12,7 +12,7 @@ memory never counts in another's:
    on the demo's model (``sklearn_clip.demo.MODEL_OPTIONS``, random weights:
    the same compute), for this code and for the loop it replaced, which held
    every decoded image in one array. The replaced loop is the previous
-   ``sklearn_clip/_training.py``, read from git (``--baseline-commit``) and
+   ``sklearn_clip/_train/loop.py``, read from git (``--baseline-commit``) and
    run in the same process on the same pairs; rounds alternate between the
    two so that load on a shared machine hits both alike.
 
@@ -152,7 +152,7 @@ def memory(work):
 def _baseline_module(commit):
     """The training loop of ``commit``, imported from git as its own module."""
     source = subprocess.run(
-        ["git", "-C", str(ROOT), "show", f"{commit}:sklearn_clip/_training.py"],
+        ["git", "-C", str(ROOT), "show", f"{commit}:sklearn_clip/_train/loop.py"],
         capture_output=True,
         text=True,
         check=True,
@@ -166,7 +166,8 @@ def _baseline_module(commit):
 
 
 def throughput(work, n_pairs, rounds, commit):
-    from sklearn_clip import _training, load_model
+    from sklearn_clip import load_model
+    from sklearn_clip._train import loop as _training
     from sklearn_clip.demo import MODEL_OPTIONS, TRAINING_OPTIONS
     from sklearn_clip.toy import make_tiny_clip
 

@@ -34,8 +34,9 @@ from concurrent.futures import ProcessPoolExecutor
 import torch
 from _common import CACHE, checkpoint, jpeg_files, machine, print_table
 
-from sklearn_clip import CLIPEmbeddingTransformer, _encode, load_model
-from sklearn_clip._forward import _features, image_features
+from sklearn_clip import CLIPEmbeddingTransformer, load_model
+from sklearn_clip._encoding import encode as _encode
+from sklearn_clip._models.forward import _features, image_features
 from sklearn_clip.toy import make_tiny_clip
 
 

@@ -97,7 +97,7 @@ def ann_part(n, connectivity=32, expansion_add=128, breadths=(64, 256, 1024)):
     import torch
     from usearch.index import Index
 
-    from sklearn_clip._search import top_k
+    from sklearn_clip._retrieval.search import top_k
 
     collection = unit_rows(n, seed=0, dtype=np.float32)
     queries = unit_rows(100, seed=1, dtype=np.float32)

@@ -14,7 +14,7 @@ torch threads, 100 labels:
 A second table times the text tower alone on those 8,000 prompts: a plain
 ``get_text_features`` loop (batches of 128 prompts sorted by length, padded to
 the longest) against sklearn-clip, which runs the first tokens that a
-template's prompts share once (see ``sklearn_clip._forward``). A third times a
+template's prompts share once (see ``sklearn_clip._models.forward``). A third times a
 grid search over three template sets with and without the in-process text memo
 (``SKLEARN_CLIP_TEXT_CACHE_SIZE=0`` turns it off).
 
@@ -37,7 +37,8 @@ from _common import (
     print_table,
 )
 
-from sklearn_clip import CLIPZeroShotClassifier, _cache
+from sklearn_clip import CLIPZeroShotClassifier
+from sklearn_clip._encoding import cache as _cache
 
 
 def main():
@@ -137,7 +138,7 @@ def text_tower(path, rounds):
     from transformers import AutoTokenizer, CLIPModel
 
     from sklearn_clip import load_model
-    from sklearn_clip._prompts import OPENAI_IMAGENET_TEMPLATES
+    from sklearn_clip._classify.prompts import OPENAI_IMAGENET_TEMPLATES
 
     prompts = [t.format(label) for label in LABELS for t in OPENAI_IMAGENET_TEMPLATES]
     handle = load_model(path, device="cpu")  # the classifier's, from the cache

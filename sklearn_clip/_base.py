@@ -14,12 +14,12 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
-from sklearn_clip._cache import make_cache
-from sklearn_clip._encode import encode_rows
-from sklearn_clip._inputs import as_rows
-from sklearn_clip._model import ModelHandle, _handle_from_files, load_model
+from sklearn_clip._encoding.cache import make_cache
+from sklearn_clip._encoding.encode import encode_rows
+from sklearn_clip._encoding.handle import ModelHandle, _handle_from_files, load_model
+from sklearn_clip._encoding.inputs import as_rows
+from sklearn_clip._models.precision import dtype_name
 from sklearn_clip._options import CACHE_DTYPES, DTYPE_NAMES, ON_ERROR_OPTIONS
-from sklearn_clip._precision import dtype_name
 
 # Parameter descriptions written once and put into each estimator's docstring by
 # `fill_doc`, so the three estimators document shared parameters identically.

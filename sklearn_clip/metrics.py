@@ -13,7 +13,7 @@ from numbers import Integral
 import numpy as np
 import torch
 
-from sklearn_clip._search import top_k
+from sklearn_clip._retrieval.search import top_k
 
 DIRECTIONS = ("image_to_text", "text_to_image")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from sklearn_clip._loading import SIGLIP_TEXT_LENGTH, SUPPORTED_FAMILIES
+from sklearn_clip._models.loading import SIGLIP_TEXT_LENGTH, SUPPORTED_FAMILIES
 
 # Whole-word tokens for the words the generated datasets and prompts use; any
 # other word falls back to characters, so every text gets distinct ids.
@@ -141,7 +141,7 @@ def _model_config(family, tokenizer, *, image_size, patch_size, **shape):
 def _build_model(family, tokenizer, **options):
     from transformers import AutoModel
 
-    from sklearn_clip._loading import quiet_transformers
+    from sklearn_clip._models.loading import quiet_transformers
 
     with quiet_transformers():
         return AutoModel.from_config(_model_config(family, tokenizer, **options))
@@ -198,7 +198,7 @@ def _write_checkpoint(
     target, model, tokenizer, image_processor, layout="transformers5"
 ):
     """Write as transformers 5 does, or with the legacy preprocessor file."""
-    from sklearn_clip._loading import family_processor, quiet_transformers
+    from sklearn_clip._models.loading import family_processor, quiet_transformers
 
     target.mkdir(parents=True, exist_ok=True)
     with quiet_transformers():

@@ -14,15 +14,16 @@ import pytest
 import torch
 from PIL import Image
 
-from sklearn_clip import CLIPEmbeddingTransformer, CLIPZeroShotClassifier, _encode
-from sklearn_clip._cache import (
+from sklearn_clip import CLIPEmbeddingTransformer, CLIPZeroShotClassifier
+from sklearn_clip._encoding import encode as _encode
+from sklearn_clip._encoding.cache import (
     EmbeddingCache,
     content_key,
     encode_through_cache,
     model_fingerprint,
     text_memo,
 )
-from sklearn_clip._model import ModelHandle
+from sklearn_clip._encoding.handle import ModelHandle
 from sklearn_clip.exceptions import InputErrorWarning
 
 LABELS = ["bird", "cat", "dog"]
@@ -292,7 +293,7 @@ def test_unwritable_cache_warns_and_still_encodes(
     def refuse(*args, **kwargs):
         raise PermissionError("read-only file system")
 
-    monkeypatch.setattr("sklearn_clip._cache.os.replace", refuse)
+    monkeypatch.setattr("sklearn_clip._encoding.cache.os.replace", refuse)
     cache = EmbeddingCache(tmp_path)
     with pytest.warns(UserWarning, match="could not write to the embedding cache"):
         out = tiny_clip.encode_images(image_paths, cache=cache)

@@ -20,10 +20,12 @@ import pytest
 import torch
 from PIL import Image
 
-from sklearn_clip import CLIPEmbeddingTransformer, _cache, _images
-from sklearn_clip._cache import CacheEntryWarning, EmbeddingCache, content_key
-from sklearn_clip._encode import InputErrorWarning
-from sklearn_clip._images import ImageInputError
+from sklearn_clip import CLIPEmbeddingTransformer
+from sklearn_clip._encoding import cache as _cache
+from sklearn_clip._encoding import images as _images
+from sklearn_clip._encoding.cache import CacheEntryWarning, EmbeddingCache, content_key
+from sklearn_clip._encoding.encode import InputErrorWarning
+from sklearn_clip._encoding.images import ImageInputError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -231,7 +233,7 @@ _DEV_ZERO_SCRIPT = textwrap.dedent(
     import resource, sys, warnings
     import numpy as np
     from sklearn_clip import CLIPEmbeddingTransformer
-    from sklearn_clip._images import ImageInputError
+    from sklearn_clip._encoding.images import ImageInputError
 
     model, good, cache_dir = sys.argv[1:]
     embedder = CLIPEmbeddingTransformer(model, cache_dir=cache_dir, on_error="nan")
@@ -336,7 +338,7 @@ _SOAK_WORKER = textwrap.dedent(
     import sys, warnings
     import torch
     from sklearn_clip import load_model
-    from sklearn_clip._cache import EmbeddingCache
+    from sklearn_clip._encoding.cache import EmbeddingCache
 
     model, file_list, cache_dir, rounds = sys.argv[1:]
     torch.set_num_threads(1)

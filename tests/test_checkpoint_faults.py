@@ -16,8 +16,9 @@ import pytest
 import torch
 from PIL import Image
 
-from sklearn_clip import CLIPContrastiveFinetuner, _contrastive, cli, load_model
-from sklearn_clip._checkpoints import CheckpointWarning, load_checkpoint
+from sklearn_clip import CLIPContrastiveFinetuner, cli, load_model
+from sklearn_clip._train import contrastive as _contrastive
+from sklearn_clip._train.checkpoints import CheckpointWarning, load_checkpoint
 from sklearn_clip.datasets import make_shapes
 from sklearn_clip.toy import make_tiny_clip
 

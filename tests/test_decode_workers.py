@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from sklearn.utils._param_validation import InvalidParameterError
 
-from sklearn_clip import CLIPEmbeddingTransformer, CLIPZeroShotClassifier, _encode
+from sklearn_clip import CLIPEmbeddingTransformer, CLIPZeroShotClassifier
+from sklearn_clip._encoding import encode as _encode
 
 
 @pytest.mark.parametrize(

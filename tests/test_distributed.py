@@ -16,9 +16,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sklearn_clip import _distributed as dist
 from sklearn_clip import load_model
-from sklearn_clip._losses import contrastive_loss
+from sklearn_clip._train import distributed as dist
+from sklearn_clip._train.losses import contrastive_loss
 from sklearn_clip.datasets import make_shapes
 from sklearn_clip.toy import make_tiny_clip
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from sklearn_clip import CLIPEmbeddingTransformer
-from sklearn_clip._shards import read_shards
+from sklearn_clip._cli.shards import read_shards
 from sklearn_clip.cli import main
 
 pytest.importorskip("pyarrow")

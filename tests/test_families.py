@@ -21,8 +21,8 @@ from sklearn_clip import (
     CLIPZeroShotClassifier,
     load_model,
 )
-from sklearn_clip._images import ImageConfig
-from sklearn_clip._loading import FINETUNE_FAMILIES, SUPPORTED_FAMILIES
+from sklearn_clip._encoding.images import ImageConfig
+from sklearn_clip._models.loading import FINETUNE_FAMILIES, SUPPORTED_FAMILIES
 from sklearn_clip.toy import FAMILIES, make_tiny_clip
 
 LABELS = ["a red circle", "a blue square", "a green star"]
@@ -163,7 +163,7 @@ def test_families_with_a_temperature_fine_tune(family, checkpoints, images):
 
 
 def test_fine_tuning_blip_is_refused_before_any_work(checkpoints, monkeypatch):
-    from sklearn_clip import _finetune
+    from sklearn_clip._train import finetuner as _finetune
 
     def no_work(*args, **kwargs):
         raise AssertionError("images were prepared before the refusal")
@@ -229,7 +229,7 @@ def test_no_image_processor_config_is_an_error(checkpoints, tmp_path, on_error):
 
 
 def test_siglip_text_is_padded_to_64_tokens(checkpoints):
-    from sklearn_clip._encode import tokenize
+    from sklearn_clip._encoding.encode import tokenize
 
     handle = load_model(checkpoints("siglip2"), device="cpu")
     input_ids, mask = tokenize(handle, ["a cat", "a photo of a big dog"])

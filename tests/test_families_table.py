@@ -1,6 +1,6 @@
 """The family table says what each family's real model does.
 
-Every row of :data:`sklearn_clip._families.FAMILY_TABLE` is checked against
+Every row of :data:`sklearn_clip._models.families.FAMILY_TABLE` is checked against
 the family's tiny model (built by :func:`sklearn_clip.toy.make_tiny_clip`)
 and against transformers' own choices (its auto mappings and its zero-shot
 pipeline); and nothing else in the package decides by family name or by
@@ -26,10 +26,10 @@ from transformers.models.auto.modeling_auto import (
 from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
 
 import sklearn_clip
-from sklearn_clip import _loading
-from sklearn_clip._families import FAMILY_TABLE, Family, family_of
-from sklearn_clip._forward import logit_scale
-from sklearn_clip._trainable import _lora_targets
+from sklearn_clip._models import loading as _loading
+from sklearn_clip._models.families import FAMILY_TABLE, Family, family_of
+from sklearn_clip._models.forward import logit_scale
+from sklearn_clip._train.trainable import _lora_targets
 from sklearn_clip.toy import make_tiny_clip
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "float32_module")
@@ -253,7 +253,7 @@ def test_quick_gelu_shortcut_where_the_model_has_quick_gelu(family, tiny):
 # -- nothing else decides by family --------------------------------------------
 PACKAGE = Path(sklearn_clip.__file__).parent
 # The table itself, and the toy builders that make each family's checkpoint.
-EXEMPT = {"_families.py", "toy.py", "datasets.py"}
+EXEMPT = {"_models/families.py", "toy.py", "datasets.py"}
 # A name the package's own output columns carry (clip0, clip1, ...) whatever
 # the family: the default of CLIPEmbeddingTransformer's feature_prefix.
 ALLOWED = {("_embedding.py", "clip")}
@@ -268,7 +268,14 @@ MODEL_LIKE = re.compile(r"(^|[._])model$")
 
 
 def _sources():
-    return sorted(p for p in PACKAGE.rglob("*.py") if p.name not in EXEMPT)
+    return sorted(p for p in PACKAGE.rglob("*.py") if _name(p) not in EXEMPT)
+
+
+def _name(path):
+    """The path inside the package (the file name for a file outside it)."""
+    if path.is_relative_to(PACKAGE):
+        return path.relative_to(PACKAGE).as_posix()
+    return path.name
 
 
 def _docstrings(tree):
@@ -292,9 +299,9 @@ def _family_strings(path):
             and isinstance(node.value, str)
             and id(node) not in docstrings
             and (FAMILY_WORD.search(node.value) or node.value in CLASS_NAMES)
-            and (path.name, node.value) not in ALLOWED
+            and (_name(path), node.value) not in ALLOWED
         ):
-            yield f"{path.name}:{node.lineno}: {node.value!r}"
+            yield f"{_name(path)}:{node.lineno}: {node.value!r}"
 
 
 def _model_probes(path):
@@ -305,7 +312,7 @@ def _model_probes(path):
             node.func.id == "getattr" and len(node.args) == 3
         )
         if probe and node.args and MODEL_LIKE.search(ast.unparse(node.args[0])):
-            yield f"{path.name}:{node.lineno}: {ast.unparse(node)}"
+            yield f"{_name(path)}:{node.lineno}: {ast.unparse(node)}"
 
 
 def test_no_family_names_outside_the_table():

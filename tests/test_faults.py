@@ -7,12 +7,12 @@ import textwrap
 
 import torch
 
-from sklearn_clip import _training
+from sklearn_clip._train import loop as _training
 
 _KILLED_WRITER = textwrap.dedent(
     """
     import os, signal, sys, torch
-    from sklearn_clip import _training
+    from sklearn_clip._train import loop as _training
 
     directory = sys.argv[1]
     state = {"progress": {"step": 1}, "weights": torch.arange(1000.0)}

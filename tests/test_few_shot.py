@@ -19,7 +19,7 @@ from sklearn_clip import (
     FewShotWarning,
     _base,
 )
-from sklearn_clip._few_shot import FALLBACK
+from sklearn_clip._classify.few_shot import FALLBACK
 
 LABELS = ["bird", "cat", "dog"]
 

@@ -21,7 +21,7 @@ from sklearn_clip import (
     load_model,
     model_cache_info,
 )
-from sklearn_clip._model import as_numpy_state, cached_handles
+from sklearn_clip._encoding.handle import as_numpy_state, cached_handles
 from sklearn_clip.datasets import COLORS, SHAPES, make_shapes
 from sklearn_clip.toy import make_tiny_clip
 
@@ -250,7 +250,7 @@ def test_labels_become_captions_through_the_template(fast_path, shapes, monkeypa
         seen["captions"] = list(captions)
         return original(handle, rows, index, captions, **kwargs)
 
-    monkeypatch.setattr("sklearn_clip._finetune.prepare_pairs", spy)
+    monkeypatch.setattr("sklearn_clip._train.finetuner.prepare_pairs", spy)
     params = {**TRAIN, "max_epochs": 1, "validation_fraction": None}
     CLIPContrastiveFinetuner(fast_path, **params).fit(
         shapes.images[:8], shapes.color[:8]
@@ -307,7 +307,7 @@ def test_skip_leaves_out_unreadable_pairs_and_reports_them(
         seen["n_pairs"] = len(train_data)
         return original(handle, train_data, val_data, config, **kwargs)
 
-    monkeypatch.setattr("sklearn_clip._finetune.train", spy)
+    monkeypatch.setattr("sklearn_clip._train.finetuner.train", spy)
     params = {**TRAIN, "max_epochs": 1, "validation_fraction": None}
     tuner = CLIPContrastiveFinetuner(fast_path, on_error="skip", **params)
     with pytest.warns(UserWarning, match="3 of 200 pairs could not be used") as caught:

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, CLIPImageProcessorPil
 
-from sklearn_clip._images import (
+from sklearn_clip._encoding.images import (
     ImageConfig,
     ProcessorImages,
     image_preprocessing,

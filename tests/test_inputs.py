@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sklearn_clip._inputs import as_rows, check_texts
+from sklearn_clip._encoding.inputs import as_rows, check_texts
 
 
 @pytest.mark.parametrize(

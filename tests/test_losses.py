@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sklearn_clip._encode import tokenize
-from sklearn_clip._losses import contrastive_loss, same_caption, sigmoid_loss
+from sklearn_clip._encoding.encode import tokenize
+from sklearn_clip._train.losses import contrastive_loss, same_caption, sigmoid_loss
 
 
 @pytest.fixture(autouse=True)

@@ -176,7 +176,7 @@ def test_pickle_keeps_embeddings_not_weights(tiny_clip_path, tmp_path):
 def test_fit_reads_the_embedding_cache(tiny_clip, image_files, tmp_path, monkeypatch):
     collection = [str(path) for path in image_files.values()]
     first = CLIPNearestNeighbors(tiny_clip, cache_dir=tmp_path).fit(collection)
-    from sklearn_clip import _encode
+    from sklearn_clip._encoding import encode as _encode
 
     def fail(*args, **kwargs):
         raise AssertionError("the cached rows were encoded again")

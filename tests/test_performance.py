@@ -13,9 +13,10 @@ import torch
 from PIL import Image, JpegImagePlugin
 from transformers import CLIPImageProcessorPil
 
-from sklearn_clip import CLIPEmbeddingTransformer, ModelHandle, _encode, load_model
-from sklearn_clip._encode import AUTO_BATCH_SIZES, BatchSizer, encode_images
-from sklearn_clip._images import ImageConfig, normalize_batch, prepare_image
+from sklearn_clip import CLIPEmbeddingTransformer, ModelHandle, load_model
+from sklearn_clip._encoding import encode as _encode
+from sklearn_clip._encoding.encode import AUTO_BATCH_SIZES, BatchSizer, encode_images
+from sklearn_clip._encoding.images import ImageConfig, normalize_batch, prepare_image
 from sklearn_clip.datasets import make_photo
 from tests.conftest import grey_levels
 

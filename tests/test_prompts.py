@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from sklearn_clip._prompts import (
+from sklearn_clip._classify.prompts import (
     OPENAI_IMAGENET_7_TEMPLATES,
     OPENAI_IMAGENET_TEMPLATES,
     TEMPLATE_SETS,

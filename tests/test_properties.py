@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from sklearn_clip._encode import InputErrorWarning, _prepare_row, encode_images
-from sklearn_clip._images import (
+from sklearn_clip._encoding.encode import InputErrorWarning, _prepare_row, encode_images
+from sklearn_clip._encoding.images import (
     ROW_ERRORS,
     ImageConfig,
     ImageInputError,

@@ -20,9 +20,11 @@ import pandas as pd
 import pytest
 from PIL import Image, UnidentifiedImageError
 
-from sklearn_clip import ModelHandle, _encode, _images
-from sklearn_clip._encode import InputErrorWarning, encode_images
-from sklearn_clip._images import (
+from sklearn_clip import ModelHandle
+from sklearn_clip._encoding import encode as _encode
+from sklearn_clip._encoding import images as _images
+from sklearn_clip._encoding.encode import InputErrorWarning, encode_images
+from sklearn_clip._encoding.images import (
     ImageConfig,
     ImageInputError,
     UnsupportedImageError,
@@ -514,7 +516,7 @@ def test_extreme_aspect_ratio_stays_bounded(shape, monkeypatch):
 
 @pytest.mark.parametrize("shape", [(20, 900), (900, 20), (40, 2000)])
 def test_bounded_resize_matches_resize_then_crop(shape):
-    from sklearn_clip._images import _center_crop, _resized_shape
+    from sklearn_clip._encoding.images import _center_crop, _resized_shape
 
     image = Image.fromarray(_smooth(*shape))
     config = ImageConfig(size=30, crop=(30, 30))

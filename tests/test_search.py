@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.sparse.csgraph import connected_components
 
-from sklearn_clip import _search
+from sklearn_clip._retrieval import search as _search
 
 
 def unit_rows(n, d=16, seed=0):

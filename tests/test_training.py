@@ -7,12 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sklearn_clip import _distributed as dist
-from sklearn_clip import _training
-from sklearn_clip._images import prepare_image
-from sklearn_clip._losses import contrastive_loss
-from sklearn_clip._model import as_numpy_state
-from sklearn_clip._training import (
+from sklearn_clip._encoding.handle import as_numpy_state
+from sklearn_clip._encoding.images import prepare_image
+from sklearn_clip._train import distributed as dist
+from sklearn_clip._train import loop as _training
+from sklearn_clip._train.loop import (
     MAX_LOGIT_SCALE,
     TrainingConfig,
     build_trainable,
@@ -26,6 +25,7 @@ from sklearn_clip._training import (
     split_validation,
     train,
 )
+from sklearn_clip._train.losses import contrastive_loss
 from sklearn_clip.datasets import make_shapes
 
 

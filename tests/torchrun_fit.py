@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-from sklearn_clip import CLIPContrastiveFinetuner, _training
-from sklearn_clip import _distributed as dist
+from sklearn_clip import CLIPContrastiveFinetuner
+from sklearn_clip._train import distributed as dist
+from sklearn_clip._train import loop as _training
 from sklearn_clip.datasets import make_shapes
 
 TRAIN = {

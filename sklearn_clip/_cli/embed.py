@@ -3,7 +3,7 @@
 ``--output FILE`` (``.parquet``, ``.csv`` or ``.npy``) writes one file at the
 end. ``--output FOLDER/`` (a trailing slash, or an existing folder) streams
 parquet shards of ``--shard-size`` rows instead, resumably: see
-:mod:`sklearn_clip._shards`.
+:mod:`sklearn_clip._cli.shards`.
 """
 
 import os
@@ -102,9 +102,9 @@ def run(args):
 def _run_shards(args, rows):
     from tqdm.auto import tqdm
 
-    from sklearn_clip import _shards
-    from sklearn_clip._model import resolve_device, resolve_dtype
-    from sklearn_clip._precision import dtype_name
+    from sklearn_clip._cli import shards as _shards
+    from sklearn_clip._encoding.handle import resolve_device, resolve_dtype
+    from sklearn_clip._models.precision import dtype_name
 
     if args.shard_size < 1:
         raise CommandError(f"--shard-size must be at least 1; got {args.shard_size}")

@@ -175,7 +175,7 @@ def _estimator(args):
 
 
 def run(args):
-    from sklearn_clip import _distributed as dist
+    from sklearn_clip._train import distributed as dist
 
     try:
         _fit_and_save(args, dist)

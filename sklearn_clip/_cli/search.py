@@ -59,7 +59,7 @@ def fit_folder(args):
 
 
 def run(args):
-    from sklearn_clip._contact_sheet import write_contact_sheet
+    from sklearn_clip._retrieval.contact_sheet import write_contact_sheet
 
     searcher, paths = fit_folder(args)
     readable = searcher.n_samples_fit_ - len(searcher.input_errors_)

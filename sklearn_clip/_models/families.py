@@ -76,7 +76,7 @@ class Family:
         Parameter-name prefixes of what maps each tower into the shared space
         (``train_parts="projections"``).
     fast_paths : frozenset of str
-        The shortcuts of :mod:`sklearn_clip._forward` proven for
+        The shortcuts of :mod:`sklearn_clip._models.forward` proven for
         ``model_class``; empty where transformers' own forward runs.
     load_noise : tuple of str or None
         ``(logger, message fragment)`` of a warning transformers logs on every
@@ -145,7 +145,7 @@ def _siglip_like(model_type, model_class, processor):
     )
 
 
-# Which shortcuts of sklearn_clip._forward a family takes: "class_token" (the
+# Which shortcuts of sklearn_clip._models.forward a family takes: "class_token" (the
 # last image layer for the class token only), "prefix" (shared text prefixes
 # run once; a causal text tower), "quick_gelu" (the fused activation). Each is
 # proven against the class's own forward in tests/test_forward.py.
@@ -229,7 +229,7 @@ def family_of(model_or_model_type):
 
     Examples
     --------
-    >>> from sklearn_clip._families import family_of
+    >>> from sklearn_clip._models.families import family_of
     >>> family_of("siglip2").sigmoid
     True
     >>> family_of("clipseg")

@@ -10,21 +10,21 @@ from sklearn_clip._base import (
     CLIPEstimatorBase,
     fill_doc,
 )
-from sklearn_clip._cache import make_cache
-from sklearn_clip._classifier import (
+from sklearn_clip._classify.classifier import (
     LogitClassifierMixin,
     fit_text_head,
     forget_columns,
 )
-from sklearn_clip._heads import zero_shot_logits
-from sklearn_clip._model import DEFAULT_MODEL
-from sklearn_clip._multilabel import (
+from sklearn_clip._classify.heads import zero_shot_logits
+from sklearn_clip._classify.multilabel import (
     BACKGROUND_PROMPTS,
     f1_thresholds,
     indicator_targets,
     label_logits,
 )
-from sklearn_clip._prompts import class_embeddings
+from sklearn_clip._classify.prompts import class_embeddings
+from sklearn_clip._encoding.cache import make_cache
+from sklearn_clip._encoding.handle import DEFAULT_MODEL
 
 
 @fill_doc

@@ -17,10 +17,11 @@ skorch's ``fit_loop`` / ``run_single_epoch`` / ``train_step``):
 - :meth:`_Run.finish` merges LoRA adapters and hands back the model.
 
 Under ``torchrun`` every process runs this same loop over its share of each
-batch (see :mod:`sklearn_clip._distributed`); only rank 0 writes checkpoints,
+batch (see :mod:`sklearn_clip._train.distributed`); only rank 0 writes checkpoints,
 logs and progress bars. Which parameters train is
-:mod:`sklearn_clip._trainable`'s business, the checkpoint files
-:mod:`sklearn_clip._checkpoints`', the decoded pairs :mod:`sklearn_clip._pairs`'.
+:mod:`sklearn_clip._train.trainable`'s business, the checkpoint files
+:mod:`sklearn_clip._train.checkpoints`', the decoded pairs
+:mod:`sklearn_clip._train.pairs`'.
 
 Failures are part of the loop too. A non-finite loss or gradient is never
 applied: training stops with :class:`NonFiniteLossError`, which carries the
@@ -36,8 +37,10 @@ from dataclasses import asdict
 import torch
 from tqdm.auto import tqdm
 
-from sklearn_clip import _distributed as dist
-from sklearn_clip._checkpoints import (
+from sklearn_clip._models.families import family_of
+from sklearn_clip._models.forward import logit_scale
+from sklearn_clip._train import distributed as dist
+from sklearn_clip._train.checkpoints import (
     check_signature,
     latest_checkpoint,
     load_checkpoint,
@@ -49,24 +52,22 @@ from sklearn_clip._checkpoints import (
     save_checkpoint,
     set_rng_state,
 )
-from sklearn_clip._contrastive import (
+from sklearn_clip._train.contrastive import (
     batch_loss,
     embed_batch,
     evaluate,
     recall_at_1,
     temperature_parameters,
 )
-from sklearn_clip._families import family_of
-from sklearn_clip._forward import logit_scale
-from sklearn_clip._pairs import PairedData, prepare_pairs, split_validation
-from sklearn_clip._schedule import (
+from sklearn_clip._train.pairs import PairedData, prepare_pairs, split_validation
+from sklearn_clip._train.schedule import (
     TrainingConfig,
     TrainingResult,
     _Progress,
     epoch_batches,
     lr_multiplier,
 )
-from sklearn_clip._trainable import build_trainable, parameter_groups
+from sklearn_clip._train.trainable import build_trainable, parameter_groups
 from sklearn_clip.exceptions import NonFiniteLossError
 
 __all__ = [
@@ -93,7 +94,7 @@ MAX_LOGIT_SCALE = math.log(100)
 
 
 def _autocast(device, name):
-    # The fine-tuner chose the precision (sklearn_clip._precision); None
+    # The fine-tuner chose the precision (sklearn_clip._models.precision); None
     # trains in float32.
     amp = None if name is None else getattr(torch, name)
     return torch.autocast(

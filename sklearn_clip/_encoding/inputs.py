@@ -36,7 +36,7 @@ def as_rows(X, *, kind="image"):
     Examples
     --------
     >>> import pandas as pd
-    >>> from sklearn_clip._inputs import as_rows
+    >>> from sklearn_clip._encoding.inputs import as_rows
     >>> as_rows(pd.DataFrame({"text": ["a", "b"]}, index=[7, 9]), kind="text")
     (['a', 'b'], Index([7, 9], dtype='int64'))
     """

@@ -1,7 +1,7 @@
 """Training checkpoints: written atomically, kept per run, resumed only by that run.
 
 A checkpoint holds the model, optimiser, schedule, progress and random number
-generator state of a :func:`~sklearn_clip._training.train` run, with a
+generator state of a :func:`~sklearn_clip._train.loop.train` run, with a
 signature of its settings, its data and its base model, so that resuming with
 other settings, data or starting weights is refused instead of silently mixing
 two runs. Each run writes into its own subdirectory of ``checkpoint_dir``,

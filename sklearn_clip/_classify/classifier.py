@@ -15,21 +15,21 @@ from sklearn.utils.validation import (
     column_or_1d,
 )
 
-from sklearn_clip._cache import make_cache
-from sklearn_clip._prompts import (
+from sklearn_clip._classify.prompts import (
     class_embeddings,
     class_prompts,
     label_space,
     prompt_names,
     resolve_templates,
 )
+from sklearn_clip._encoding.cache import make_cache
 
 
 def fit_text_head(estimator, y, *, label_list, classes=None):
     """Set ``classes_``, ``class_embeddings_`` and the model's scale and bias.
 
     ``classes`` (already settled, e.g. by a multi-label ``y``) skips
-    :func:`~sklearn_clip._prompts.label_space`. Returns the model handle.
+    :func:`~sklearn_clip._classify.prompts.label_space`. Returns the model handle.
     """
     names = None
     if classes is None:

@@ -59,7 +59,7 @@ def top_k(collection, queries, k):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_clip._search import top_k
+    >>> from sklearn_clip._retrieval.search import top_k
     >>> top_k(torch.eye(3), [[0.6, 0.8, 0.0]], 2)
     (array([[0.8, 0.6]], dtype=float32), array([[1, 0]]))
     """
@@ -103,7 +103,7 @@ def within(collection, queries, min_similarity):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_clip._search import within
+    >>> from sklearn_clip._retrieval.search import within
     >>> within(torch.eye(3), [[0.6, 0.8, 0.0]], 0.7)
     ([array([0.8], dtype=float32)], [array([1])])
     """
@@ -190,7 +190,7 @@ def groups(n, pairs):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_clip._search import groups
+    >>> from sklearn_clip._retrieval.search import groups
     >>> groups(6, np.array([[0, 3], [3, 5], [1, 2]]))
     [array([0, 3, 5]), array([1, 2])]
     """

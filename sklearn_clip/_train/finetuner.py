@@ -14,16 +14,16 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
-from sklearn_clip import _distributed as dist
 from sklearn_clip._base import CLIPEstimatorBase, fill_doc
-from sklearn_clip._families import FINETUNE_FAMILIES, family_of
-from sklearn_clip._inputs import as_rows, check_texts, row_label
-from sklearn_clip._model import DEFAULT_MODEL, resolve_device
+from sklearn_clip._classify.prompts import check_template
+from sklearn_clip._encoding.handle import DEFAULT_MODEL, resolve_device
+from sklearn_clip._encoding.inputs import as_rows, check_texts, row_label
+from sklearn_clip._models.families import FINETUNE_FAMILIES, family_of
+from sklearn_clip._models.precision import dtype_name, training_autocast_dtype
 from sklearn_clip._options import PAIR_ON_ERROR_OPTIONS
-from sklearn_clip._pairs import prepare_pairs, split_validation
-from sklearn_clip._precision import dtype_name, training_autocast_dtype
-from sklearn_clip._prompts import check_template
-from sklearn_clip._training import TrainingConfig, train
+from sklearn_clip._train import distributed as dist
+from sklearn_clip._train.loop import TrainingConfig, train
+from sklearn_clip._train.pairs import prepare_pairs, split_validation
 from sklearn_clip.exceptions import NonFiniteLossError
 from sklearn_clip.metrics import recall_at_k
 

@@ -1,6 +1,6 @@
 """The one batched encoding path: rows -> tensors -> float32 embeddings.
 
-Features come from :mod:`sklearn_clip._forward`, the one place that knows how
+Features come from :mod:`sklearn_clip._models.forward`, the one place that knows how
 a model computes them.
 
 Images are decoded and resized in background threads (Pillow releases the GIL)
@@ -9,7 +9,7 @@ in flight, so memory is bounded by the batch size, not by the dataset.
 
 With ``batch_size="auto"`` the batch grows on a GPU while throughput improves,
 and an out-of-memory error halves it and retries the same rows. An optional
-:class:`~sklearn_clip._cache.EmbeddingCache` is consulted first: only the rows
+:class:`~sklearn_clip._encoding.cache.EmbeddingCache` is consulted first: only the rows
 it does not hold are encoded, then stored.
 """
 
@@ -26,15 +26,15 @@ import torch
 from threadpoolctl import ThreadpoolController
 from tqdm.auto import tqdm
 
-from sklearn_clip._cache import encode_through_cache, text_memo
-from sklearn_clip._forward import text_features
-from sklearn_clip._images import (
+from sklearn_clip._encoding.cache import encode_through_cache, text_memo
+from sklearn_clip._encoding.images import (
     ROW_ERRORS,
     describe_source,
     normalize_batch,
     prepare_image,
 )
-from sklearn_clip._inputs import check_texts, index_label, row_label
+from sklearn_clip._encoding.inputs import check_texts, index_label, row_label
+from sklearn_clip._models.forward import text_features
 from sklearn_clip._options import ON_ERROR_OPTIONS
 from sklearn_clip.exceptions import ImageInputError, InputErrorWarning
 
@@ -98,8 +98,8 @@ def encode_texts(
     padding (wasted work) small for free text such as captions;
     ``order="prefix"`` batches them in alphabetical order, which keeps the
     prompts of one template together, so that their shared first tokens run
-    once (see :mod:`sklearn_clip._forward`). Texts this model encoded recently
-    in this process come from a memo (:data:`sklearn_clip._cache.text_memo`),
+    once (see :mod:`sklearn_clip._models.forward`). Texts this model encoded recently
+    in this process come from a memo (:data:`sklearn_clip._encoding.cache.text_memo`),
     then from ``cache`` if given.
     """
     if order not in TEXT_ORDERS:
@@ -495,7 +495,7 @@ def encode_rows(
     """Rows of one modality -> ``(float32 embeddings, input error records)``.
 
     The one entry point that the estimators and :class:`ModelHandle` use;
-    ``rows`` and ``index`` are what :func:`sklearn_clip._inputs.as_rows`
+    ``rows`` and ``index`` are what :func:`sklearn_clip._encoding.inputs.as_rows`
     returns. Texts are checked for missing values (naming the row) first;
     ``n_workers`` is the number of image decoding threads (None: see
     :func:`default_workers`).

@@ -134,7 +134,7 @@ def check_template(template):
 
     Examples
     --------
-    >>> from sklearn_clip._prompts import check_template
+    >>> from sklearn_clip._classify.prompts import check_template
     >>> check_template("a photo of a {}.")
     'a photo of a {}.'
     """
@@ -173,7 +173,7 @@ def resolve_templates(templates):
 
     Examples
     --------
-    >>> from sklearn_clip._prompts import resolve_templates
+    >>> from sklearn_clip._classify.prompts import resolve_templates
     >>> len(resolve_templates("openai_imagenet")), resolve_templates("{}!")
     (80, ('{}!',))
     """
@@ -260,7 +260,7 @@ def ensemble(embeddings, counts):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_clip._prompts import ensemble
+    >>> from sklearn_clip._classify.prompts import ensemble
     >>> ensemble(np.array([[2.0, 0.0], [0.0, 1.0], [0.0, 3.0]]), [2, 1]).round(4)
     array([[0.7071, 0.7071],
            [0.    , 1.    ]], dtype=float32)
@@ -279,7 +279,7 @@ def class_embeddings(handle, prompts, *, batch_size=32, cache=None):
     each distinct prompt once and batches prompts of one template together, so
     that a causal text tower runs their shared first tokens once; prompts
     encoded recently by the same model come from memory, and from ``cache``
-    (an :class:`~sklearn_clip._cache.EmbeddingCache`) when given.
+    (an :class:`~sklearn_clip._encoding.cache.EmbeddingCache`) when given.
     """
     flat = [prompt for own in prompts for prompt in own]
     embeddings = handle.encode_texts(

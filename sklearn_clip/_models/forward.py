@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sklearn_clip._families import FAMILY_TABLE, family_of
+from sklearn_clip._models.families import FAMILY_TABLE, family_of
 
 _QUICK_GELU_SLOPE = 1.702
 
@@ -43,7 +43,7 @@ class QuickGELU(nn.Module):
 
 
 # Which shortcuts each model class takes, by class name, from the family
-# table (sklearn_clip._families); each pairing is proven in
+# table (sklearn_clip._models.families); each pairing is proven in
 # tests/test_forward.py. "class_token": the last image layer for the class
 # token only; "prefix": shared text prefixes run once; "quick_gelu": the fused
 # activation.
@@ -121,9 +121,10 @@ def image_features(model, pixels):
 def text_features(model, input_ids, attention_mask=None):
     """Projected text embeddings (not normalised), as a tensor.
 
-    ``input_ids`` are padded on the right, as :func:`~sklearn_clip._encode.tokenize`
-    pads them; ``attention_mask`` is None for families whose tokenizer gives
-    none (SigLIP's text tower attends to its padding).
+    ``input_ids`` are padded on the right, as
+    :func:`~sklearn_clip._encoding.encode.tokenize` pads them;
+    ``attention_mask`` is None for families whose tokenizer gives none
+    (SigLIP's text tower attends to its padding).
     """
     if attention_mask is not None and _takes(model, "prefix", "text_model"):
         return _shared_prefix_features(model, input_ids, attention_mask)

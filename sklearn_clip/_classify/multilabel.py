@@ -95,7 +95,7 @@ def f1_thresholds(Y, probabilities, default=0.5):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_clip._multilabel import f1_thresholds
+    >>> from sklearn_clip._classify.multilabel import f1_thresholds
     >>> Y = np.array([[1, 0], [1, 0], [0, 0]])
     >>> f1_thresholds(Y, np.array([[0.2, 0.1], [0.3, 0.9], [0.1, 0.4]]))
     array([0.2, 0.5])

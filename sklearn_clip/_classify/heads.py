@@ -68,7 +68,7 @@ def fit_linear_head(X, y, base, penalty, *, init=None, max_iter=500):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_clip._heads import fit_linear_head
+    >>> from sklearn_clip._classify.heads import fit_linear_head
     >>> X = np.eye(2)
     >>> V = fit_linear_head(X, np.array([0, 1]), np.zeros((2, 2)), 0.1)
     >>> bool(V[0, 0] > 0 and V[1, 1] > 0)
@@ -102,7 +102,7 @@ def tip_logits(X, base, cache_X, cache_y, n_classes, alpha, beta):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_clip._heads import tip_logits
+    >>> from sklearn_clip._classify.heads import tip_logits
     >>> tip_logits(np.eye(2), np.zeros((2, 2)), np.eye(2), np.array([1, 0]), 2,
     ...            alpha=1.0, beta=0.0)
     array([[1., 1.],

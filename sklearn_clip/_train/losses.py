@@ -41,7 +41,7 @@ def same_caption(caption_ids, n, device):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_clip._losses import same_caption
+    >>> from sklearn_clip._train.losses import same_caption
     >>> same_caption(torch.tensor([0, 1, 0]), 3, "cpu").int()
     tensor([[1, 0, 1],
             [0, 1, 0],
@@ -77,7 +77,7 @@ def contrastive_loss(image_embeds, text_embeds, logit_scale, caption_ids=None):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_clip._losses import contrastive_loss
+    >>> from sklearn_clip._train.losses import contrastive_loss
     >>> embeds = torch.nn.functional.normalize(torch.eye(3, 4), dim=1)
     >>> float(contrastive_loss(embeds, embeds, 100.0)) < 1e-6
     True
@@ -125,7 +125,7 @@ def sigmoid_loss(image_embeds, text_embeds, logit_scale, logit_bias, caption_ids
     Examples
     --------
     >>> import torch
-    >>> from sklearn_clip._losses import sigmoid_loss
+    >>> from sklearn_clip._train.losses import sigmoid_loss
     >>> embeds = torch.nn.functional.normalize(torch.eye(3, 4), dim=1)
     >>> float(sigmoid_loss(embeds, embeds, 100.0, -10.0)) < 1e-3
     True

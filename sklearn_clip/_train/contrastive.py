@@ -1,7 +1,7 @@
 """One batch through the model: embeddings, the contrastive loss, recall@1.
 
 With several processes each works on its share of the batch
-(:func:`~sklearn_clip._distributed.local_share`) and the loss and the
+(:func:`~sklearn_clip._train.distributed.local_share`) and the loss and the
 validation metrics are computed over the whole, gathered batch, so they have
 the same value on every rank and equal the single-process ones.
 """
@@ -10,12 +10,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sklearn_clip import _distributed as dist
-from sklearn_clip._encode import tokenize
-from sklearn_clip._families import family_of
-from sklearn_clip._forward import image_features, logit_scale, text_features
-from sklearn_clip._images import normalize_batch
-from sklearn_clip._losses import contrastive_loss, sigmoid_loss
+from sklearn_clip._encoding.encode import tokenize
+from sklearn_clip._encoding.images import normalize_batch
+from sklearn_clip._models.families import family_of
+from sklearn_clip._models.forward import image_features, logit_scale, text_features
+from sklearn_clip._train import distributed as dist
+from sklearn_clip._train.losses import contrastive_loss, sigmoid_loss
 from sklearn_clip.metrics import recall_at_k
 
 
@@ -63,7 +63,7 @@ def recall_at_1(image_embeds, text_embeds, caption_ids):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_clip._contrastive import recall_at_1
+    >>> from sklearn_clip._train.contrastive import recall_at_1
     >>> recall_at_1(np.eye(3), np.eye(3), np.array([0, 1, 1]))
     0.6666666666666666
     """

@@ -17,17 +17,17 @@ from pathlib import Path
 
 import torch
 
-from sklearn_clip import _encode
-from sklearn_clip._families import family_of
-from sklearn_clip._forward import (
+from sklearn_clip._encoding import encode as _encode
+from sklearn_clip._encoding.images import image_preprocessing
+from sklearn_clip._encoding.inputs import as_rows
+from sklearn_clip._models.families import family_of
+from sklearn_clip._models.forward import (
     compile_image_features,
     image_features,
     logit_scale,
     use_fast_activations,
 )
-from sklearn_clip._images import image_preprocessing
-from sklearn_clip._inputs import as_rows
-from sklearn_clip._loading import (
+from sklearn_clip._models.loading import (
     check_source,
     family_processor,
     hub_snapshot,
@@ -35,8 +35,8 @@ from sklearn_clip._loading import (
     quiet_transformers,
     read_checkpoint,
 )
+from sklearn_clip._models.precision import auto_dtype, dtype_name
 from sklearn_clip._options import DTYPE_NAMES
-from sklearn_clip._precision import auto_dtype, dtype_name
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
@@ -69,7 +69,9 @@ def resolve_device(device="auto"):
 
 
 def resolve_dtype(dtype, device):
-    """``"auto"`` follows :func:`sklearn_clip._precision.auto_dtype`; names are checked.
+    """``"auto"`` follows :func:`~sklearn_clip._models.precision.auto_dtype`.
+
+    Names are checked.
 
     That is bfloat16 on GPUs that have it (else float16), and on CPUs with
     native bfloat16 matrix units; float32 elsewhere, unless
@@ -118,14 +120,14 @@ class ModelHandle:
     ----------
     model : torch.nn.Module
         The ``transformers`` model (any of
-        :data:`sklearn_clip._loading.SUPPORTED_FAMILIES`), in eval mode.
+        :data:`sklearn_clip._models.loading.SUPPORTED_FAMILIES`), in eval mode.
     tokenizer : transformers tokenizer
     image_processor : transformers image processor
         The checkpoint's own, as transformers resolves it.
     image_config : ImageConfig or ProcessorImages
         How images are preprocessed: the fast path for the processors it is
         proven for, else the image processor itself (see
-        :mod:`sklearn_clip._images`).
+        :mod:`sklearn_clip._encoding.images`).
     source, revision : str or None
         Where the weights came from; None for weights that live only in memory.
     device : torch.device
@@ -339,7 +341,7 @@ class ModelHandle:
         ndarray of shape (n_texts, embedding_dim)
             The embeddings, one row per text, in order.
         """
-        from sklearn_clip._inputs import check_texts
+        from sklearn_clip._encoding.inputs import check_texts
 
         rows, index = as_rows(texts, kind="text")
         return _encode.encode_texts(

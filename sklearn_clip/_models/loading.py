@@ -14,8 +14,8 @@ import threading
 from pathlib import Path
 
 # The supported families and the lists derived from them stay importable from
-# here; what tells the families apart is sklearn_clip._families.
-from sklearn_clip._families import (
+# here; what tells the families apart is sklearn_clip._models.families.
+from sklearn_clip._models.families import (
     FAMILY_TABLE,
     FINETUNE_FAMILIES,  # noqa: F401
     SIGLIP_TEXT_LENGTH,  # noqa: F401

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sklearn_clip._encode import failure_records, iter_prepared_batches
+from sklearn_clip._encoding.encode import failure_records, iter_prepared_batches
 from sklearn_clip.exceptions import InputErrorWarning
 
 

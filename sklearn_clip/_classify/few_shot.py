@@ -15,12 +15,12 @@ from sklearn_clip._base import (
     CLIPEstimatorBase,
     fill_doc,
 )
-from sklearn_clip._classifier import (
+from sklearn_clip._classify.classifier import (
     LogitClassifierMixin,
     fit_text_head,
     forget_columns,
 )
-from sklearn_clip._heads import (
+from sklearn_clip._classify.heads import (
     LINEAR_GRID,
     TIP_ALPHAS,
     TIP_BETAS,
@@ -30,7 +30,7 @@ from sklearn_clip._heads import (
     tip_logits,
     zero_shot_logits,
 )
-from sklearn_clip._model import DEFAULT_MODEL
+from sklearn_clip._encoding.handle import DEFAULT_MODEL
 from sklearn_clip.exceptions import FewShotWarning
 
 METHODS = ("linear", "tip")

@@ -48,14 +48,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sklearn_clip._fingerprints import (
+from sklearn_clip._encoding.images import ROW_ERRORS, FileBytes, read_image_file, to_rgb
+from sklearn_clip._models.fingerprints import (
     model_fingerprint,
     tokenizer_fingerprint,
     weights_signature,
 )
-from sklearn_clip._images import ROW_ERRORS, FileBytes, read_image_file, to_rgb
+from sklearn_clip._models.precision import dtype_name
 from sklearn_clip._options import CACHE_DTYPES
-from sklearn_clip._precision import dtype_name
 from sklearn_clip.exceptions import CacheEntryWarning
 
 FORMAT_VERSION = 2  # 2: entries carry a checksum
@@ -80,7 +80,7 @@ def keyed_row(item, kind):
     """``(key, row)``: one input's content key, and what to encode for it.
 
     A file is read once (a regular file only, and a bounded number of bytes;
-    see :func:`~sklearn_clip._images.read_image_file`): the key is the hash of
+    see :func:`~sklearn_clip._encoding.images.read_image_file`): the key is the hash of
     the bytes read, and the row to encode is those same bytes, so a file that
     changes after it was read can never store one image's embedding under
     another's key. Other rows are keyed by their content and encoded as they

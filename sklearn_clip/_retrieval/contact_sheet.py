@@ -59,7 +59,7 @@ def write_contact_sheet(path, hits, *, title="Search results", size=192):
     >>> import tempfile
     >>> from pathlib import Path
     >>> from PIL import Image
-    >>> from sklearn_clip._contact_sheet import write_contact_sheet
+    >>> from sklearn_clip._retrieval.contact_sheet import write_contact_sheet
     >>> folder = Path(tempfile.mkdtemp())
     >>> Image.new("RGB", (40, 30), "red").save(folder / "red.png")
     >>> hits = [(folder / "red.png", "1: 0.93")]

@@ -94,7 +94,7 @@ def gather_with_grad(tensor, sizes=None):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_clip._distributed import gather_with_grad
+    >>> from sklearn_clip._train.distributed import gather_with_grad
     >>> x = torch.ones(2, 3, requires_grad=True)
     >>> gather_with_grad(x) is x  # one process: nothing to gather
     True

@@ -8,7 +8,7 @@ for full weights in the towers it trains. The temperature always trains.
 import copy
 import warnings
 
-from sklearn_clip._families import family_of
+from sklearn_clip._models.families import family_of
 
 
 def _trains(name, train_parts, family):

@@ -1,0 +1,3 @@
+"""Retrieval: exact and approximate search, near-duplicates, the nearest
+neighbors estimator and the HTML contact sheet.
+"""

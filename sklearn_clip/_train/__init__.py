@@ -1,0 +1,3 @@
+"""Contrastive fine-tuning: pairs, losses, the training loop, checkpoints,
+schedules, distributed runs and the fine-tuner estimator.
+"""
