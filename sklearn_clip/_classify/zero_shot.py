@@ -1,9 +1,8 @@
 """CLIPZeroShotClassifier: classify images from class names, without training."""
 
-import numpy as np
-from scipy.special import expit, log_expit
+from scipy.special import expit
 from sklearn.base import ClassifierMixin, _fit_context
-from sklearn.utils.validation import check_consistent_length, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from sklearn_clip._base import (
     ENCODING_PARAMETER_CONSTRAINTS,
@@ -12,18 +11,10 @@ from sklearn_clip._base import (
 )
 from sklearn_clip._classify.classifier import (
     LogitClassifierMixin,
-    fit_text_head,
     forget_columns,
 )
 from sklearn_clip._classify.heads import zero_shot_logits
-from sklearn_clip._classify.multilabel import (
-    BACKGROUND_PROMPTS,
-    f1_thresholds,
-    indicator_targets,
-    label_logits,
-)
-from sklearn_clip._classify.prompts import class_embeddings
-from sklearn_clip._encoding.cache import make_cache
+from sklearn_clip._classify.outputs import OUTPUT_MODES
 from sklearn_clip._encoding.handle import DEFAULT_MODEL
 
 
@@ -256,38 +247,14 @@ class CLIPZeroShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimato
             forget_columns(self)
         else:
             rows, _ = self._validate_rows(X, kind="image", reset=True)
-        if self.multi_label and rows is not None and y is not None:
-            classes, Y = indicator_targets(y, self.candidate_labels, len(rows))
-            handle = fit_text_head(self, None, label_list=False, classes=classes)
-        else:
-            if rows is not None and y is not None:
-                check_consistent_length(rows, y)
-            handle = fit_text_head(self, y, label_list=X is None)
-            Y = None
         self.__dict__.pop("thresholds_", None)
         self.__dict__.pop("background_embeddings_", None)
-        if self.multi_label:
-            self._fit_multi_label(handle, X, Y)
+        self._outputs.fit(self, X, rows, y)
         return self
 
-    def _fit_multi_label(self, handle, X, Y):
-        if not handle.is_sigmoid:
-            prompts = self.background_prompts or BACKGROUND_PROMPTS
-            self.background_embeddings_ = class_embeddings(
-                handle,
-                [[prompt] for prompt in prompts],
-                batch_size=self.batch_size,
-                cache=make_cache(self.cache_dir, self.cache_dtype),
-            )
-        self.thresholds_ = np.full(len(self.classes_), 0.5)
-        if Y is not None:
-            embeddings, errors = self._encode_rows(X, modality="image")
-            if self.on_error == "nan":
-                self.input_errors_ = errors
-            # What predict_proba(X) gives, from the embeddings just computed.
-            probabilities = expit(self._embedding_logits(embeddings))
-            readable = ~np.isnan(probabilities).any(axis=1)
-            self.thresholds_ = f1_thresholds(Y[readable], probabilities[readable])
+    @property
+    def _outputs(self):
+        return OUTPUT_MODES[bool(self.multi_label)]
 
     def decision_function(self, X):
         """Scaled image-text logits: ``logit_scale_ * cosine (+ logit_bias_)``.
@@ -306,10 +273,7 @@ class CLIPZeroShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimato
             background prompts (CLIP) or the raw logit (SigLIP-style), the
             argument of :meth:`predict_proba`'s sigmoid.
         """
-        if not self.multi_label:
-            return super().decision_function(X)
-        check_is_fitted(self)
-        return self._logits(X)
+        return self._outputs.decision_function(self, X)
 
     def predict_proba(self, X):
         """Softmax of the logits over the classes (per-label with ``multi_label``).
@@ -325,9 +289,7 @@ class CLIPZeroShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimato
             Columns as ``classes_``; rows sum to 1, except with
             ``multi_label=True``, where each entry is one label's probability.
         """
-        if not self.multi_label:
-            return super().predict_proba(X)
-        return expit(self.decision_function(X))
+        return self._outputs.predict_proba(self, X)
 
     def predict_log_proba(self, X):
         """Log of :meth:`predict_proba`, computed stably.
@@ -342,9 +304,7 @@ class CLIPZeroShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimato
         ndarray of shape (n_samples, n_classes)
             Columns as ``classes_``.
         """
-        if not self.multi_label:
-            return super().predict_log_proba(X)
-        return log_expit(self.decision_function(X))
+        return self._outputs.predict_log_proba(self, X)
 
     def predict_sigmoid(self, X):
         """Independent per-class probabilities ``sigmoid(logits)`` (SigLIP-style).
@@ -388,15 +348,7 @@ class CLIPZeroShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimato
             matrix (columns as ``classes_``), or float with NaN rows for
             unreadable images.
         """
-        if not self.multi_label:
-            return super().predict(X)
-        probabilities = self.predict_proba(X)
-        labels = (probabilities >= self.thresholds_).astype(int)
-        failed = np.isnan(probabilities).any(axis=1)
-        if failed.any():
-            labels = labels.astype(float)
-            labels[failed] = np.nan
-        return labels
+        return self._outputs.predict(self, X)
 
     def score(self, X, y, sample_weight=None):
         """Accuracy of :meth:`predict` (subset accuracy with ``multi_label``).
@@ -417,12 +369,7 @@ class CLIPZeroShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimato
         float
             The (weighted) fraction of correct predictions.
         """
-        if not self.multi_label:
-            return super().score(X, y, sample_weight)
-        _, Y = indicator_targets(y, self.classes_, len(y))
-        predicted = self.predict(X)
-        correct = (predicted == Y).all(axis=1)
-        return float(np.average(correct, weights=sample_weight))
+        return self._outputs.score(self, X, y, sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -441,10 +388,4 @@ class CLIPZeroShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimato
         return self._embedding_logits(self._encode(X, modality="image"))
 
     def _embedding_logits(self, embeddings):
-        logits = self._class_logits(embeddings)
-        if not self.multi_label or self.logit_bias_ is not None:
-            return logits
-        background = zero_shot_logits(
-            embeddings, self.background_embeddings_, self.logit_scale_, None
-        )
-        return label_logits(logits, background)
+        return self._outputs.logits(self, embeddings)
