@@ -34,8 +34,8 @@ from _common import (
     print_table,
 )
 
-from sklearn_clip._encoding.encode import iter_prepared_batches, usable_cores
 from sklearn_clip._encoding.images import ImageConfig, normalize_batch, prepare_image
+from sklearn_clip._encoding.prefetch import iter_prepared_batches, usable_cores
 from sklearn_clip._models.precision import cpu_bf16_units
 
 

@@ -47,6 +47,7 @@ from PIL import Image
 
 from sklearn_clip import CLIPEmbeddingTransformer, load_model
 from sklearn_clip._encoding import encode as _encode
+from sklearn_clip._encoding.prefetch import default_workers
 from sklearn_clip._models.forward import image_features
 
 PIPELINE = "transformers pipeline (defaults)"
@@ -314,7 +315,7 @@ def main():
     ]
     print(
         f"\n## Decoding threads (batch {batch_size}; the default on this machine "
-        f"is {_encode.default_workers()})\n"
+        f"is {default_workers()})\n"
     )
     print_table(rows, ["sklearn-clip", "images/s", "of ceiling"])
     print(f"\n# finished; {load_average()}")

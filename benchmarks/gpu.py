@@ -36,6 +36,7 @@ from _common import CACHE, checkpoint, jpeg_files, machine, print_table
 
 from sklearn_clip import CLIPEmbeddingTransformer, load_model
 from sklearn_clip._encoding import encode as _encode
+from sklearn_clip._encoding.prefetch import default_workers
 from sklearn_clip._models.forward import _features, image_features
 from sklearn_clip.toy import make_tiny_clip
 
@@ -216,7 +217,7 @@ def measure(
     embedder = CLIPEmbeddingTransformer(handle, batch_size="auto", device=str(device))
     embedder.fit(files[:1])
     ours = len(files) / timed(lambda: embedder.transform(files), device, 1)
-    add(f"sklearn-clip from JPEG ({_encode.default_workers()} threads)", "auto", ours)
+    add(f"sklearn-clip from JPEG ({default_workers()} threads)", "auto", ours)
     workers = os.cpu_count() or 1
 
     def many_threads():

@@ -7,16 +7,16 @@ import pytest
 from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_clip import CLIPEmbeddingTransformer, CLIPZeroShotClassifier
-from sklearn_clip._encoding import encode as _encode
+from sklearn_clip._encoding import prefetch
 
 
 @pytest.mark.parametrize(
     ("cores", "expected"), [({0}, 1), ({0, 5, 9}, 3), (set(range(64)), 32)]
 )
 def test_default_follows_cpu_affinity_not_cpu_count(monkeypatch, cores, expected):
-    monkeypatch.setattr(_encode.os, "sched_getaffinity", lambda pid: cores)
-    monkeypatch.setattr(_encode.os, "cpu_count", lambda: 128)
-    assert _encode.default_workers() == expected
+    monkeypatch.setattr(prefetch.os, "sched_getaffinity", lambda pid: cores)
+    monkeypatch.setattr(prefetch.os, "cpu_count", lambda: 128)
+    assert prefetch.default_workers() == expected
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def pool_sizes(monkeypatch):
             sizes.append(max_workers)
             super().__init__(max_workers=max_workers, **kwargs)
 
-    monkeypatch.setattr(_encode, "ThreadPoolExecutor", Recording)
+    monkeypatch.setattr(prefetch, "ThreadPoolExecutor", Recording)
     return sizes
 
 
@@ -42,7 +42,7 @@ ESTIMATORS = {
 def test_n_jobs_sets_the_decoding_threads(tiny_clip_path, pool_sizes, name):
     cls, params, method = ESTIMATORS[name]
     images = [np.full((8, 8, 3), i * 40, np.uint8) for i in range(5)]
-    for n_jobs, expected in [(3, 3), (None, _encode.default_workers())]:
+    for n_jobs, expected in [(3, 3), (None, prefetch.default_workers())]:
         estimator = cls(tiny_clip_path, device="cpu", n_jobs=n_jobs, **params)
         getattr(estimator.fit(images), method)(images)
         assert pool_sizes[-1] == expected

@@ -15,7 +15,9 @@ from transformers import CLIPImageProcessorPil
 
 from sklearn_clip import CLIPEmbeddingTransformer, ModelHandle, load_model
 from sklearn_clip._encoding import encode as _encode
-from sklearn_clip._encoding.encode import AUTO_BATCH_SIZES, BatchSizer, encode_images
+from sklearn_clip._encoding import prefetch
+from sklearn_clip._encoding.batches import AUTO_BATCH_SIZES, BatchSizer
+from sklearn_clip._encoding.encode import encode_images
 from sklearn_clip._encoding.images import ImageConfig, normalize_batch, prepare_image
 from sklearn_clip.datasets import make_photo
 from tests.conftest import grey_levels
@@ -234,7 +236,7 @@ def test_decoding_runs_a_bounded_number_of_batches_ahead(
     tiny_clip, images, monkeypatch
 ):
     lock, decoded, consumed, ahead = threading.Lock(), [0], [0], []
-    real_prepare, real_forward = _encode.prepare_image, ModelHandle.image_features
+    real_prepare, real_forward = prefetch.prepare_image, ModelHandle.image_features
 
     def prepare(item, config):
         with lock:
@@ -248,7 +250,7 @@ def test_decoding_runs_a_bounded_number_of_batches_ahead(
             consumed[0] += len(pixels)
         return real_forward(model, pixels)
 
-    monkeypatch.setattr(_encode, "prepare_image", prepare)
+    monkeypatch.setattr(prefetch, "prepare_image", prepare)
     monkeypatch.setattr(ModelHandle, "image_features", forward)
     rows = images * 4
     encode_images(tiny_clip, rows, batch_size=2, n_workers=2)
@@ -292,13 +294,13 @@ def test_decoding_threads_resize_on_one_intra_op_thread(tiny_clip, images, monke
     # Torch ops in decoding threads must not start a team of threads each,
     # and limiting them must leave the caller's (the model's) threads alone.
     counts = []
-    real_prepare = _encode.prepare_image
+    real_prepare = prefetch.prepare_image
 
     def prepare(item, config):
         counts.append(torch.get_num_threads())
         return real_prepare(item, config)
 
-    monkeypatch.setattr(_encode, "prepare_image", prepare)
+    monkeypatch.setattr(prefetch, "prepare_image", prepare)
     before = torch.get_num_threads()
     encode_images(tiny_clip, images, batch_size=4, n_workers=2)
     assert counts and set(counts) == {1}

@@ -19,13 +19,14 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from sklearn_clip._encoding.encode import InputErrorWarning, _prepare_row, encode_images
+from sklearn_clip._encoding.encode import InputErrorWarning, encode_images
 from sklearn_clip._encoding.images import (
     ROW_ERRORS,
     ImageConfig,
     ImageInputError,
     prepare_image,
 )
+from sklearn_clip._encoding.prefetch import prepare_row
 
 CONFIG = ImageConfig(size=30, crop=(30, 30))  # the tiny model's preprocessing
 MANY = settings(
@@ -145,12 +146,12 @@ def _check_row(item):
     try:
         pixels = prepare_image(item, CONFIG)
     except ROW_ERRORS as exc:
-        error = _prepare_row(item, 4, pd.Index(list("abcde")), CONFIG, "nan")
+        error = prepare_row(item, 4, pd.Index(list("abcde")), CONFIG, "nan")
         assert isinstance(error, ImageInputError)
         assert type(error.__cause__) is type(exc)
         assert "row 4 (index 'e')" in str(error)
         with pytest.raises(ImageInputError, match=r"row 4 \(index 'e'\)") as caught:
-            _prepare_row(item, 4, pd.Index(list("abcde")), CONFIG, "raise")
+            prepare_row(item, 4, pd.Index(list("abcde")), CONFIG, "raise")
         assert type(caught.value.__cause__) is type(exc)
         return None
     assert pixels.shape == (30, 30, 3) and pixels.dtype == np.uint8

@@ -21,8 +21,8 @@ import pytest
 from PIL import Image, UnidentifiedImageError
 
 from sklearn_clip import ModelHandle
-from sklearn_clip._encoding import encode as _encode
 from sklearn_clip._encoding import images as _images
+from sklearn_clip._encoding import prefetch
 from sklearn_clip._encoding.encode import InputErrorWarning, encode_images
 from sklearn_clip._encoding.images import (
     ImageConfig,
@@ -351,7 +351,7 @@ def _raise_for(marker, exc_type):
 def test_resource_errors_and_interrupts_propagate_under_nan(
     exc_type, tiny_clip, good_rows, monkeypatch
 ):
-    monkeypatch.setattr(_encode, "prepare_image", _raise_for("boom", exc_type))
+    monkeypatch.setattr(prefetch, "prepare_image", _raise_for("boom", exc_type))
     with pytest.raises(exc_type, match="inside decoding"):
         encode_images(tiny_clip, [good_rows[0], "boom", good_rows[1]], on_error="nan")
 

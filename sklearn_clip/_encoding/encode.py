@@ -3,39 +3,30 @@
 Features come from :mod:`sklearn_clip._models.forward`, the one place that knows how
 a model computes them.
 
-Images are decoded and resized in background threads (Pillow releases the GIL)
-while the model works on the previous batch; at most ``prefetch`` batches are
-in flight, so memory is bounded by the batch size, not by the dataset.
-
-With ``batch_size="auto"`` the batch grows on a GPU while throughput improves,
-and an out-of-memory error halves it and retries the same rows. An optional
+Images are decoded ahead in threads (:mod:`~sklearn_clip._encoding.prefetch`)
+and run through the model in batches (:mod:`~sklearn_clip._encoding.batches`,
+where ``batch_size="auto"`` is decided). An optional
 :class:`~sklearn_clip._encoding.cache.EmbeddingCache` is consulted first: only the rows
 it does not hold are encoded, then stored.
 """
 
-import functools
 import os
-import time
 import warnings
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 
 import numpy as np
 import torch
-from threadpoolctl import ThreadpoolController
 from tqdm.auto import tqdm
 
+from sklearn_clip._encoding.batches import BatchSizer, run_batches
 from sklearn_clip._encoding.cache import encode_through_cache, text_memo
 from sklearn_clip._encoding.images import (
-    ROW_ERRORS,
     describe_source,
     normalize_batch,
-    prepare_image,
 )
-from sklearn_clip._encoding.inputs import check_texts, index_label, row_label
+from sklearn_clip._encoding.inputs import check_texts, index_label
+from sklearn_clip._encoding.prefetch import check_on_error, iter_prepared_batches
 from sklearn_clip._models.forward import text_features
-from sklearn_clip._options import ON_ERROR_OPTIONS
 from sklearn_clip.exceptions import ImageInputError, InputErrorWarning
 
 
@@ -123,7 +114,7 @@ def encode_texts(
         else:
             chosen = sorted(positions, key=lambda i: len(unique[i]))
         with torch.inference_mode():
-            _run_batches([(i, unique[i]) for i in chosen], forward, out, sizer)
+            run_batches([(i, unique[i]) for i in chosen], forward, out, sizer)
         text_memo.store(token, [unique[i] for i in chosen], out[chosen], normalize)
 
     if cache is None:
@@ -140,222 +131,6 @@ def encode_texts(
             positions=todo,
         )
     return out[inverse.reshape(-1)]
-
-
-# batch_size="auto": the first and the largest batch, by device type and
-# modality. On a GPU the batch doubles while images (or texts) per second grow
-# by 5 % or more; on a CPU throughput is flat beyond a few dozen rows (see
-# docs/performance.md), so the batch stays put.
-AUTO_BATCH_SIZES = {
-    ("image", "cuda"): (64, 1024),
-    ("text", "cuda"): (256, 4096),
-    ("image", "cpu"): (64, 64),
-    ("text", "cpu"): (128, 128),
-}
-
-
-class BatchSizer:
-    """The batch size of one encoding call: fixed, or found while it runs.
-
-    Under ``"auto"`` the size starts at the first value of
-    :data:`AUTO_BATCH_SIZES` for the device and doubles whenever a size ran at
-    least 5 % more rows per second than the size before (timed on its second
-    batch; up to the largest value), then settles on the faster one. An
-    out-of-memory error halves it for the rest of the call, and the same rows
-    are retried.
-    """
-
-    def __init__(self, batch_size, device, *, kind="image"):
-        self.auto = isinstance(batch_size, str) and batch_size == "auto"
-        if self.auto:
-            default = AUTO_BATCH_SIZES[(kind, "cpu")]
-            first, self.largest = AUTO_BATCH_SIZES.get((kind, device.type), default)
-            self.size = first
-        else:
-            self.size = self.largest = int(batch_size)
-        self.device = device
-        self._growing = self.auto and self.size < self.largest
-        self._rates, self._warmed = {}, set()
-
-    def observe(self, n_rows, seconds):
-        """Record a batch's time; maybe grow."""
-        if not self._growing or n_rows < self.size:
-            return
-        # The first batch of a size pays for warm-up (kernel choice for the
-        # new shapes, allocator growth): judge the size by its second batch.
-        if self.size not in self._warmed:
-            self._warmed.add(self.size)
-            return
-        rate = n_rows / max(seconds, 1e-9)
-        before = self._rates.get(self.size // 2)
-        self._rates[self.size] = rate
-        if before is not None and rate < 1.05 * before:
-            self.size //= 2
-            self._growing = False
-        elif 2 * self.size <= self.largest:
-            self.size *= 2
-        else:
-            self._growing = False
-
-    def shrink(self, n_rows):
-        """After an out-of-memory error on ``n_rows``: halve, or say it cannot."""
-        if not self.auto or n_rows <= 1:
-            return False
-        self.size = self.largest = max(1, n_rows // 2)
-        self._growing = False
-        return True
-
-    def release_memory(self):
-        if self.device.type == "cuda":
-            torch.cuda.empty_cache()
-
-
-def _run_batches(items, forward, out, sizer, *, keep_partial=False, done=None):
-    """Run ``forward`` over ``(position, payload)`` items, batch by batch.
-
-    Each batch's rows go to ``out[positions]``. With ``keep_partial`` a last
-    batch smaller than the current size is not run but returned, to be joined
-    by the next rows. An out-of-memory error under ``batch_size="auto"``
-    halves the batch and runs the same rows again, so order is kept.
-    """
-    first = 0
-    while first < len(items) and (len(items) - first >= sizer.size or not keep_partial):
-        n_rows = min(sizer.size, len(items) - first)
-        chosen = items[first : first + n_rows]
-        started = time.perf_counter()
-        try:
-            embeddings = forward([payload for _, payload in chosen])
-        except torch.OutOfMemoryError:
-            if not sizer.shrink(n_rows):
-                raise
-            embeddings = None
-        if embeddings is None:
-            # Outside the except block: the error's frames, and the tensors
-            # they hold, are gone before the cache is emptied.
-            sizer.release_memory()
-            continue
-        sizer.observe(n_rows, time.perf_counter() - started)
-        out[[position for position, _ in chosen]] = embeddings
-        if done is not None:
-            done(n_rows)
-        first += n_rows
-    return items[first:]
-
-
-def _check_on_error(on_error):
-    if on_error not in ON_ERROR_OPTIONS:
-        raise ValueError(
-            f"on_error must be one of {ON_ERROR_OPTIONS}; got {on_error!r}"
-        )
-
-
-def _prepare_row(item, position, index, config, on_error):
-    """Decode one row; under ``on_error="nan"`` return the error instead.
-
-    Only what a bad row raises is caught (``ROW_ERRORS``); out-of-memory,
-    interrupts and bugs propagate under either policy.
-    """
-    try:
-        return prepare_image(item, config)
-    except ROW_ERRORS as exc:
-        error = ImageInputError(
-            f"could not read the image in {row_label(position, index)}, "
-            f"{describe_source(item)}: {type(exc).__name__}: {exc}"
-        )
-        if on_error == "raise":
-            raise error from exc
-        error.__cause__ = exc
-        return error
-
-
-# A ceiling on the default: more than 16 decoding threads have never been
-# measured, and their Python parts all share one GIL.
-MAX_DEFAULT_WORKERS = 32
-
-
-def usable_cores():
-    """The cores this process may run on (its CPU affinity, as containers and
-    ``taskset`` set it), which ``os.cpu_count()`` ignores."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not on Linux
-        return os.cpu_count() or 1
-
-
-def default_workers():
-    """Decoding threads: one per usable core, so decoding keeps up with the model.
-
-    Pillow and torch release the GIL while they decode and resize, which is
-    most of the work (``benchmarks/decode_cpu.py`` times the pipeline alone);
-    an estimator's ``n_jobs`` (or ``n_workers`` here) overrides this.
-    """
-    return max(1, min(MAX_DEFAULT_WORKERS, usable_cores()))
-
-
-@functools.cache
-def _thread_pools():
-    # Finding the loaded thread-pool libraries takes milliseconds; a pool of
-    # decoding threads starts with every call, so they are found once.
-    return ThreadpoolController()
-
-
-def _one_intra_op_thread():
-    # Decoding threads resize with torch. Each would otherwise start its own
-    # team of intra-op threads, one per core, and crowd out the model's. The
-    # OpenMP thread count is a per-thread setting, so the model's is untouched.
-    # torch sets a thread's count on its first parallel call: make that first.
-    torch.get_num_threads()
-    _thread_pools().limit(limits=1, user_api="openmp")
-
-
-def iter_prepared_batches(
-    rows,
-    index,
-    config,
-    *,
-    batch_size,
-    on_error,
-    n_workers,
-    prefetch=2,
-    positions=None,
-):
-    """Yield ``(start, arrays_or_errors)`` batches in order, decoded ahead.
-
-    ``positions`` (default: every row) are the rows to decode; ``start`` is
-    the offset of the batch's first row in ``positions``. ``batch_size`` may
-    be a function, asked before each batch is queued.
-
-    When the consumer stops early (an error, an interrupt, ``close()``), the
-    batches queued ahead are cancelled rather than decoded for nothing.
-    """
-    _check_on_error(on_error)
-    n_workers = n_workers or default_workers()
-    positions = range(len(rows)) if positions is None else positions
-    next_size = batch_size if callable(batch_size) else lambda: batch_size
-    pool = ThreadPoolExecutor(max_workers=n_workers, initializer=_one_intra_op_thread)
-    try:
-        pending = deque()
-        queued = 0
-
-        def submit_next():
-            nonlocal queued
-            chosen = positions[queued : queued + next_size()]
-            if len(chosen):
-                futures = [
-                    pool.submit(_prepare_row, rows[p], p, index, config, on_error)
-                    for p in chosen
-                ]
-                pending.append((queued, futures))
-                queued += len(chosen)
-
-        for _ in range(prefetch + 1):
-            submit_next()
-        while pending:
-            start, futures = pending.popleft()
-            submit_next()
-            yield start, [f.result() for f in futures]
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def encode_images(
@@ -383,7 +158,7 @@ def encode_images(
     With a ``cache``, rows it holds are read from it and only the others are
     decoded and encoded, then stored.
     """
-    _check_on_error(on_error)
+    check_on_error(on_error)
     out = np.full((len(rows), handle.embedding_dim), np.nan, np.float32)
     failures = []
     sizer = BatchSizer(batch_size, handle.device)
@@ -472,10 +247,10 @@ def _encode_image_rows(
                     done(1)
                 else:
                     ready.append((position, item))
-            ready = _run_batches(
+            ready = run_batches(
                 ready, forward, out, sizer, keep_partial=True, done=done
             )
-        _run_batches(ready, forward, out, sizer, done=done)
+        run_batches(ready, forward, out, sizer, done=done)
     return failures
 
 
@@ -498,7 +273,7 @@ def encode_rows(
     ``rows`` and ``index`` are what :func:`sklearn_clip._encoding.inputs.as_rows`
     returns. Texts are checked for missing values (naming the row) first;
     ``n_workers`` is the number of image decoding threads (None: see
-    :func:`default_workers`).
+    :func:`~sklearn_clip._encoding.prefetch.default_workers`).
     """
     if modality == "text":
         texts = check_texts(rows, index)

@@ -1,0 +1,136 @@
+"""Images decoded ahead, in threads, while the model works on the batch before.
+
+Pillow and torch release the GIL while they decode and resize; at most
+``prefetch`` batches are in flight, so memory is bounded by the batch size,
+not by the dataset. A bad row becomes an
+:class:`~sklearn_clip.exceptions.ImageInputError` naming the row and source.
+"""
+
+import functools
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+from threadpoolctl import ThreadpoolController
+
+from sklearn_clip._encoding.images import ROW_ERRORS, describe_source, prepare_image
+from sklearn_clip._encoding.inputs import row_label
+from sklearn_clip._options import ON_ERROR_OPTIONS
+from sklearn_clip.exceptions import ImageInputError
+
+
+def check_on_error(on_error):
+    if on_error not in ON_ERROR_OPTIONS:
+        raise ValueError(
+            f"on_error must be one of {ON_ERROR_OPTIONS}; got {on_error!r}"
+        )
+
+
+def prepare_row(item, position, index, config, on_error):
+    """Decode one row; under ``on_error="nan"`` return the error instead.
+
+    Only what a bad row raises is caught (``ROW_ERRORS``); out-of-memory,
+    interrupts and bugs propagate under either policy.
+    """
+    try:
+        return prepare_image(item, config)
+    except ROW_ERRORS as exc:
+        error = ImageInputError(
+            f"could not read the image in {row_label(position, index)}, "
+            f"{describe_source(item)}: {type(exc).__name__}: {exc}"
+        )
+        if on_error == "raise":
+            raise error from exc
+        error.__cause__ = exc
+        return error
+
+
+# A ceiling on the default: more than 16 decoding threads have never been
+# measured, and their Python parts all share one GIL.
+MAX_DEFAULT_WORKERS = 32
+
+
+def usable_cores():
+    """The cores this process may run on (its CPU affinity, as containers and
+    ``taskset`` set it), which ``os.cpu_count()`` ignores."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_workers():
+    """Decoding threads: one per usable core, so decoding keeps up with the model.
+
+    Pillow and torch release the GIL while they decode and resize, which is
+    most of the work (``benchmarks/decode_cpu.py`` times the pipeline alone);
+    an estimator's ``n_jobs`` (or ``n_workers`` here) overrides this.
+    """
+    return max(1, min(MAX_DEFAULT_WORKERS, usable_cores()))
+
+
+@functools.cache
+def _thread_pools():
+    # Finding the loaded thread-pool libraries takes milliseconds; a pool of
+    # decoding threads starts with every call, so they are found once.
+    return ThreadpoolController()
+
+
+def _one_intra_op_thread():
+    # Decoding threads resize with torch. Each would otherwise start its own
+    # team of intra-op threads, one per core, and crowd out the model's. The
+    # OpenMP thread count is a per-thread setting, so the model's is untouched.
+    # torch sets a thread's count on its first parallel call: make that first.
+    torch.get_num_threads()
+    _thread_pools().limit(limits=1, user_api="openmp")
+
+
+def iter_prepared_batches(
+    rows,
+    index,
+    config,
+    *,
+    batch_size,
+    on_error,
+    n_workers,
+    prefetch=2,
+    positions=None,
+):
+    """Yield ``(start, arrays_or_errors)`` batches in order, decoded ahead.
+
+    ``positions`` (default: every row) are the rows to decode; ``start`` is
+    the offset of the batch's first row in ``positions``. ``batch_size`` may
+    be a function, asked before each batch is queued.
+
+    When the consumer stops early (an error, an interrupt, ``close()``), the
+    batches queued ahead are cancelled rather than decoded for nothing.
+    """
+    check_on_error(on_error)
+    n_workers = n_workers or default_workers()
+    positions = range(len(rows)) if positions is None else positions
+    next_size = batch_size if callable(batch_size) else lambda: batch_size
+    pool = ThreadPoolExecutor(max_workers=n_workers, initializer=_one_intra_op_thread)
+    try:
+        pending = deque()
+        queued = 0
+
+        def submit_next():
+            nonlocal queued
+            chosen = positions[queued : queued + next_size()]
+            if len(chosen):
+                futures = [
+                    pool.submit(prepare_row, rows[p], p, index, config, on_error)
+                    for p in chosen
+                ]
+                pending.append((queued, futures))
+                queued += len(chosen)
+
+        for _ in range(prefetch + 1):
+            submit_next()
+        while pending:
+            start, futures = pending.popleft()
+            submit_next()
+            yield start, [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
