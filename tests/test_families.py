@@ -21,7 +21,7 @@ from sklearn_clip import (
     CLIPZeroShotClassifier,
     load_model,
 )
-from sklearn_clip._encoding.images import ImageConfig
+from sklearn_clip._encoding.preprocess import ImageConfig
 from sklearn_clip._models.loading import FINETUNE_FAMILIES, SUPPORTED_FAMILIES
 from sklearn_clip.toy import FAMILIES, make_tiny_clip
 

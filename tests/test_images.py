@@ -4,12 +4,11 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, CLIPImageProcessorPil
 
-from sklearn_clip._encoding.images import (
+from sklearn_clip._encoding.images import pixel_values, to_rgb
+from sklearn_clip._encoding.preprocess import (
     ImageConfig,
     ProcessorImages,
     image_preprocessing,
-    pixel_values,
-    to_rgb,
 )
 from sklearn_clip.datasets import make_photo
 from tests.conftest import grey_levels

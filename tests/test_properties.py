@@ -22,11 +22,11 @@ from PIL import Image
 from sklearn_clip._encoding.encode import InputErrorWarning, encode_images
 from sklearn_clip._encoding.images import (
     ROW_ERRORS,
-    ImageConfig,
     ImageInputError,
     prepare_image,
 )
 from sklearn_clip._encoding.prefetch import prepare_row
+from sklearn_clip._encoding.preprocess import ImageConfig
 
 CONFIG = ImageConfig(size=30, crop=(30, 30))  # the tiny model's preprocessing
 MANY = settings(

@@ -25,12 +25,12 @@ from sklearn_clip._encoding import images as _images
 from sklearn_clip._encoding import prefetch
 from sklearn_clip._encoding.encode import InputErrorWarning, encode_images
 from sklearn_clip._encoding.images import (
-    ImageConfig,
     ImageInputError,
     UnsupportedImageError,
     prepare_image,
     to_rgb,
 )
+from sklearn_clip._encoding.preprocess import ImageConfig
 from tests.conftest import encoded
 
 # -- building the corpus -------------------------------------------------------
@@ -516,7 +516,7 @@ def test_extreme_aspect_ratio_stays_bounded(shape, monkeypatch):
 
 @pytest.mark.parametrize("shape", [(20, 900), (900, 20), (40, 2000)])
 def test_bounded_resize_matches_resize_then_crop(shape):
-    from sklearn_clip._encoding.images import _center_crop, _resized_shape
+    from sklearn_clip._encoding.preprocess import _center_crop, _resized_shape
 
     image = Image.fromarray(_smooth(*shape))
     config = ImageConfig(size=30, crop=(30, 30))

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from sklearn_clip._encoding import encode as _encode
-from sklearn_clip._encoding.images import image_preprocessing
 from sklearn_clip._encoding.inputs import as_rows
+from sklearn_clip._encoding.preprocess import image_preprocessing
 from sklearn_clip._models.families import family_of
 from sklearn_clip._models.forward import (
     compile_image_features,

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from sklearn_clip._encoding.encode import tokenize
-from sklearn_clip._encoding.images import normalize_batch
+from sklearn_clip._encoding.preprocess import normalize_batch
 from sklearn_clip._models.families import family_of
 from sklearn_clip._models.forward import image_features, logit_scale, text_features
 from sklearn_clip._train import distributed as dist
