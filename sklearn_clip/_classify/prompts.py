@@ -13,9 +13,10 @@ import warnings
 from types import MappingProxyType
 
 import numpy as np
-import pandas as pd
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
+
+from sklearn_clip._encoding.inputs import is_missing
 
 # The one template of the CLIP paper's simplest zero-shot baseline.
 SIMPLE_TEMPLATES = ("a photo of a {}.",)
@@ -337,7 +338,7 @@ def label_space(candidate_labels, y, *, label_list):
 
 def _check_y(y, *, label_list):
     y = column_or_1d(y, warn=True)
-    missing = np.flatnonzero(pd.isna(y))
+    missing = np.flatnonzero([is_missing(label) for label in y])
     if missing.size:
         raise ValueError(
             f"Input y contains NaN or None (at positions {missing[:10].tolist()}); "

@@ -14,10 +14,10 @@ import stat
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image, ImageOps
 
+from sklearn_clip._encoding.inputs import is_missing
 from sklearn_clip._encoding.preprocess import (
     ProcessorImages,
     normalize_batch,
@@ -118,15 +118,9 @@ def _check_regular(mode, path):
     raise OSError(f"not a regular file ({kind}): {str(path)!r}")
 
 
-def _is_missing(item):
-    if item is None or item is pd.NA or item is pd.NaT:
-        return True
-    return isinstance(item, float | np.floating) and bool(np.isnan(item))
-
-
 def describe_source(item):
     """A short description of an input for error messages."""
-    if _is_missing(item):
+    if is_missing(item):
         return f"a missing value ({item!r})"
     if isinstance(item, str | Path):
         return f"path {str(item)!r}"
@@ -261,7 +255,7 @@ def to_rgb(item):
         image = ImageOps.exif_transpose(item)
     elif isinstance(item, np.ndarray):
         image = _array_to_image(item)
-    elif _is_missing(item):
+    elif is_missing(item):
         raise UnsupportedImageError(
             f"the image is missing ({item!r}); fill or drop missing rows first"
         )

@@ -108,6 +108,28 @@ def row_label(position, index):
     return f"row {position} (index {index_label(position, index)!r})"
 
 
+def is_missing(value):
+    """Whether a row holds a missing value: None, NaN, ``pd.NA`` or ``pd.NaT``.
+
+    The one definition every input check uses (images, texts, labels).
+    Booleans and numbers other than NaN are values, not missing ones.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from sklearn_clip._encoding.inputs import is_missing
+    >>> [is_missing(v) for v in (None, np.nan, pd.NA, pd.NaT, 0.0, "", False)]
+    [True, True, True, True, False, False, False]
+    """
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and bool(np.isnan(value))
+    )
+
+
 def check_texts(rows, index):
     """Check that every text row is a string; return them as ``str``.
 
@@ -120,13 +142,10 @@ def check_texts(rows, index):
         if isinstance(value, np.str_):
             value = str(value)
         if not isinstance(value, str):
-            missing = (
-                value is None
-                or (isinstance(value, numbers.Real) and np.isnan(value))
-                or value is pd.NA
-            )
             what = (
-                "is missing (None/NaN)" if missing else f"is a {type(value).__name__}"
+                "is missing (None/NaN)"
+                if is_missing(value)
+                else f"is a {type(value).__name__}"
             )
             raise ValueError(
                 f"{row_label(position, index)} {what}; every text must be a string. "
