@@ -120,6 +120,10 @@ def _check_regular(mode, path):
 
 def describe_source(item):
     """A short description of an input for error messages."""
+    if isinstance(item, dict) and item.get("path") is not None:
+        return f"path {str(item['path'])!r}"
+    if isinstance(item, torch.Tensor):
+        return f"tensor of shape {tuple(item.shape)} and dtype {item.dtype}"
     if is_missing(item):
         return f"a missing value ({item!r})"
     if isinstance(item, str | Path):
@@ -235,19 +239,41 @@ def _to_rgb_mode(image):
     return image.convert("RGB")
 
 
+def _plain_image_input(item):
+    """A datasets dict -> its bytes (else its path); a tensor -> an HWC array."""
+    if isinstance(item, dict) and set(item) <= {"bytes", "path"}:
+        if item.get("bytes") is not None:
+            return item["bytes"]
+        if item.get("path") is not None:
+            return item["path"]
+        raise UnsupportedImageError(
+            f"the image dict holds neither bytes nor a path: {item!r}"
+        )
+    if isinstance(item, torch.Tensor):
+        array = item.detach().cpu().numpy()
+        channels_first = array.ndim == 3 and array.shape[0] in (1, 3, 4)
+        if channels_first and array.shape[-1] not in (1, 3, 4):
+            array = array.transpose(1, 2, 0)
+        return array[..., 0] if array.ndim == 3 and array.shape[-1] == 1 else array
+    return item
+
+
 def to_rgb(item):
     """Turn one supported image input into an RGB ``PIL.Image``.
 
     Accepts a path (``str`` or ``pathlib.Path``), encoded ``bytes``, a
-    ``PIL.Image.Image`` or a numpy array (HWC ``uint8``, HW greyscale, or float
-    in [0, 1]). EXIF orientation is applied; transparency is composited on
-    white; palette, greyscale, 1-bit, CMYK and 16-bit images are converted;
-    of an animated or multi-page file the first frame is used.
+    ``PIL.Image.Image``, a numpy array (HWC ``uint8``, HW greyscale, or float
+    in [0, 1]), a torch tensor (the same, or CHW as torchvision writes it) and
+    a Hugging Face ``datasets`` image value that was not decoded (a dict with
+    ``"bytes"`` and ``"path"``). EXIF orientation is applied; transparency is
+    composited on white; palette, greyscale, 1-bit, CMYK and 16-bit images
+    are converted; of an animated or multi-page file the first frame is used.
 
     Raises one of :data:`ROW_ERRORS`: a missing value or an unsupported type
     raises :class:`UnsupportedImageError` (a ``TypeError``), an unreadable file
     or array one of Pillow's decoding errors (``OSError``, ``ValueError``, ...).
     """
+    item = _plain_image_input(item)
     if isinstance(item, str | Path | bytes | bytearray):
         image = _open_image(item)
     elif isinstance(item, Image.Image):
@@ -261,7 +287,8 @@ def to_rgb(item):
         )
     else:
         raise UnsupportedImageError(
-            "an image must be a path, bytes, a PIL image or a numpy array; got "
+            "an image must be a path, bytes, a PIL image, a numpy array, a torch "
+            'tensor or a {"bytes", "path"} dict (Hugging Face datasets); got '
             f"{type(item).__name__}"
         )
     if image.width == 0 or image.height == 0:
@@ -277,6 +304,7 @@ def prepare_image(item, config):
     """
     if isinstance(config, ProcessorImages):
         return config.prepare(to_rgb(item))
+    item = _plain_image_input(item)
     if isinstance(item, str | Path | bytes | bytearray):
         # Decoded here rather than in to_rgb, so a large JPEG can be drafted.
         item = _open_image(item, draft_for=config)

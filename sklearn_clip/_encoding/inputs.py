@@ -8,8 +8,10 @@ one shape.
 """
 
 import numbers
+import sys
 from pathlib import Path
 
+import narwhals.stable.v2 as nw
 import numpy as np
 import pandas as pd
 
@@ -21,7 +23,9 @@ def as_rows(X, *, kind="image"):
     ----------
     X : list, tuple, ndarray, Series or DataFrame
         The rows. A numeric ndarray of shape ``(n, H, W)`` or ``(n, H, W, C)``
-        is read as a batch of ``n`` images.
+        is read as a batch of ``n`` images. Series and one-column data frames
+        of pandas, polars and pyarrow (arrays, chunked arrays, tables), and any
+        other library narwhals reads, are accepted.
     kind : {"image", "text"}
         Only used to word error messages and to accept image batches.
 
@@ -41,6 +45,7 @@ def as_rows(X, *, kind="image"):
     (['a', 'b'], Index([7, 9], dtype='int64'))
     """
     index = None
+    X = _from_other_frame_libraries(X, kind)
     if isinstance(X, pd.DataFrame):
         if X.shape[1] != 1:
             raise ValueError(
@@ -72,6 +77,32 @@ def as_rows(X, *, kind="image"):
         # Row arrays taken from an image batch arrive as numpy rows already.
         rows = [np.asarray(r) if isinstance(r, np.ndarray) else r for r in rows]
     return rows, index
+
+
+def _from_other_frame_libraries(X, kind):
+    """A polars, pyarrow, ... column or one-column table -> its list of rows.
+
+    pandas keeps its own path (its index names rows in errors and outputs);
+    every other data frame library narwhals reads (as scikit-learn itself
+    does) gives plain rows. Anything else is returned as it came.
+    """
+    if isinstance(X, pd.DataFrame | pd.Series | np.ndarray | list | tuple):
+        return X
+    pyarrow = sys.modules.get("pyarrow")  # a pyarrow input means it is loaded
+    if pyarrow is not None and isinstance(X, pyarrow.Array):
+        return X.to_pylist()  # narwhals reads chunked arrays, not plain ones
+    frame = nw.from_native(X, eager_only=True, allow_series=True, pass_through=True)
+    if isinstance(frame, nw.Series):
+        return frame.to_list()
+    if isinstance(frame, nw.DataFrame):
+        if frame.shape[1] != 1:
+            raise ValueError(
+                f"expected a DataFrame with one {kind} column; got "
+                f"{frame.shape[1]} columns {frame.columns!r}. Select one column, "
+                f"e.g. X[['{kind}']] or a ColumnTransformer column."
+            )
+        return frame.get_column(frame.columns[0]).to_list()
+    return X
 
 
 def _rows_of_array(X, kind):
