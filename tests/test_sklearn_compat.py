@@ -18,11 +18,13 @@ from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
 from sklearn.utils import estimator_checks, get_tags
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_clip import (
     CLIPContrastiveFinetuner,
     CLIPEmbeddingTransformer,
     CLIPFewShotClassifier,
+    CLIPNearestNeighbors,
     CLIPZeroShotClassifier,
     clear_model_cache,
     model_cache_info,
@@ -53,6 +55,8 @@ ESTIMATORS = {
     ),
 }
 CLASSES = [CLIPEmbeddingTransformer, CLIPZeroShotClassifier, CLIPFewShotClassifier]
+# Every public estimator, for the checks that need no data.
+ALL_CLASSES = [*CLASSES, CLIPNearestNeighbors, CLIPContrastiveFinetuner]
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +100,7 @@ def _assert_same(first, second, atol=1e-6):
 
 
 @pytest.mark.parametrize("check_name", DATA_FREE_CHECKS)
-@pytest.mark.parametrize("estimator_class", [*CLASSES, CLIPContrastiveFinetuner])
+@pytest.mark.parametrize("estimator_class", ALL_CLASSES)
 def test_sklearn_data_free_check(estimator_class, check_name):
     check = getattr(estimator_checks, check_name)
     check(estimator_class.__name__, estimator_class())
@@ -111,9 +115,21 @@ def test_sklearn_unfitted_checks():
     estimator_checks.check_transformers_unfitted(
         "CLIPContrastiveFinetuner", CLIPContrastiveFinetuner()
     )
+    with pytest.raises(NotFittedError):
+        CLIPNearestNeighbors().kneighbors(["a photo"])
 
 
-@pytest.mark.parametrize("estimator_class", CLASSES)
+# scikit-learn's own entry point, over every estimator. Its data-dependent
+# checks feed random 2-D float arrays, which are neither images nor texts:
+# the tags say so and scikit-learn skips them, leaving the clone check. The
+# data-free checks above and the tests below, on real images and a real
+# model, stand in for the rest.
+@parametrize_with_checks([cls() for cls in ALL_CLASSES])
+def test_sklearn_parametrize_with_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("estimator_class", ALL_CLASSES)
 def test_check_estimator_runs_only_the_clone_check(estimator_class):
     # Honest tags make scikit-learn skip its data-dependent checks: this test
     # says so, so that a green check_estimator is not mistaken for full cover.
