@@ -97,6 +97,10 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
     dtype('float32')
     """
 
+    # skrub's ApplyToCols and TableVectorizer give such a transformer one
+    # column at a time (a clone each), which is how it reads its inputs.
+    __single_column_transformer__ = True
+
     _parameter_constraints = {
         **CLIPEstimatorBase._parameter_constraints,
         "modality": [StrOptions({"image", "text"})],

@@ -243,3 +243,36 @@ def test_on_error_nan_records_the_rows_that_failed(tiny_clip_path, table, tmp_pa
     with warnings.catch_warnings():
         warnings.simplefilter("error", InputErrorWarning)  # no bad row, no warning
         lenient.transform(X.iloc[[0, 2]])
+
+
+# -- skrub ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frame_library", ["pandas", "polars"])
+def test_skrub_apply_to_cols_embeds_each_image_column(
+    tiny_clip_path, table, frame_library
+):
+    skrub = pytest.importorskip("skrub")
+    frame = table.assign(scan=table["image"][::-1].to_numpy())
+    if frame_library == "polars":
+        frame = pytest.importorskip("polars").from_pandas(frame)
+    embedder = CLIPEmbeddingTransformer(tiny_clip_path)
+    out = skrub.ApplyToCols(embedder, cols=["image", "scan"]).fit_transform(frame)
+    out = out.to_pandas() if frame_library == "polars" else out
+    expected = embedder.fit(table["image"]).transform(table["image"])
+    n_dims = expected.shape[1]
+    # Each image column becomes its block of embeddings, where the column was.
+    np.testing.assert_allclose(out.iloc[:, :n_dims], expected, atol=1e-6)
+    np.testing.assert_allclose(out.iloc[:, -n_dims:], expected[::-1], atol=1e-6)
+    middle = out.columns[n_dims:-n_dims].tolist()
+    assert middle == ["caption", "width", "height", "label"]
+
+
+def test_skrub_table_vectorizer_with_an_image_column(tiny_clip_path, table):
+    skrub = pytest.importorskip("skrub")
+    embedder = CLIPEmbeddingTransformer(tiny_clip_path)
+    vectorizer = skrub.TableVectorizer(specific_transformers=[(embedder, ["image"])])
+    out = vectorizer.fit_transform(table.drop(columns="label"))
+    expected = embedder.fit(table["image"]).transform(table["image"])
+    np.testing.assert_allclose(out.iloc[:, : expected.shape[1]], expected, atol=1e-6)
+    assert {"width", "height"} <= set(out.columns)
