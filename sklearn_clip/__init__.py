@@ -1,19 +1,10 @@
 """CLIP zero-shot classification, embeddings and contrastive fine-tuning for
 scikit-learn."""
 
+import importlib
+
 from sklearn_clip import _compat
-from sklearn_clip._classify.few_shot import CLIPFewShotClassifier
-from sklearn_clip._classify.zero_shot import CLIPZeroShotClassifier
 from sklearn_clip._config import config_context, get_config, set_config
-from sklearn_clip._embedding import CLIPEmbeddingTransformer
-from sklearn_clip._encoding.handle import (
-    ModelHandle,
-    clear_model_cache,
-    load_model,
-    model_cache_info,
-)
-from sklearn_clip._retrieval.neighbors import CLIPNearestNeighbors
-from sklearn_clip._train.finetuner import CLIPContrastiveFinetuner
 
 # Importable from here as in 0.1.0; documented with the other warnings in
 # sklearn_clip.exceptions, so it has one API page.
@@ -22,6 +13,21 @@ from sklearn_clip.exceptions import FewShotWarning  # noqa: F401
 _compat.install()
 
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it. They are imported on first use
+# (PEP 562), so ``import sklearn_clip`` and ``sklearn-clip --help`` do not pay
+# for torch and transformers.
+_LAZY = {
+    "CLIPContrastiveFinetuner": "sklearn_clip._train.finetuner",
+    "CLIPEmbeddingTransformer": "sklearn_clip._embedding",
+    "CLIPFewShotClassifier": "sklearn_clip._classify.few_shot",
+    "CLIPNearestNeighbors": "sklearn_clip._retrieval.neighbors",
+    "CLIPZeroShotClassifier": "sklearn_clip._classify.zero_shot",
+    "ModelHandle": "sklearn_clip._encoding.handle",
+    "clear_model_cache": "sklearn_clip._encoding.handle",
+    "load_model": "sklearn_clip._encoding.handle",
+    "model_cache_info": "sklearn_clip._encoding.handle",
+}
 
 __all__ = [
     "CLIPContrastiveFinetuner",
@@ -37,3 +43,15 @@ __all__ = [
     "model_cache_info",
     "set_config",
 ]
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'sklearn_clip' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__():
+    return sorted({*globals(), *_LAZY})

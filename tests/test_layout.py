@@ -107,3 +107,40 @@ def test_a_0_1_0_module_name_is_the_module_of_today(old):
     module = importlib.import_module(old)
     assert module is importlib.import_module(MOVED_MODULES[old])
     assert module.__spec__.name == MOVED_MODULES[old]
+
+
+def _fresh_import(code):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split()
+
+
+def test_importing_the_package_defers_torch_and_transformers():
+    loaded = _fresh_import(
+        "import sys, sklearn_clip; "
+        "print(*(m in sys.modules for m in ('torch', 'transformers', 'sklearn')))"
+    )
+    assert loaded == ["False", "False", "False"]
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["embed", "--help"], ["embed"], ["no-such-command"]]
+)
+def test_the_command_answers_about_its_arguments_without_torch(argv):
+    code = (
+        "import sys\nfrom sklearn_clip.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    assert _fresh_import(code)[-2:] == ["False", "False"]
+
+
+def test_every_public_name_is_importable_and_listed():
+    assert set(sklearn_clip.__all__) <= set(dir(sklearn_clip))
+    for name in sklearn_clip.__all__:
+        assert getattr(sklearn_clip, name).__name__ == name
