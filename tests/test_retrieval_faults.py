@@ -205,3 +205,25 @@ def test_given_embeddings_with_a_non_finite_value_are_refused(bad):
     searcher = CLIPNearestNeighbors(modality="embedding").fit(unit(4, 8))
     with pytest.raises(ValueError, match="row 2 of the embeddings"):
         searcher.kneighbors(rows, 1)
+
+
+def _status_bytes(field):
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
+def test_duplicate_search_memory_does_not_grow_with_the_pairs():
+    # 4,000 near-copies of one row: all 8 million pairs pass. Kept, their
+    # indices alone would take 256 MB; the documented bound is about 100 MB.
+    rows = np.tile(unit(1, 16), (4000, 1)) + 0.01 * unit(4000, 16, seed=1)
+    searcher = CLIPNearestNeighbors(modality="embedding").fit(rows)
+    searcher.find_duplicates(0.9)  # warm-up: imports, first allocations
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")  # resets VmHWM to the current RSS (Linux)
+    before = _status_bytes("VmRSS")
+    groups = searcher.find_duplicates(0.9)
+    assert _status_bytes("VmHWM") - before < 100e6
+    assert [len(g) for g in groups] == [4000]

@@ -169,8 +169,11 @@ def similar_groups(collection, threshold):
                 reaches(sims, threshold, collection.dtype), as_tuple=True
             )
             i, j = i.cpu().numpy() + a0, j.cpu().numpy() + a0 + b0
-            if (i < j).any():
-                labels = _joined(labels, i[i < j], j[i < j])
+            # Only pairs joining two groups change anything; when most pairs
+            # pass, most of them are already in one group.
+            new = labels[i] != labels[j]
+            if new.any():
+                labels = _joined(labels, i[new], j[new])
     return _groups_of(labels)
 
 
