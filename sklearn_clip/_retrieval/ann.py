@@ -75,9 +75,13 @@ class FaissIndex:
             "expansion_search"
         ]
 
-    def add(self, embeddings, keys):
-        """Add rows under the given keys; a copy of a row added before is kept aside."""
-        new = []
+    def add(self, embeddings, start):
+        """Add rows, keyed ``start``, ``start + 1``...; NaN rows are left out.
+
+        A copy of a row added before is kept aside, not added to the graph.
+        """
+        keys = start + np.flatnonzero(~np.isnan(embeddings).any(axis=1))
+        embeddings, new = embeddings[keys - start], []
         for position, (row, key) in enumerate(zip(embeddings, map(int, keys))):
             digest = hashlib.blake2b(row.tobytes(), digest_size=16).digest()
             first = self.first.setdefault(digest, key)
@@ -87,7 +91,7 @@ class FaissIndex:
                 self.copies.setdefault(first, []).append(key)
         if new:
             vectors = np.ascontiguousarray(embeddings[new], dtype=np.float32)
-            self.index.add_with_ids(vectors, np.asarray(keys, np.int64)[new])
+            self.index.add_with_ids(vectors, keys[new])
 
     def search(self, queries, k):
         """``(similarities, keys)``, each ``(m, k)``, ties ordered by key.

@@ -196,7 +196,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         self.input_errors_ = errors
         if self.index != "exact":
             self._ann = make_index(self.index, self.embedding_dim_, self.index_options)
-            self._add_to_index(self.embeddings_, 0)
+            self._ann.add(self.embeddings_, 0)
         return self
 
     def partial_fit(self, X, y=None):
@@ -226,7 +226,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         self.n_samples_fit_ = len(self.embeddings_)
         self.__dict__.pop("_tensor", None)
         if self.index != "exact":
-            self._add_to_index(new, start)
+            self._ann.add(new, start)
         return self
 
     def _embed(self, X, modality, *, dim=True):
@@ -234,10 +234,6 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         if modality == "embedding":
             return _search.unit_rows(X, self.embedding_dim_ if dim else None), []
         return self._encode_rows(X, modality=modality)
-
-    def _add_to_index(self, embeddings, start):
-        keys = start + np.flatnonzero(~np.isnan(embeddings).any(axis=1))
-        self._ann.add(embeddings[keys - start], keys)
 
     def _collection(self):
         """The matchable rows as a tensor on the model's device, and their rows."""
