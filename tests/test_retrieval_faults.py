@@ -6,6 +6,7 @@ written" section of ``docs/reliability.md``.
 """
 
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -176,6 +177,8 @@ def test_faiss_with_many_identical_rows_returns_real_rows_in_order():
     approximate = CLIPNearestNeighbors(modality="embedding", index="faiss").fit(rows)
     distances, indices = approximate.kneighbors(rows[[0]], 10)
     np.testing.assert_array_equal(indices[0], np.arange(10))  # ties by row
+    reloaded = pickle.loads(pickle.dumps(approximate))  # the copies kept aside too
+    np.testing.assert_array_equal(reloaded.kneighbors(rows[[0]], 10)[1], indices)
     np.testing.assert_allclose(distances, 0, atol=1e-6)
     queries = unit(200, 32, seed=1)
     found = approximate.kneighbors(queries, 10, return_distance=False)
