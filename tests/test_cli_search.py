@@ -59,7 +59,7 @@ def test_search_prints_hits_lists_bad_files_and_writes_a_sheet(
     assert not any(Path(link).is_absolute() for link in links)
 
     # A second run reads the cached embeddings and gives the same hits.
-    assert main([*args, "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert main([*args, "--cache-dir", str(tmp_path / "cache"), "--overwrite"]) == 0
     again = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
     assert [h[2] for h in again if len(h) == 3] == [h[2] for h in hits]
 

@@ -19,6 +19,7 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(_search, "BLOCK_ELEMENTS", 64)
     monkeypatch.setattr(_search, "MAX_BLOCK_ROWS", 7)
     monkeypatch.setattr(_search, "QUERY_BLOCK", 5)
+    monkeypatch.setattr(_search, "PAIR_BLOCK_ELEMENTS", 30)
     monkeypatch.setattr(_search, "_row_block", lambda n_queries: 7)
 
 
@@ -96,19 +97,18 @@ def test_duplicate_groups_are_the_connected_components(threshold):
     # 2,000 rows in 16 dimensions: at 0.7 chance pairs join most rows into one
     # chain, at 0.9 the planted copies (some sharing an original) stand alone.
     rows = planted(2000, 300)
-    pairs = _search.similar_pairs(torch.from_numpy(rows), threshold)
-    found = _search.groups(len(rows), pairs)
+    found = _search.similar_groups(torch.from_numpy(rows), threshold)
     expected = reference_groups(rows, threshold)
     assert len(found) == len(expected) > 10
     for group, reference in zip(found, expected):
         np.testing.assert_array_equal(group, reference)
 
 
-def test_similar_pairs_in_small_blocks_equal_the_full_product(small_blocks):
+def test_similar_groups_in_small_blocks_equal_the_full_product(small_blocks):
     rows = planted(60, 10, d=4)
-    pairs = _search.similar_pairs(torch.from_numpy(rows), 0.8)
-    i, j = np.nonzero(np.triu(rows @ rows.T >= np.float32(0.8), k=1))
-    np.testing.assert_array_equal(pairs[np.lexsort(pairs.T[::-1])], np.stack([i, j], 1))
+    found = _search.similar_groups(torch.from_numpy(rows), 0.8)
+    expected = reference_groups(rows, 0.8)
+    assert [g.tolist() for g in found] == [g.tolist() for g in expected]
 
 
 def test_verified_pairs_keep_only_pairs_above_the_threshold():
@@ -124,7 +124,7 @@ def test_verified_pairs_keep_only_pairs_above_the_threshold():
 
 def test_no_pairs_no_groups():
     assert _search.groups(5, np.empty((0, 2), np.int64)) == []
-    assert _search.similar_pairs(torch.eye(3), 0.5).shape == (0, 2)
+    assert _search.similar_groups(torch.eye(3), 0.5) == []
 
 
 def _status_bytes(field):
@@ -152,5 +152,5 @@ def test_exact_search_memory_does_not_grow_with_the_collection():
         handle.write("5")
     before = _status_bytes("VmRSS")
     _search.top_k(collection, queries, 10)
-    _search.similar_pairs(collection[:20_000], 0.95)
+    _search.similar_groups(collection[:20_000], 0.95)
     assert _status_bytes("VmHWM") - before < 500e6

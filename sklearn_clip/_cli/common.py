@@ -1,16 +1,18 @@
 """What the subcommands share: reading inputs, writing outputs, common options.
 
-Outputs are checked before any work is done (:func:`check_output`) and written
-atomically (:func:`write_frame`): a run that is killed, interrupted or fails
-leaves either the complete new file or whatever was there before, never a
-truncated file that parses cleanly.
+Outputs are checked before any work is done and written atomically, by the
+one writer in ``sklearn_clip._files`` (:func:`check_output`,
+:func:`write_output`): a run that is killed, interrupted or fails leaves either
+the complete new file or whatever was there before, never a truncated file
+that parses cleanly.
 """
 
 import argparse
-import os
 from pathlib import Path
 
-from sklearn_clip._files import replaced_atomically
+# check_output is re-exported: every subcommand checks its --output through it.
+from sklearn_clip._files import check_output as check_output
+from sklearn_clip._files import write_output
 from sklearn_clip._options import ON_ERROR_OPTIONS
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
@@ -72,42 +74,6 @@ def read_rows(args):
     return column(read_table(args.table), args.column, "--column")
 
 
-def check_output(path, suffixes, *, overwrite=False):
-    """Refuse an ``--output`` that cannot or must not be written, before any work.
-
-    The suffix must be one of ``suffixes``; the path must not be a directory;
-    its nearest existing parent must be a writable directory (missing ones
-    are created when the output is written); an existing file is replaced
-    only with ``overwrite``.
-    """
-    path = Path(path)
-    if path.suffix.lower() not in suffixes:
-        raise CommandError(
-            f"--output must end in {', '.join(suffixes)}; got {str(path)!r}"
-        )
-    if path.is_dir():
-        raise CommandError(
-            f"--output {str(path)!r} is a directory; give a file name in it, "
-            f"such as {str(path / ('output' + suffixes[0]))!r}"
-        )
-    if path.exists() or path.is_symlink():
-        if not overwrite:
-            raise CommandError(
-                f"--output {str(path)!r} exists; pass --overwrite to replace it"
-            )
-        if not path.is_file():
-            raise CommandError(f"--output {str(path)!r} is not a regular file")
-    parent = next(p for p in (path.parent, *path.parent.parents) if p.exists())
-    if not parent.is_dir():
-        raise CommandError(
-            f"--output {str(path)!r} cannot be created: {str(parent)!r} is a file, "
-            "not a directory"
-        )
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CommandError(f"--output {str(path)!r}: cannot write in {str(parent)!r}")
-    return path
-
-
 def _write_npy(frame, path):
     import numpy as np
 
@@ -130,9 +96,7 @@ def write_frame(frame, path):
         raise CommandError(
             f"--output must end in {', '.join(_WRITERS)}; got {str(path)!r}"
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with replaced_atomically(path) as temporary:
-        _WRITERS[suffix](frame, temporary)
+    write_output(path, lambda temporary: _WRITERS[suffix](frame, temporary))
     print(f"wrote {len(frame)} rows to {path}")
 
 

@@ -2,6 +2,7 @@
 
 from sklearn_clip._cli.common import add_model_options
 from sklearn_clip._cli.search import add_collection_options, fit_folder
+from sklearn_clip._files import display_path
 
 
 def register(commands):
@@ -31,5 +32,5 @@ def run(args):
     for number, group in enumerate(groups, 1):
         print(f"group {number} ({len(group)} images)")
         for row in group:
-            print(f"  {paths[row]}")
+            print(f"  {display_path(paths[row])}")
     print(f"{len(groups)} groups, {sum(map(len, groups))} images")

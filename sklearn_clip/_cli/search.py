@@ -4,6 +4,9 @@ import sys
 import warnings
 
 from sklearn_clip._cli.common import CommandError, add_model_options, image_files
+from sklearn_clip._files import check_output, display_path
+
+SHEET_SUFFIXES = (".html",)
 
 
 def register(commands):
@@ -23,6 +26,12 @@ def register(commands):
     query.add_argument("--query-image", help="an image file to search by example")
     parser.add_argument("-k", type=int, default=12, help="hits to show (%(default)s)")
     parser.add_argument("--output", help="an .html contact sheet of the hits")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --output if it exists (by default an existing file is kept "
+        "and the command stops before doing any work)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -52,15 +61,16 @@ def fit_folder(args):
         searcher.fit(paths)
     for record in searcher.input_errors_:
         print(
-            f"skipped unreadable file {record['source']}: {record['message']}",
+            f"skipped unreadable file {display_path(record['source'])}: "
+            f"{record['message']}",
             file=sys.stderr,
         )
     return searcher, paths
 
 
 def run(args):
-    from sklearn_clip._retrieval.contact_sheet import write_contact_sheet
-
+    if args.output:  # refused before the work, never after it
+        check_output(args.output, SHEET_SUFFIXES, overwrite=args.overwrite)
     searcher, paths = fit_folder(args)
     readable = searcher.n_samples_fit_ - len(searcher.input_errors_)
     k = min(args.k, readable)
@@ -75,8 +85,23 @@ def run(args):
     hits = []
     for rank, (distance, row) in enumerate(zip(distances[0], indices[0]), 1):
         similarity = 1.0 - float(distance)
-        print(f"{rank}\t{similarity:.4f}\t{paths[row]}")
+        print(f"{rank}\t{similarity:.4f}\t{display_path(paths[row])}")
         hits.append((paths[row], f"{rank}: similarity {similarity:.3f}"))
     if args.output:
-        sheet = write_contact_sheet(args.output, hits, title=f"Search: {title}")
-        print(f"wrote {len(hits)} hits to {sheet}")
+        write_sheet(args, searcher, hits, title)
+
+
+def write_sheet(args, searcher, hits, title):
+    from sklearn_clip._retrieval.contact_sheet import write_contact_sheet
+
+    skipped = [(r["source"], r["message"]) for r in searcher.input_errors_]
+    sheet = write_contact_sheet(
+        args.output,
+        hits,
+        root=args.folder,
+        title=f"Search: {title}",
+        model=str(args.model),
+        n_images=searcher.n_samples_fit_ - len(skipped),
+        skipped=skipped,
+    )
+    print(f"wrote {len(hits)} hits to {display_path(sheet)}")

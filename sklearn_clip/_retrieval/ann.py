@@ -7,9 +7,19 @@ half the time and its queries a third. The graph is wrapped in an
 ``IndexIDMap2`` so that its ids are our row numbers (appended rows and
 unreadable ones need no map of ours), and it pickles through
 ``faiss.serialize_index``.
+
+The graph holds each distinct row once. Many identical vectors break an HNSW
+graph (they are all each other's nearest neighbours, so its links stay among
+them): faiss then returns fewer hits than asked (id -1) and misses true
+neighbours of other queries. Copies of a row already in the graph are kept
+aside, by the hash of their bytes, and returned with it.
 """
 
+import hashlib
+
 import numpy as np
+
+from sklearn_clip._retrieval.search import tie_ordered
 
 APPROXIMATE_INDEXES = ("faiss",)
 
@@ -50,6 +60,8 @@ class FaissIndex:
             )
         self.options = {**DEFAULT_OPTIONS, **(options or {})}
         self.dim = dim
+        self.first = {}  # hash of a row's bytes -> the key the graph holds for it
+        self.copies = {}  # that key -> the keys of later rows with the same bytes
         graph = faiss.IndexHNSWFlat(
             dim, self.options["connectivity"], faiss.METRIC_INNER_PRODUCT
         )
@@ -63,33 +75,69 @@ class FaissIndex:
             "expansion_search"
         ]
 
-    def add(self, embeddings, keys):
-        if len(keys):
-            vectors = np.ascontiguousarray(embeddings, dtype=np.float32)
-            self.index.add_with_ids(vectors, np.asarray(keys, np.int64))
+    def add(self, embeddings, start):
+        """Add rows, keyed ``start``, ``start + 1``...; NaN rows are left out.
+
+        A copy of a row added before is kept aside, not added to the graph.
+        """
+        keys = start + np.flatnonzero(~np.isnan(embeddings).any(axis=1))
+        embeddings, new = embeddings[keys - start], []
+        for position, (row, key) in enumerate(zip(embeddings, map(int, keys))):
+            digest = hashlib.blake2b(row.tobytes(), digest_size=16).digest()
+            first = self.first.setdefault(digest, key)
+            if first == key:
+                new.append(position)
+            else:
+                self.copies.setdefault(first, []).append(key)
+        if new:
+            vectors = np.ascontiguousarray(embeddings[new], dtype=np.float32)
+            self.index.add_with_ids(vectors, keys[new])
 
     def search(self, queries, k):
-        """``(similarities, keys)``, each ``(m, k)``; ``-1`` keys where fewer found."""
+        """``(similarities, keys)``, each ``(m, k)``, ties ordered by key.
+
+        Keys are ``-1`` (similarity ``-inf``) where the graph found fewer.
+        """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if len(queries) == 0:
             return np.empty((0, k), np.float32), np.empty((0, k), np.int64)
         sims, keys = self.index.search(queries, k)
-        sims = sims.astype(np.float32)
+        sims, keys = sims.astype(np.float32), keys.astype(np.int64)
         sims[keys < 0] = -np.inf
-        return sims, keys.astype(np.int64)
+        with_copies = np.isin(keys, list(self.copies)).any(axis=1)
+        for query in np.flatnonzero(with_copies):
+            sims[query], keys[query] = self._with_copies(sims[query], keys[query])
+        return tie_ordered(sims, keys)
 
-    def neighbours_of_all(self, embeddings, rows, k):
-        """Approximate neighbours (keys) of every given row, in blocks."""
+    def _with_copies(self, sims, keys):
+        """One query's hits, each followed by its copies, the best ``k`` kept."""
+        expanded = [[key, *self.copies.get(key, ())] for key in keys]
+        all_keys = np.concatenate(expanded)
+        all_sims = np.repeat(sims, [len(group) for group in expanded])
+        best = np.lexsort((all_keys, -all_sims))[: len(keys)]
+        return all_sims[best], all_keys[best]
+
+    def neighbour_positions(self, embeddings, rows, k):
+        """Approximate neighbours of every given row, as positions in ``rows``.
+
+        ``-1`` where none was found.
+        """
+        positions = np.full(len(embeddings), -1, np.int64)
+        positions[rows] = np.arange(len(rows))
         found = []
         for start in range(0, len(rows), 65536):
             block = rows[start : start + 65536]
-            found.append(self.search(embeddings[block], k)[1])
+            keys = self.search(embeddings[block], k)[1]
+            found.append(np.where(keys >= 0, positions[keys], -1))
         return np.concatenate(found) if found else np.empty((0, k), np.int64)
 
     def __getstate__(self):
         data = _faiss().serialize_index(self.index)
-        return {"dim": self.dim, "options": self.options, "data": data}
+        return {"dim": self.dim, "options": self.options, "data": data,
+                "first": self.first, "copies": self.copies}  # fmt: skip
 
     def __setstate__(self, state):
         self.dim, self.options = state["dim"], state["options"]
+        # Indexes pickled before copies were kept aside hold every row.
+        self.first, self.copies = state.get("first", {}), state.get("copies", {})
         self._set_index(_faiss().deserialize_index(state["data"]))

@@ -3,8 +3,14 @@
 People look at search results rather than read them. The sheet is one
 self-contained HTML file: thumbnails are embedded (JPEG, base64) so it shows
 in any browser wherever it is moved, even for formats browsers cannot show
-(TIFF), and each thumbnail links to its original by a path relative to the
-sheet.
+(TIFF), and each thumbnail links to its original by a relative link.
+
+File names are data, not markup: a link is the file's path relative to the
+sheet, percent-encoded byte by byte (so ``#``, ``?``, ``%41``, ``:``, a
+newline or a name that is not UTF-8 give a link to that very file and never a
+``javascript:`` one), and only files inside the searched folder are linked or
+shown (a symbolic link pointing out of it is listed, not followed). The page
+allows no script at all (its Content-Security-Policy), whatever it contains.
 """
 
 import base64
@@ -12,15 +18,22 @@ import html
 import io
 import os
 from pathlib import Path
+from urllib.parse import quote
 
 from PIL import Image
+
+from sklearn_clip._files import display_path, write_output
+
+# Images only from the page itself (data: URIs), inline style, nothing else:
+# no script, no frame, no request anywhere.
+_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 _STYLE = """
 body { font-family: sans-serif; margin: 1.5em; }
 .grid { display: flex; flex-wrap: wrap; gap: 12px; }
 figure { margin: 0; width: %(size)dpx; }
 img { width: %(size)dpx; height: %(size)dpx; object-fit: contain; background: #eee; }
-figcaption { font-size: 12px; overflow-wrap: anywhere; }
+figcaption { font-size: 12px; overflow-wrap: anywhere; white-space: pre-wrap; }
 """
 
 
@@ -34,8 +47,73 @@ def thumbnail_uri(path, size=192):
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def write_contact_sheet(path, hits, *, title="Search results", size=192):
+def relative_link(target, sheet_folder):
+    """The percent-encoded relative URL of ``target`` seen from ``sheet_folder``.
+
+    Encoding the path's bytes leaves only letters, digits, ``_.-~`` and ``/``,
+    so no part of a file name can become a URL scheme, query or fragment.
+
+    Examples
+    --------
+    >>> from sklearn_clip._retrieval.contact_sheet import relative_link
+    >>> relative_link("/photos/javascript:alert(1).png", "/photos")
+    'javascript%3Aalert%281%29.png'
+    >>> relative_link("/photos/a/100%41 #1?.png", "/photos/sheets")
+    '../a/100%2541%20%231%3F.png'
+    """
+    relative = os.path.relpath(target, sheet_folder)
+    return quote(os.fsencode(Path(relative).as_posix()), safe="/")
+
+
+def _inside(path, root):
+    return path == root or root in path.parents
+
+
+def _figure(image_path, caption, sheet_folder, root, size):
+    name = html.escape(display_path(image_path))
+    target = Path(image_path).resolve()
+    if not _inside(target, root):
+        return (
+            f"<figure><figcaption>{html.escape(caption)}<br>{name}<br>"
+            "(links outside the searched folder; not shown)</figcaption></figure>"
+        )
+    link = html.escape(relative_link(target, sheet_folder))
+    return (
+        f'<figure><a href="{link}"><img src="{thumbnail_uri(target, size)}" '
+        f'alt="{name}"></a><figcaption>{html.escape(caption)}<br>{name}'
+        "</figcaption></figure>"
+    )
+
+
+def _summary(model, n_images, skipped):
+    lines = []
+    if model is not None:
+        lines.append(f"Model: {html.escape(display_path(model))}")
+    if n_images is not None:
+        lines.append(f"Images searched: {n_images}")
+    lines.append(f"Files skipped: {len(skipped)}")
+    items = "".join(
+        f"<li>{html.escape(display_path(source))}: {html.escape(reason)}</li>"
+        for source, reason in skipped
+    )
+    details = f"<details><summary>skipped files</summary><ul>{items}</ul></details>"
+    return "<p>" + "<br>".join(lines) + "</p>" + (details if skipped else "")
+
+
+def write_contact_sheet(
+    path,
+    hits,
+    *,
+    root,
+    title="Search results",
+    size=192,
+    model=None,
+    n_images=None,
+    skipped=(),
+):
     """Write an HTML page showing each hit's image, rank, score and path.
+
+    The page is written atomically (the old file or the whole new one).
 
     Parameters
     ----------
@@ -44,10 +122,19 @@ def write_contact_sheet(path, hits, *, title="Search results", size=192):
     hits : iterable of (str, str)
         ``(image path, caption)`` pairs, in the order shown; the caption is
         shown under the thumbnail (for example a rank and a score).
+    root : str or os.PathLike
+        The searched folder: only files inside it (after following symbolic
+        links) are shown and linked.
     title : str, default="Search results"
         The page's title and heading.
     size : int, default=192
         Thumbnail size in pixels.
+    model : str, default=None
+        The model that ranked the hits, named on the page.
+    n_images : int, default=None
+        How many images were searched, stated on the page.
+    skipped : iterable of (str, str), default=()
+        ``(path, reason)`` of each file left out of the search, listed.
 
     Returns
     -------
@@ -61,31 +148,30 @@ def write_contact_sheet(path, hits, *, title="Search results", size=192):
     >>> from PIL import Image
     >>> from sklearn_clip._retrieval.contact_sheet import write_contact_sheet
     >>> folder = Path(tempfile.mkdtemp())
-    >>> Image.new("RGB", (40, 30), "red").save(folder / "red.png")
-    >>> hits = [(folder / "red.png", "1: 0.93")]
-    >>> sheet = write_contact_sheet(folder / "hits.html", hits)
-    >>> "<img" in sheet.read_text() and 'href="red.png"' in sheet.read_text()
+    >>> Image.new("RGB", (40, 30), "red").save(folder / "red #1.png")
+    >>> hits = [(folder / "red #1.png", "1: 0.93")]
+    >>> sheet = write_contact_sheet(folder / "hits.html", hits, root=folder)
+    >>> 'href="red%20%231.png"' in sheet.read_text()
     True
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figures = []
-    for image_path, caption in hits:
-        link = Path(os.path.relpath(Path(image_path).resolve(), path.parent.resolve()))
-        figures.append(
-            f'<figure><a href="{html.escape(link.as_posix())}">'
-            f'<img src="{thumbnail_uri(image_path, size)}" '
-            f'alt="{html.escape(str(image_path))}"></a>'
-            f"<figcaption>{html.escape(caption)}<br>"
-            f"{html.escape(str(image_path))}</figcaption></figure>"
-        )
+    root = Path(root).resolve()
+    sheet_folder = path.parent.resolve()  # resolved like the targets
+    figures = [
+        _figure(image_path, caption, sheet_folder, root, size)
+        for image_path, caption in hits
+    ]
+    skipped, title = list(skipped), html.escape(display_path(title))
     page = (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title>"
+        f'<meta http-equiv="Content-Security-Policy" content="{_POLICY}">'
+        f"<title>{title}</title>"
         f"<style>{_STYLE % {'size': size}}</style></head>\n"
-        f'<body><h1>{html.escape(title)}</h1>\n<div class="grid">\n'
+        f"<body><h1>{title}</h1>\n"
+        f'{_summary(model, n_images, skipped)}\n<div class="grid">\n'
         + "\n".join(figures)
         + "\n</div></body></html>\n"
     )
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_output(
+        path, lambda temporary: Path(temporary).write_text(page, "utf-8")
+    )

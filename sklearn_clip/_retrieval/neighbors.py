@@ -3,7 +3,6 @@
 from numbers import Integral, Real
 
 import numpy as np
-import torch
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
@@ -44,7 +43,8 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         or arrays), strings, or an ``(n, d)`` array of embeddings computed
         elsewhere (for example by
         :class:`~sklearn_clip.CLIPEmbeddingTransformer`; no model is loaded
-        for them, and rows are scaled to unit length).
+        for them; rows are scaled to unit length, rows all NaN are never
+        matched, and a row with an infinite or NaN value is refused).
     index : {"exact", "faiss"}, default="exact"
         ``"exact"`` compares each query with every row, in blocks (a matrix
         product on the model's device; memory bounded whatever the size).
@@ -196,7 +196,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         self.input_errors_ = errors
         if self.index != "exact":
             self._ann = make_index(self.index, self.embedding_dim_, self.index_options)
-            self._add_to_index(self.embeddings_, 0)
+            self._ann.add(self.embeddings_, 0)
         return self
 
     def partial_fit(self, X, y=None):
@@ -226,37 +226,22 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         self.n_samples_fit_ = len(self.embeddings_)
         self.__dict__.pop("_tensor", None)
         if self.index != "exact":
-            self._add_to_index(new, start)
+            self._ann.add(new, start)
         return self
 
     def _embed(self, X, modality, *, dim=True):
-        """Unit-length float32 embeddings of ``X`` and the rows that failed.
-
-        Given embeddings must have ``embedding_dim_`` columns unless ``dim``
-        is None (in ``fit``).
-        """
+        """Unit-length float32 embeddings of ``X`` and the rows that failed."""
         if modality == "embedding":
             return _search.unit_rows(X, self.embedding_dim_ if dim else None), []
         return self._encode_rows(X, modality=modality)
 
-    def _add_to_index(self, embeddings, start):
-        keys = start + np.flatnonzero(~np.isnan(embeddings).any(axis=1))
-        self._ann.add(embeddings[keys - start], keys)
-
     def _collection(self):
         """The matchable rows as a tensor on the model's device, and their rows."""
-        cached = self.__dict__.get("_tensor")
-        if cached is None:
-            rows = np.flatnonzero(~np.isnan(self.embeddings_).any(axis=1))
-            matchable = self.embeddings_
-            if len(rows) < len(matchable):
-                matchable = matchable[rows]
-            tensor = torch.from_numpy(np.ascontiguousarray(matchable))
+        if "_tensor" not in self.__dict__:
             handle = self.__dict__.get("_handle")
-            if handle is not None and handle.device.type != "cpu":
-                tensor = tensor.to(handle.device)
-            cached = self._tensor = (tensor, rows)
-        return cached
+            device = handle.device if handle is not None else None
+            self._tensor = _search.matchable(self.embeddings_, device)
+        return self._tensor
 
     # -- searching -------------------------------------------------------------
     def kneighbors(
@@ -293,11 +278,14 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
                 f"readable rows in the collection); got {k!r}"
             )
         queries, failed = self._queries(X, query_modality)
+        sims = np.empty((len(queries), k), np.float32)
+        indices = np.full((len(queries), k), -1, np.int64)
         if self.index != "exact":
             sims, indices = self._ann.search(queries, k)
-        else:
-            sims, found = _search.top_k(tensor, queries, k)
-            indices = rows[found]
+        # Exact search answers every query the graph did not answer in full.
+        short = np.flatnonzero((indices < 0).any(axis=1))
+        sims[short], found = _search.top_k(tensor, queries[short], k)
+        indices[short] = rows[found]
         distances = _search.cosine_distances(sims)
         distances[failed], indices[failed] = np.inf, -1
         return (distances, indices) if return_distance else indices
@@ -367,7 +355,9 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         are further apart.
 
         With ``index="exact"`` every pair is compared (``n * n / 2`` dot
-        products, in bounded memory) and the groups are exact. With an
+        products) and the groups are exact; pairs are merged into groups block
+        by block, so memory stays under about 100 MB besides the embeddings
+        and a few integers per row, however many pairs pass. With an
         approximate index each row is compared with its 16 approximate
         nearest neighbours, and each such pair is kept only if its exact
         similarity reaches the threshold: nothing below the threshold is ever
@@ -380,6 +370,9 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
             near-copies. How well a value separates copies from distinct
             images depends on the model: choose it from the similarities of
             known copies (see the docs' "search and duplicates" page).
+            Similarities are compared allowing for the rounding of the stored
+            embeddings (1e-6 in float32, 1e-3 in float16), so ``1.0`` groups
+            exact copies.
 
         Returns
         -------
@@ -393,15 +386,12 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         tensor, rows = self._collection()
         threshold = np.float32(threshold)
         if self.index == "exact":
-            pairs = _search.similar_pairs(tensor, threshold)
+            found = _search.similar_groups(tensor, threshold)
         else:
-            candidates = self._ann.neighbours_of_all(self.embeddings_, rows, 16)
-            positions = np.full(self.n_samples_fit_, -1, np.int64)
-            positions[rows] = np.arange(len(rows))
-            pairs = _search.verified_pairs(
-                tensor, np.where(candidates >= 0, positions[candidates], -1), threshold
-            )
-        return [rows[group] for group in _search.groups(len(rows), pairs)]
+            candidates = self._ann.neighbour_positions(self.embeddings_, rows, 16)
+            pairs = _search.verified_pairs(tensor, candidates, threshold)
+            found = _search.groups(len(rows), pairs)
+        return [rows[group] for group in found]
 
     def __getstate__(self):
         state = super().__getstate__()

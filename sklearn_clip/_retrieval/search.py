@@ -6,6 +6,10 @@ sizes, never by the collection. Collections may be stored as float16 (half
 the memory); each block is widened to float32 before the product, because
 CPUs have no fast float16 products and float32 keeps distances accurate to
 about 1e-7.
+
+Thresholds are compared with the rounding of the stored rows allowed for
+(:func:`reaches`): a float32 unit row's product with itself can be
+0.99999994, so ``similarity >= 1.0`` would miss a byte-identical copy.
 """
 
 import numpy as np
@@ -16,6 +20,18 @@ BLOCK_ELEMENTS = 1 << 24
 # Collection rows widened to float32 at once: at 512 dimensions, 128 MiB.
 MAX_BLOCK_ROWS = 1 << 16
 QUERY_BLOCK = 1024
+# Similarities held at once by the duplicate search (4 MiB), with their pairs.
+PAIR_BLOCK_ELEMENTS = 1 << 20
+
+# How far rounding can move a stored unit row's similarity below its true
+# value: float32 products are off by about 1e-7; a float16 row's length is
+# off by up to 2 ** -11 per component, about 1e-3 for its product with itself.
+TOLERANCE = {torch.float32: 1e-6, torch.float16: 1e-3}
+
+
+def reaches(sims, threshold, dtype):
+    """Whether each similarity reaches ``threshold``, rounding of ``dtype`` allowed."""
+    return sims >= threshold - TOLERANCE[dtype]
 
 
 def _blocks(n, size):
@@ -71,7 +87,7 @@ def top_k(collection, queries, k):
         rows.append(i)
     if not sims:
         return np.empty((0, k), np.float32), np.empty((0, k), np.int64)
-    return _tie_ordered(np.concatenate(sims), np.concatenate(rows))
+    return tie_ordered(np.concatenate(sims), np.concatenate(rows))
 
 
 def _top_k_block(collection, queries, k):
@@ -86,7 +102,7 @@ def _top_k_block(collection, queries, k):
     return best_s.cpu().numpy(), best_i.cpu().numpy()
 
 
-def _tie_ordered(sims, rows):
+def tie_ordered(sims, rows):
     """Sort each query's hits by similarity, then by row, so ties are stable."""
     order = np.lexsort((rows, -sims), axis=1)
     return np.take_along_axis(sims, order, 1), np.take_along_axis(rows, order, 1)
@@ -111,7 +127,8 @@ def within(collection, queries, min_similarity):
     found = [([], []) for _ in range(len(queries))]
     for q0, q1 in _blocks(len(queries), QUERY_BLOCK):
         for start, sims in _products(collection, queries[q0:q1]):
-            q, r = torch.nonzero(sims >= min_similarity, as_tuple=True)
+            hit = reaches(sims, min_similarity, collection.dtype)
+            q, r = torch.nonzero(hit, as_tuple=True)
             values = sims[q, r].cpu().numpy()
             q, r = q.cpu().numpy(), r.cpu().numpy() + start
             for query in np.unique(q):
@@ -128,30 +145,36 @@ def within(collection, queries, min_similarity):
     return sims, rows
 
 
-def similar_pairs(collection, threshold):
-    """Every pair ``(i, j)``, ``i < j``, with cosine similarity ``>= threshold``.
+def similar_groups(collection, threshold):
+    """Groups of rows joined by chains of similarities ``>= threshold``.
 
     Blocks of rows are compared with the rows after them only, so each pair
-    is computed once: ``n * n / 2`` dot products, in memory bounded by the
-    block sizes.
+    is computed once: ``n * n / 2`` dot products. A block's pairs are merged
+    into the groups found so far at once and dropped, so memory is bounded
+    by the block (``PAIR_BLOCK_ELEMENTS`` similarities and their pairs, tens
+    of MB) and a few arrays of ``n`` integers, however many pairs pass.
 
     Returns
     -------
-    ndarray of shape (n_pairs, 2), int64
+    list of ndarray
+        As :func:`groups`.
     """
-    pairs = []
     n = len(collection)
+    labels = np.arange(n)
     for a0, a1 in _blocks(n, QUERY_BLOCK):
         block = collection[a0:a1].float()
-        rest = collection[a0:]
-        for start, sims in _products(rest, block):
-            i, j = torch.nonzero(sims >= threshold, as_tuple=True)
-            i, j = i + a0, j + a0 + start
-            keep = i < j
-            pairs.append(torch.stack([i[keep], j[keep]], dim=1).cpu().numpy())
-    if not pairs:
-        return np.empty((0, 2), np.int64)
-    return np.concatenate(pairs).astype(np.int64)
+        for b0, b1 in _blocks(n - a0, max(1, PAIR_BLOCK_ELEMENTS // (a1 - a0))):
+            sims = block @ collection[a0 + b0 : a0 + b1].float().T
+            i, j = torch.nonzero(
+                reaches(sims, threshold, collection.dtype), as_tuple=True
+            )
+            i, j = i.cpu().numpy() + a0, j.cpu().numpy() + a0 + b0
+            # Only pairs joining two groups change anything; when most pairs
+            # pass, most of them are already in one group.
+            new = labels[i] != labels[j]
+            if new.any():
+                labels = _joined(labels, i[new], j[new])
+    return _groups_of(labels)
 
 
 def verified_pairs(collection, candidates, threshold):
@@ -170,8 +193,8 @@ def verified_pairs(collection, candidates, threshold):
         rows, other = rows[keep], other[keep]
         left = collection[torch.as_tensor(rows)].float()
         right = collection[torch.as_tensor(other)].float()
-        sims = (left * right).sum(dim=1).cpu().numpy()
-        hit = sims >= threshold
+        hit = reaches((left * right).sum(dim=1), threshold, collection.dtype).cpu()
+        hit = hit.numpy()
         pairs.append(np.stack([rows[hit], other[hit]], axis=1))
     if not pairs:
         return np.empty((0, 2), np.int64)
@@ -194,22 +217,43 @@ def groups(n, pairs):
     >>> groups(6, np.array([[0, 3], [3, 5], [1, 2]]))
     [array([0, 3, 5]), array([1, 2])]
     """
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    return _groups_of(_joined(np.arange(n), pairs[:, 0], pairs[:, 1]))
+
+
+def _joined(labels, i, j):
+    """Each row's group label (its first row) once ``i[k]``, ``j[k]`` are joined."""
     from scipy.sparse import coo_array
     from scipy.sparse.csgraph import connected_components
 
-    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
-    if len(pairs) == 0:
-        return []
-    graph = coo_array(
-        (np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n)
-    )
-    _, labels = connected_components(graph, directed=False)
-    members = np.unique(pairs)
-    order = np.argsort(labels[members], kind="stable")
-    members, member_labels = members[order], labels[members][order]
-    cuts = np.flatnonzero(np.diff(member_labels)) + 1
-    found = np.split(members, cuts)
-    return sorted(found, key=lambda group: group[0])
+    n = len(labels)
+    # Each row joined to its group's label (its first row) keeps the groups
+    # found so far.
+    start = np.concatenate([i, np.arange(n)])
+    end = np.concatenate([j, labels])
+    graph = coo_array((np.ones(len(start), np.int8), (start, end)), shape=(n, n))
+    component = connected_components(graph, directed=False)[1]
+    first_rows = np.unique(component, return_index=True)[1]
+    return first_rows[component]
+
+
+def _groups_of(labels):
+    """Rows sharing a label, groups of two or more, ordered by first row."""
+    shared = np.flatnonzero(np.bincount(labels)[labels] >= 2)
+    shared = shared[np.argsort(labels[shared], kind="stable")]
+    cuts = np.flatnonzero(np.diff(labels[shared])) + 1
+    return sorted(np.split(shared, cuts) if len(shared) else [], key=lambda g: g[0])
+
+
+def matchable(embeddings, device=None):
+    """``(tensor, rows)``: the rows without NaN, as a tensor on ``device``."""
+    rows = np.flatnonzero(~np.isnan(embeddings).any(axis=1))
+    if len(rows) < len(embeddings):
+        embeddings = embeddings[rows]
+    tensor = torch.from_numpy(np.ascontiguousarray(embeddings))
+    if device is not None and device.type != "cpu":
+        tensor = tensor.to(device)
+    return tensor, rows
 
 
 def cosine_distances(similarities):
@@ -219,19 +263,44 @@ def cosine_distances(similarities):
 
 
 def unit_rows(X, dim):
-    """Given embeddings -> float32 unit rows; rows with NaN stay NaN (unmatched)."""
-    array = np.asarray(X, dtype=np.float32)
+    """Given embeddings -> float32 unit rows.
+
+    Each row is divided by its largest absolute value before it is
+    normalised, so that no square overflows (a row of 1e30) or underflows (a
+    row of 1e-25) and every finite row keeps its direction. A row that is all
+    NaN stays NaN (never matched, like an unreadable image's row); a row with
+    an infinite value or some NaN values, or all zeros, is refused.
+    """
+    array = np.asarray(X)
     if array.ndim != 2 or (dim is not None and array.shape[1] != dim):
         expected = f"(n, {dim})" if dim is not None else "(n, d)"
         raise ValueError(
             f"embeddings must be a 2-D array of shape {expected}; got shape "
             f"{array.shape}"
         )
-    norms = np.linalg.norm(array, axis=1, keepdims=True)
-    zero = np.flatnonzero(norms[:, 0] == 0)
+    if not np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float64)
+    _check_rows(array)
+    unit = np.empty(array.shape, np.float32)
+    # In float64, in blocks: a row already of unit length comes back unchanged.
+    for start, stop in _blocks(len(array), MAX_BLOCK_ROWS):
+        block = array[start:stop].astype(np.float64)
+        block /= np.abs(block).max(axis=1, keepdims=True)
+        unit[start:stop] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return unit
+
+
+def _check_rows(array):
+    missing = np.isnan(array).all(axis=1)
+    broken = np.flatnonzero(~missing & ~np.isfinite(array).all(axis=1))
+    if len(broken):
+        raise ValueError(
+            f"row {broken[0]} of the embeddings has an infinite or NaN value; "
+            "fix or drop it, or make the whole row NaN to keep it out of every search"
+        )
+    zero = np.flatnonzero(~missing & ~array.any(axis=1))
     if len(zero):
         raise ValueError(
             f"row {zero[0]} of the embeddings is all zeros and has no direction; "
             "drop it or give it NaN values to keep it out of every search"
         )
-    return array / norms
