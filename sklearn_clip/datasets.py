@@ -10,8 +10,9 @@ import re
 from itertools import product
 
 import numpy as np
-from scipy.special import ndtri
 from sklearn.utils import Bunch, check_random_state
+
+from sklearn_clip._drawing import render
 
 __all__ = [
     "COLORS",
@@ -63,30 +64,7 @@ _WHERE = {
 _ANCHORS = np.array([[0.27, 0.5], [0.73, 0.5], [0.5, 0.27], [0.5, 0.73], [0.5, 0.5]])
 # Half-extent of a shape, as a fraction of the image side, per size.
 _RADII = np.array([[0.10, 0.13], [0.19, 0.23]])
-# Standard normal quantiles at the centres of 2**16 equal-probability bins.
-_NORMAL_QUANTILES = ndtri((np.arange(2**16) + 0.5) / 2**16).astype(np.float32)
 _COLOR_JITTER = 20  # per channel, in 0-255 units
-_CHUNK_PIXELS = 2**21  # pixels per drawing batch, bounds the working memory
-
-
-def _shape_mask(shape, u, v):
-    """Boolean mask of ``shape`` for coordinates normalised by the shape radius.
-
-    ``u`` and ``v`` broadcast against each other (one is a row, one a column), so the
-    full-size arrays are only created by the final comparisons.
-    """
-    au, av = np.abs(u), np.abs(v)
-    if shape == "circle":
-        return u * u + v * v <= 1.0
-    if shape == "square":
-        # Smaller half-width than the circle radius so the areas are comparable.
-        return (au <= 0.8) & (av <= 0.8)
-    if shape == "diamond":
-        return au + av <= 1.15
-    if shape == "cross":
-        return ((au <= 1.0) & (av <= 0.3)) | ((av <= 1.0) & (au <= 0.3))
-    # triangle: apex up at v = -1, flat base at v = 0.75 (image y points down).
-    return (v <= 0.75) & (au <= (v + 1.0) / 1.75)
 
 
 def _check_names(values, known, what):
@@ -219,90 +197,27 @@ def make_shapes(
     >>> X.shape, y.shape
     ((5, 64, 64, 3), (5,))
     """
-    for name, value, low in [
-        ("n_samples", n_samples, 1),
-        ("image_size", image_size, 16),
-    ]:
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise ValueError(f"{name} must be an integer, got {value!r}.")
-        if value < low:
-            raise ValueError(f"{name} must be >= {low}, got {value}.")
-    if not isinstance(noise, numbers.Real) or not 0 <= noise < np.inf:
-        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}.")
-    colors = _check_names(colors, COLORS, "colors")
-    shapes = _check_names(shapes, SHAPES, "shapes")
-    holdout = _check_pairs(holdout_combinations, "holdout_combinations") or set()
-    only = _check_pairs(only_combinations, "only_combinations")
-    pairs = [
-        (c, s)
-        for c, s in product(colors, shapes)
-        if (only is None or (c, s) in only) and (c, s) not in holdout
-    ]
-    if not pairs:
-        raise ValueError(
-            "No (color, shape) combination is left to generate: check colors, "
-            "shapes, holdout_combinations and only_combinations."
-        )
-
+    pairs = _combinations(
+        n_samples, image_size, noise, colors, shapes, holdout_combinations,
+        only_combinations,
+    )  # fmt: skip
     # A Generator draws the many noise integers faster than a RandomState; seeding it
     # from check_random_state keeps sklearn's random_state semantics.
     seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
     rng = np.random.default_rng(seed)
-    n, side = int(n_samples), int(image_size)
-    pair_idx = rng.integers(len(pairs), size=n)
-    color_idx = np.array([list(COLORS).index(c) for c, _ in pairs])[pair_idx]
-    color = np.array(list(COLORS), dtype=object)[color_idx]
-    shape = np.array([s for _, s in pairs], dtype=object)[pair_idx]
-    size_idx = rng.integers(len(SIZES), size=n)
-    pos_idx = rng.integers(len(POSITIONS), size=n)
-    lo, hi = _RADII[size_idx].T
-    radius = side * rng.uniform(lo, hi)
-    center = side * (_ANCHORS[pos_idx] + rng.uniform(-0.05, 0.05, size=(n, 2)))
-    palette = np.array(list(COLORS.values()), dtype=np.float32)
-    rgb = palette[color_idx] + rng.uniform(-_COLOR_JITTER, _COLOR_JITTER, (n, 3))
-    dark = rng.random(n) < 0.5
-    base = np.where(dark, rng.uniform(25, 90, n), rng.uniform(165, 230, n))
-    template_idx = rng.integers(len(TEMPLATES), size=n)
-
-    # Gaussian noise by inverse-CDF lookup of 16-bit random integers: about 4 times
-    # faster than standard_normal, and the same once the pixels are rounded to uint8.
-    noise_table = (np.float32(255 * noise) * _NORMAL_QUANTILES).astype(np.float32)
-    # Pixel centres, reused for every shape of every chunk.
-    grid = np.arange(side, dtype=np.float32) + 0.5
-    images = np.empty((n, side, side, 3), dtype=np.uint8)
-    chunk = max(1, _CHUNK_PIXELS // side**2)
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        mask = np.empty((stop - start, side, side), dtype=bool)
-        for name in np.unique(shape[start:stop]):
-            rows = np.flatnonzero(shape[start:stop] == name)
-            r = radius[start + rows].astype(np.float32)[:, None, None]
-            cx, cy = center[start + rows].astype(np.float32).T
-            u = (grid[None, None, :] - cx[:, None, None]) / r
-            v = (grid[None, :, None] - cy[:, None, None]) / r
-            mask[rows] = _shape_mask(name, u, v)
-        # Channels-first, so that per-sample broadcasts run over contiguous rows.
-        fill = np.empty((stop - start, 3, side, side), dtype=np.float32)
-        fill[...] = base[start:stop, None, None, None]
-        if noise > 0:
-            fill += noise_table[rng.integers(0, 2**16, fill.shape, dtype=np.uint16)]
-        diff = (rgb[start:stop] - base[start:stop, None]).astype(np.float32)
-        fill += mask[:, None] * diff[:, :, None, None]
-        fill += 0.5  # so that the truncating cast below rounds
-        np.clip(fill, 0, 255, out=fill)
-        images[start:stop] = fill.transpose(0, 2, 3, 1)
-
-    size = np.array(SIZES, dtype=object)[size_idx]
-    position = np.array(POSITIONS, dtype=object)[pos_idx]
+    scenes = _draw_scenes(rng, pairs, int(n_samples), int(image_size))
+    images = render(rng, scenes, int(image_size), noise)
     captions = np.array(
         [
             _caption(TEMPLATES[t], c, s, z, p)
-            for t, c, s, z, p in zip(template_idx, color, shape, size, position)
+            for t, c, s, z, p in zip(
+                scenes["template"], scenes["color"], scenes["shape"],
+                scenes["size"], scenes["position"],
+            )
         ],
         dtype=object,
-    )
-
-    labels = {"color": color, "shape": shape, "size": size, "position": position}
+    )  # fmt: skip
+    labels = {k: scenes[k] for k in ("color", "shape", "size", "position")}
     frame = None
     if as_frame:
         import pandas as pd  # optional at import time, like sklearn's loaders
@@ -316,10 +231,65 @@ def make_shapes(
         captions=captions,
         **labels,
         frame=frame,
-        color_names=list(colors),
-        shape_names=list(shapes),
+        color_names=list(_check_names(colors, COLORS, "colors")),
+        shape_names=list(_check_names(shapes, SHAPES, "shapes")),
         DESCR=_DESCR,
     )
+
+
+def _combinations(n_samples, image_size, noise, colors, shapes, holdout, only):
+    """The (color, shape) pairs to draw from, after checking every parameter."""
+    for name, value, low in [
+        ("n_samples", n_samples, 1),
+        ("image_size", image_size, 16),
+    ]:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{name} must be an integer, got {value!r}.")
+        if value < low:
+            raise ValueError(f"{name} must be >= {low}, got {value}.")
+    if not isinstance(noise, numbers.Real) or not 0 <= noise < np.inf:
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}.")
+    colors = _check_names(colors, COLORS, "colors")
+    shapes = _check_names(shapes, SHAPES, "shapes")
+    holdout = _check_pairs(holdout, "holdout_combinations") or set()
+    only = _check_pairs(only, "only_combinations")
+    pairs = [
+        (c, s)
+        for c, s in product(colors, shapes)
+        if (only is None or (c, s) in only) and (c, s) not in holdout
+    ]
+    if not pairs:
+        raise ValueError(
+            "No (color, shape) combination is left to generate: check colors, "
+            "shapes, holdout_combinations and only_combinations."
+        )
+    return pairs
+
+
+def _draw_scenes(rng, pairs, n, side):
+    """What each image shows: its shape, colours, size, place and caption form."""
+    pair_idx = rng.integers(len(pairs), size=n)
+    color_idx = np.array([list(COLORS).index(c) for c, _ in pairs])[pair_idx]
+    size_idx = rng.integers(len(SIZES), size=n)
+    pos_idx = rng.integers(len(POSITIONS), size=n)
+    lo, hi = _RADII[size_idx].T
+    radius = side * rng.uniform(lo, hi)
+    center = side * (_ANCHORS[pos_idx] + rng.uniform(-0.05, 0.05, size=(n, 2)))
+    palette = np.array(list(COLORS.values()), dtype=np.float32)
+    rgb = palette[color_idx] + rng.uniform(-_COLOR_JITTER, _COLOR_JITTER, (n, 3))
+    dark = rng.random(n) < 0.5
+    base = np.where(dark, rng.uniform(25, 90, n), rng.uniform(165, 230, n))
+    return {
+        "color": np.array(list(COLORS), dtype=object)[color_idx],
+        "shape": np.array([s for _, s in pairs], dtype=object)[pair_idx],
+        "size": np.array(SIZES, dtype=object)[size_idx],
+        "position": np.array(POSITIONS, dtype=object)[pos_idx],
+        "radius": radius,
+        "center": center,
+        "rgb": rgb,
+        "base": base,
+        "template": rng.integers(len(TEMPLATES), size=n),
+    }
 
 
 def make_photo(width=640, height=480, *, edges=False, random_state=None):
