@@ -59,9 +59,9 @@ def _disk_full_error(directory, state):
     """An OSError (ENOSPC) naming the folder, the space needed and the fix."""
     needed = _tensor_bytes(state)
     free = shutil.disk_usage(directory).free if directory.is_dir() else None
-    space = f"a checkpoint needs about {_megabytes(needed)}"
+    space = f"a checkpoint needs about {_size(needed)}"
     if free is not None:
-        space += f"; {_megabytes(free)} is free there"
+        space += f"; {_size(free)} is free there"
     previous = latest_checkpoint(directory)
     kept = (
         f"The last good checkpoint, {previous}, is kept"
@@ -87,8 +87,14 @@ def _tensor_bytes(value):
     return 0
 
 
-def _megabytes(n_bytes):
-    return f"{n_bytes / 1e6:.1f} MB"
+def _size(n_bytes):
+    """``n_bytes`` for a reader: "512 B", "3.2 kB", "41.0 MB", "7.5 GB"."""
+    if n_bytes < 1000:
+        return f"{n_bytes} B"
+    for unit in ("kB", "MB", "GB"):
+        n_bytes /= 1000
+        if n_bytes < 1000 or unit == "GB":
+            return f"{n_bytes:.1f} {unit}"
 
 
 def remove_temporary_files(directory):
