@@ -190,7 +190,10 @@ class CLIPContrastiveFinetuner(
     process calls ``fit`` with the same data and parameters; gradients are
     reduced over the processes (gloo on CPU, NCCL on GPU), validation is
     computed once over them, and rank 0 alone writes checkpoints and shows
-    progress. Each process decodes the pairs itself.
+    progress. Each process decodes the pairs itself. ``fit`` leaves the process
+    group it joined when it returns; a group initialised before ``fit`` stays
+    (whoever initialises it destroys it), so a script that needs the ranks
+    after ``fit`` (to save on rank 0 only, say) initialises it first.
 
     Training keeps float32 master weights, starting from the checkpoint's own
     float32 weights even where inference runs in bfloat16. With
