@@ -4,7 +4,9 @@ Each test is one class of fault listed in ``docs/reliability.md`` ("Checkpoints
 and resuming").
 """
 
+import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -147,6 +149,50 @@ def test_resuming_from_another_base_model_of_the_same_architecture_is_refused(
         _fit(other, shapes, max_epochs=1, checkpoint_dir=tmp_path, resume=True)
     with pytest.raises(ValueError, match="base_model differ"):
         _fit(other, shapes, max_epochs=1, resume=first.checkpoint_)
+
+
+# -- a full disk ----------------------------------------------------------------
+def _disk_full_at_save(monkeypatch, n_saves):
+    """``torch.save`` fails like a full disk from its ``n_saves``-th call on."""
+    calls = {"n": 0}
+    save = torch.save
+
+    def save_until_full(obj, handle, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] >= n_saves:
+            handle.write(b"PK\x03\x04 the start of a checkpoint")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return save(obj, handle, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_until_full)
+
+
+def test_a_full_disk_keeps_the_last_good_checkpoint_and_says_what_to_do(
+    model_path, shapes, tmp_path, monkeypatch
+):
+    _disk_full_at_save(monkeypatch, n_saves=3)  # the epoch-3 checkpoint
+    with pytest.raises(OSError) as error:
+        _fit(model_path, shapes, checkpoint_dir=tmp_path)
+    (run,) = tmp_path.glob("run-*")
+    message = str(error.value)
+    assert error.value.errno == errno.ENOSPC
+    assert f"in {run} (a checkpoint needs about " in message
+    size = r"[\d.]+ [kMG]?B"
+    assert re.search(f"needs about {size}; {size} is free there", message)
+    assert f"The last good checkpoint, {run / 'step-00000008.pt'}, is kept" in message
+    assert "checkpoint_dir on a disk with room" in message and "resume=True" in message
+    # Nothing was pruned for the file that could not be written, nothing is left
+    # half-written, and the last good checkpoint loads.
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [
+        run.name,
+        "step-00000004.pt",
+        "step-00000008.pt",
+    ]
+    assert load_checkpoint(run / "step-00000008.pt")["progress"]["step"] == 8
+    monkeypatch.undo()
+    # With room again, the run continues from it to the same weights.
+    resumed = _fit(model_path, shapes, checkpoint_dir=tmp_path, resume=True)
+    _assert_same(_state(resumed), _state(_fit(model_path, shapes)))
 
 
 # -- Ctrl-C in the command ----------------------------------------------------

@@ -6,6 +6,7 @@ spawned processes.
 """
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sklearn_clip import load_model
+from sklearn_clip import CLIPContrastiveFinetuner, cli, load_model
 from sklearn_clip._train import distributed as dist
+from sklearn_clip._train import finetuner as _finetuner
 from sklearn_clip._train.losses import contrastive_loss
 from sklearn_clip.datasets import make_shapes
 from sklearn_clip.toy import make_tiny_clip
@@ -120,10 +122,90 @@ def test_shares_are_even_contiguous_and_in_rank_order():
     )
 
 
-# -- torchrun against one process, slow -------------------------------------------
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     return make_tiny_clip(tmp_path_factory.mktemp("distributed-clip"), **FAST)
+
+
+# -- who owns the process group ----------------------------------------------------
+# Whoever initialises the group destroys it: fit leaves the group it joined
+# itself, and neither fit nor the finetune command destroys a group joined
+# before them.
+QUICK_FIT = {
+    "max_epochs": 1,
+    "batch_size": 4,
+    "validation_fraction": None,
+    "caption_template": "a {} shape",
+    "random_state": 0,
+    "device": "cpu",
+    "dtype": "float32",
+}
+
+
+def _joining_fit_worker(rank, world_size, port, model_path, out):
+    # What torchrun puts in each process's environment.
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+    )
+    torch.set_num_threads(1)
+    seen = {}
+    train = _finetuner.train
+
+    def recording_train(*args, **kwargs):
+        seen["world_size"] = dist.get_world_size()
+        return train(*args, **kwargs)
+
+    _finetuner.train = recording_train
+    data = make_shapes(8, image_size=16, random_state=0)
+    CLIPContrastiveFinetuner(model_path, **QUICK_FIT).fit(data.images, data.color)
+    seen["joined_after_fit"] = torch.distributed.is_initialized()
+    torch.save(seen, Path(out) / f"rank-{rank}.pt")
+
+
+@pytest.mark.slow  # two processes that import torch and train: a minute here
+def test_fit_leaves_the_process_group_it_joined(model_path, tmp_path):
+    with socket.socket() as probe:  # a free port for the rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    torch.multiprocessing.spawn(
+        _joining_fit_worker, args=(2, port, str(model_path), str(tmp_path)), nprocs=2
+    )
+    for rank in (0, 1):
+        seen = torch.load(tmp_path / f"rank-{rank}.pt", weights_only=True)
+        assert seen == {"world_size": 2, "joined_after_fit": False}
+
+
+@pytest.fixture
+def joined_group(tmp_path):
+    """A process group this test joins (one process): its owner is the test."""
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1
+    )
+    yield
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.usefixtures("joined_group")
+def test_fit_and_the_finetune_command_keep_a_process_group_joined_before(
+    model_path, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as under torchrun
+    data = make_shapes(8, image_size=16, random_state=0)
+    CLIPContrastiveFinetuner(model_path, **QUICK_FIT).fit(data.images, data.color)
+    assert torch.distributed.is_initialized()
+    table = _pairs_table(tmp_path, 8)
+    command = ["finetune", "--model", str(model_path), "--table", str(table)]
+    command += ["--label-column", "label", "--epochs", "1", "--batch-size", "4"]
+    command += ["--validation-fraction", "0", "--device", "cpu"]
+    assert cli.main([*command, "--output", str(tmp_path / "out")]) == 0
+    assert torch.distributed.is_initialized()
+
+
+# -- torchrun against one process, slow -------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -190,12 +272,7 @@ def test_a_torchrun_run_killed_in_epoch_2_resumes_to_the_same_weights(
 
 @pytest.mark.slow
 def test_the_finetune_command_runs_unchanged_under_torchrun(model_path, tmp_path):
-    data = make_shapes(42, image_size=16, random_state=0)
-    paths = [tmp_path / f"{i}.png" for i in range(len(data.images))]
-    for image, path in zip(data.images, paths):
-        _save(image, path)
-    table = tmp_path / "pairs.csv"
-    pd.DataFrame({"image": map(str, paths), "label": data.color}).to_csv(table)
+    table = _pairs_table(tmp_path, 42)
     outputs = {}
     for name, nproc in (("single", None), ("torchrun", 2)):
         command = [
@@ -232,7 +309,14 @@ def test_the_finetune_command_runs_unchanged_under_torchrun(model_path, tmp_path
     _assert_states_close(outputs["torchrun"], outputs["single"], 1e-4)
 
 
-def _save(array, path):
+def _pairs_table(directory, n_pairs):
+    """A .csv of ``n_pairs`` shape images written as PNG files, with labels."""
     from PIL import Image
 
-    Image.fromarray(np.asarray(array)).save(path)
+    data = make_shapes(n_pairs, image_size=16, random_state=0)
+    paths = [directory / f"{i}.png" for i in range(len(data.images))]
+    for image, path in zip(data.images, paths):
+        Image.fromarray(np.asarray(image)).save(path)
+    table = directory / "pairs.csv"
+    pd.DataFrame({"image": map(str, paths), "label": data.color}).to_csv(table)
+    return table

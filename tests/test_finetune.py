@@ -241,6 +241,19 @@ def test_an_invalid_wise_alpha_is_refused_without_being_applied(fitted):
     assert tuner.wise_alpha == fitted.wise_alpha
 
 
+def test_a_pickle_that_kept_model_as_an_attribute_loads_with_its_mix(fitted):
+    # Before model_ followed wise_alpha, pickles held the mixed model and the
+    # weight it was mixed at as attributes of their own.
+    tuner = pickle.loads(pickle.dumps(fitted)).set_params(wise_alpha=0.5)
+    mixed = _state(tuner.model_)
+    state = tuner.__getstate__()
+    state["_model_alpha"], state["model_"] = state.pop("_mixed")
+    old = CLIPContrastiveFinetuner.__new__(CLIPContrastiveFinetuner)
+    old.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert old.wise_alpha == 0.5
+    _assert_states_equal(_state(old.model_), mixed)
+
+
 # -- inputs --------------------------------------------------------------------
 def test_labels_become_captions_through_the_template(fast_path, shapes, monkeypatch):
     seen = {}

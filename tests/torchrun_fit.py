@@ -57,8 +57,16 @@ def main():
         return loss, grad_norm
 
     _training._Run.train_step = recorded_step
+    # The script writes per rank after fit, so it joins the process group
+    # itself (and so leaves it); fit then uses the group without leaving it.
+    with dist.process_group(torch.device("cpu")):
+        tuner = _fit(args)
+        _write(tuner, steps, Path(args.out))
+
+
+def _fit(args):
     data = make_shapes(args.n_pairs, image_size=16, random_state=0)
-    tuner = CLIPContrastiveFinetuner(
+    return CLIPContrastiveFinetuner(
         args.model,
         lora=args.lora,
         train_parts=args.train_parts,
@@ -66,7 +74,9 @@ def main():
         resume="auto" if args.resume else False,
         **TRAIN,
     ).fit(data.images, data.color)
-    out = Path(args.out)
+
+
+def _write(tuner, steps, out):
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float() for k, v in tuner.model_.model.state_dict().items()}
     torch.save(
@@ -75,9 +85,6 @@ def main():
     )
     if dist.is_main_process():
         tuner.save_pretrained(out / "model")
-    if dist.is_distributed():
-        dist.barrier()
-        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """``sklearn-clip finetune``: contrastive fine-tuning on a table of pairs.
 
 The command runs unchanged under ``torchrun``: every process reads the same
-table and :class:`~sklearn_clip.CLIPContrastiveFinetuner` joins the process
-group ``torchrun`` describes; rank 0 alone prints and saves the model.
+table, the command joins the process group ``torchrun`` describes (and leaves
+it at the end), and rank 0 alone prints and saves the model.
 """
 
 import sys
@@ -175,14 +175,14 @@ def _estimator(args):
 
 
 def run(args):
+    from sklearn_clip._encoding.handle import resolve_device
     from sklearn_clip._train import distributed as dist
 
-    try:
+    # The command still needs the group after fit (rank 0 alone prints and
+    # saves), so it joins the group itself and, having joined it, leaves it;
+    # fit then finds the group joined and leaves it alone.
+    with dist.process_group(resolve_device(args.device)):
         _fit_and_save(args, dist)
-    finally:
-        if dist.is_distributed():  # joined under torchrun by fit
-            dist.barrier()
-            dist.dist.destroy_process_group()
 
 
 def _fit_and_save(args, dist):

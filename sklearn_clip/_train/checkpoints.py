@@ -11,19 +11,24 @@ checkpoint cannot run code, and a file that does not load (truncated, empty,
 overwritten) is passed over for the newest one that does, with a warning.
 """
 
+import errno
 import hashlib
 import json
-import os
+import shutil
 import warnings
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from sklearn_clip._files import replaced_atomically
+from sklearn_clip._train import distributed as dist
 from sklearn_clip.exceptions import CheckpointWarning
 
 CHECKPOINT_FORMAT = 1
 _KEEP_CHECKPOINTS = 2
+# "No space left on device" and "Disk quota exceeded": no room for the file.
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def save_checkpoint(directory, state):
@@ -32,20 +37,70 @@ def save_checkpoint(directory, state):
     The file is written under a temporary name in the same directory, flushed
     to disk, then renamed over the final name: a crash mid-write leaves the
     previous checkpoint intact and no partial file under a checkpoint's name.
-    Only ``directory``'s own checkpoints are pruned: one run's.
+    A write that fails (a full disk) removes its temporary file and prunes
+    nothing. Only ``directory``'s own checkpoints are pruned: one run's.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"step-{state['progress']['step']:08d}.pt"
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
-        torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    for old in sorted(directory.glob("step-*.pt"))[:-_KEEP_CHECKPOINTS]:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with replaced_atomically(path) as temporary, open(temporary, "wb") as handle:
+            torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
+    except OSError as error:
+        if error.errno in _DISK_FULL:
+            raise _disk_full_error(directory, state) from error
+        raise
+    for old in _checkpoints_in(directory)[:-_KEEP_CHECKPOINTS]:
         old.unlink(missing_ok=True)
     return str(path)
+
+
+def _disk_full_error(directory, state):
+    """An OSError (ENOSPC) naming the folder, the space needed and the fix."""
+    needed = _tensor_bytes(state)
+    free = shutil.disk_usage(directory).free if directory.is_dir() else None
+    space = f"a checkpoint needs about {_size(needed)}"
+    if free is not None:
+        space += f"; {_size(free)} is free there"
+    previous = latest_checkpoint(directory)
+    kept = (
+        f"The last good checkpoint, {previous}, is kept"
+        if previous
+        else "No earlier checkpoint was written"
+    )
+    return OSError(
+        errno.ENOSPC,
+        f"the disk is full: cannot write a checkpoint in {directory} ({space}). "
+        f"{kept}. Free some space or give a checkpoint_dir on a disk with room, "
+        "then fit again with resume=True to continue from the last checkpoint.",
+    )
+
+
+def _tensor_bytes(value):
+    """The bytes of every tensor in a nested checkpoint state (its file's bulk)."""
+    if isinstance(value, torch.Tensor):
+        return value.element_size() * value.numel()
+    if isinstance(value, dict):
+        return sum(_tensor_bytes(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_tensor_bytes(item) for item in value)
+    return 0
+
+
+def _size(n_bytes):
+    """``n_bytes`` for a reader: "512 B", "3.2 kB", "41.0 MB", "7.5 GB"."""
+    if n_bytes < 1000:
+        return f"{n_bytes} B"
+    for unit in ("kB", "MB", "GB"):
+        n_bytes /= 1000
+        if n_bytes < 1000 or unit == "GB":
+            return f"{n_bytes:.1f} {unit}"
+
+
+def remove_temporary_files(directory):
+    """Delete the temporary files a killed writer left in a run's directory."""
+    for stale in Path(directory).glob("*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def latest_checkpoint(directory):
@@ -99,6 +154,32 @@ def load_newest_intact(directory):
             "new run. Loading them without weights_only is not safe."
         )
     return None, None
+
+
+def find_resume_checkpoint(resume, checkpoint_dir, run_dir):
+    """``(path, state)`` to resume from; rank 0 chooses, every rank loads it.
+
+    ``resume`` is True, "auto" or a path. With True or "auto" it is this run's
+    newest readable checkpoint in ``run_dir``; failing that, another run's
+    newest, loaded only so that the signature check says what differs.
+    ``(None, None)`` when ``resume="auto"`` finds nothing.
+    """
+    if resume is not True and resume != "auto":
+        return str(resume), load_checkpoint(resume)
+    path = None
+    if dist.is_main_process():
+        path, _ = load_newest_intact(run_dir)
+        if path is None:
+            path = next(iter(other_runs(checkpoint_dir, run_dir)), None)
+    path = dist.broadcast_object(path)
+    if path is None and resume == "auto":
+        return None, None
+    if path is None:
+        raise FileNotFoundError(
+            f"resume=True but there is no checkpoint in {checkpoint_dir!r}; "
+            "fit with resume=False to start a new run."
+        )
+    return path, load_checkpoint(path)
 
 
 def _describe_failure(path, exc):

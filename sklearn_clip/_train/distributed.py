@@ -19,6 +19,7 @@ runs the same code either way.
 """
 
 import os
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -60,6 +61,45 @@ def init_from_environment(device):
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return True
+
+
+@contextmanager
+def process_group(device):
+    """Be in the process group ``torchrun`` describes for the length of a block.
+
+    Whoever initialises the group destroys it. The block joins the group when
+    ``torchrun`` describes one and nobody has joined it yet, and then leaves
+    it on the way out, after every rank has got there. A group joined before
+    (by the user, or by a caller that needs it after the block, as the
+    ``finetune`` command does) is left as it is: its owner destroys it.
+
+    Parameters
+    ----------
+    device : torch.device
+        Decides the backend: NCCL for CUDA, gloo otherwise.
+
+    Yields
+    ------
+    bool
+        Whether this block joined the group (and so will leave it).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_clip._train.distributed import process_group
+    >>> with process_group(torch.device("cpu")) as joined:  # one process
+    ...     joined
+    False
+    """
+    joined = init_from_environment(device)
+    if not joined:
+        yield False
+        return
+    try:
+        yield True
+        barrier()  # no rank leaves while another still uses the group
+    finally:
+        dist.destroy_process_group()
 
 
 def local_share(rows):

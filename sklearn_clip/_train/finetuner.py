@@ -1,36 +1,44 @@
-"""CLIPContrastiveFinetuner: contrastive fine-tuning as a scikit-learn estimator."""
+"""CLIPContrastiveFinetuner: contrastive fine-tuning as a scikit-learn estimator.
 
-import copy
+The estimator's parameters and ``fit``. What ``fit`` checks and prepares first
+is in :mod:`~sklearn_clip._train.fit_inputs`, the training loop in
+:mod:`~sklearn_clip._train.loop`, and what a fitted fine-tuner offers
+(``model_`` at the current ``wise_alpha``, ``transform``, ``score``,
+``save_pretrained``) in :mod:`~sklearn_clip._train.tuned`.
+"""
+
 import os
-import warnings
 from numbers import Integral, Real
-from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import torch
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from sklearn_clip._base import CLIPEstimatorBase, fill_doc
-from sklearn_clip._classify.prompts import check_template
 from sklearn_clip._encoding.handle import DEFAULT_MODEL, resolve_device
-from sklearn_clip._encoding.inputs import as_rows, check_texts, row_label
-from sklearn_clip._models.families import FINETUNE_FAMILIES, family_of
-from sklearn_clip._models.precision import dtype_name, training_autocast_dtype
+from sklearn_clip._models.precision import dtype_name
 from sklearn_clip._options import PAIR_ON_ERROR_OPTIONS
 from sklearn_clip._train import distributed as dist
-from sklearn_clip._train.loop import TrainingConfig, train
+from sklearn_clip._train.fit_inputs import (
+    check_finetunable,
+    check_pairs,
+    check_resume,
+    draw_seed,
+    training_captions,
+    training_config,
+)
+from sklearn_clip._train.loop import train
 from sklearn_clip._train.pairs import prepare_pairs, split_validation
+from sklearn_clip._train.tuned import TunedModelMixin
+from sklearn_clip._train.wise import check_wise_alpha
 from sklearn_clip.exceptions import NonFiniteLossError
-from sklearn_clip.metrics import recall_at_k
 
 
 @fill_doc
 class CLIPContrastiveFinetuner(
-    ClassNamePrefixFeaturesOutMixin, TransformerMixin, CLIPEstimatorBase
+    TunedModelMixin,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    CLIPEstimatorBase,
 ):
     """Fine-tune a CLIP-family model contrastively on (image, caption) pairs.
 
@@ -182,7 +190,10 @@ class CLIPContrastiveFinetuner(
     process calls ``fit`` with the same data and parameters; gradients are
     reduced over the processes (gloo on CPU, NCCL on GPU), validation is
     computed once over them, and rank 0 alone writes checkpoints and shows
-    progress. Each process decodes the pairs itself.
+    progress. Each process decodes the pairs itself. ``fit`` leaves the process
+    group it joined when it returns; a group initialised before ``fit`` stays
+    (whoever initialises it destroys it), so a script that needs the ranks
+    after ``fit`` (to save on rank 0 only, say) initialises it first.
 
     Training keeps float32 master weights, starting from the checkpoint's own
     float32 weights even where inference runs in bfloat16. With
@@ -314,35 +325,36 @@ class CLIPContrastiveFinetuner(
             The fitted estimator.
         """
         rows, index = self._validate_rows(X, kind="image", reset=True)
-        captions = self._usable_captions(y, len(rows))
-        if len(rows) < 2:
-            raise ValueError(
-                f"contrastive fine-tuning needs at least 2 pairs; got {len(rows)}"
-            )
-        _warn_if_nothing_to_contrast([c for c in captions if c is not None])
-        resume = self._check_resume()
-        # Under torchrun: join the process group, and on CUDA pick this rank's
-        # GPU before the model is loaded onto "the" GPU.
-        dist.init_from_environment(resolve_device(self.device))
-        handle = self._get_model(reset=True)
-        if not family_of(handle.family).finetune:
-            raise ValueError(
-                f"fine-tuning a {handle.family!r} model is not supported; "
-                f"CLIPContrastiveFinetuner trains {', '.join(FINETUNE_FAMILIES)}. "
-                "Its embeddings and zero-shot scores work in the other estimators."
-            )
-        data, self.input_errors_ = prepare_pairs(
-            handle,
-            rows,
-            index,
-            captions,
-            on_error=self.on_error,
-            directory=self.pairs_dir,
+        captions = training_captions(
+            y, len(rows), template=self.caption_template, on_error=self.on_error
         )
+        check_pairs(captions)
+        resume = check_resume(self.resume, self.checkpoint_dir)
+        # Under torchrun, fit is in the process group while it trains (and on
+        # CUDA picks this rank's GPU before the model is loaded onto "the"
+        # GPU); it leaves the group after only if it was the one to join it.
+        with dist.process_group(resolve_device(self.device)):
+            handle = check_finetunable(self._get_model(reset=True))
+            data, self.input_errors_ = prepare_pairs(
+                handle,
+                rows,
+                index,
+                captions,
+                on_error=self.on_error,
+                directory=self.pairs_dir,
+            )
+            try:
+                self._train(handle, data, resume)
+            finally:
+                data.store.close()
+        return self
+
+    def _train(self, handle, data, resume):
+        """Train on the decoded pairs and set the fitted attributes."""
         # Every rank must split and shuffle alike, even with random_state=None.
-        seed = dist.broadcast_object(int(_check_seed(self.random_state)))
+        seed = dist.broadcast_object(draw_seed(self.random_state))
         train_data, val_data = split_validation(data, self.validation_fraction, seed)
-        config = self._training_config(seed, handle)
+        config = training_config(self.get_params(), seed, handle)
         try:
             result = train(
                 handle,
@@ -358,77 +370,12 @@ class CLIPContrastiveFinetuner(
             # Still fitted, with the last good weights, so nothing is lost.
             self._set_fitted(handle, error.result, config)
             raise
-        finally:
-            data.store.close()
         self._set_fitted(handle, result, config)
-        return self
-
-    def _usable_captions(self, y, n_rows):
-        """Captions of every row; None for a missing one under on_error="skip"."""
-        if y is None or self.on_error == "raise":
-            captions = self._captions(y)
-            check_consistent_length(np.arange(n_rows), captions)
-            return captions
-        values, index = as_rows(y, kind="text")
-        check_consistent_length(np.arange(n_rows), values)
-        present = [p for p, value in enumerate(values) if not _is_missing(value)]
-        captions = [None] * len(values)
-        for position, caption in zip(
-            present, self._captions([values[p] for p in present])
-        ):
-            captions[position] = caption
-        return captions
-
-    def _check_resume(self):
-        resume = self.resume
-        if isinstance(resume, str) and resume == "auto":
-            if self.checkpoint_dir is None:
-                raise ValueError("resume='auto' needs checkpoint_dir")
-            return resume
-        if isinstance(resume, str | os.PathLike):
-            if not Path(resume).is_file():
-                raise FileNotFoundError(f"resume={resume!r} is not a checkpoint file")
-            return resume
-        if resume and self.checkpoint_dir is None:
-            raise ValueError("resume=True needs checkpoint_dir to find a checkpoint")
-        return bool(resume)
-
-    def _training_config(self, seed, handle):
-        autocast = training_autocast_dtype(handle.device, self.dtype, handle.model)
-        return TrainingConfig(
-            learning_rate=float(self.learning_rate),
-            weight_decay=float(self.weight_decay),
-            max_epochs=int(self.max_epochs),
-            batch_size=int(self.batch_size),
-            warmup_fraction=float(self.warmup_fraction),
-            gradient_accumulation_steps=int(self.gradient_accumulation_steps),
-            max_grad_norm=None
-            if self.max_grad_norm is None
-            else float(self.max_grad_norm),
-            train_parts=self.train_parts,
-            lora=self.lora,
-            n_iter_no_change=self.n_iter_no_change,
-            seed=seed,
-            autocast=None if autocast is None else dtype_name(autocast),
-        )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True  # captions or labels
         return tags
-
-    def _captions(self, y):
-        """``y`` as a list of caption strings, through the template if any."""
-        if y is None:
-            raise ValueError(
-                "fit needs y: the caption of each image, or its label with "
-                "caption_template"
-            )
-        rows, index = as_rows(y, kind="text")
-        if self.caption_template is None:
-            return check_texts(rows, index)
-        template = check_template(self.caption_template)
-        return [template.format(label) for label in _check_labels(rows, index)]
 
     def _set_fitted(self, handle, result, config):
         # The float32 trained weights stay the master copy of a bfloat16 model_.
@@ -440,220 +387,5 @@ class CLIPContrastiveFinetuner(
         self.interrupted_ = result.interrupted
         self.checkpoint_ = result.checkpoint
         self._n_features_out = self._tuned.embedding_dim
-        self._mix()
-
-    # -- the model for the current wise_alpha -----------------------------------
-    def _mix(self):
-        """Set ``model_`` to the tuned weights mixed with the start by wise_alpha."""
-        alpha = float(self.wise_alpha)
-        if alpha == 1.0:
-            self.model_ = self._tuned
-        else:
-            start = self._get_model().full_precision_model()
-            tuned = self._tuned.full_precision_model()
-            mixed = _interpolate_weights(start, tuned, alpha)
-            self.model_ = self._tuned.with_model(mixed)
-        self._model_alpha = alpha
-
-    def _current_model(self):
-        check_is_fitted(self)
-        if self._model_alpha != self.wise_alpha:  # wise_alpha was assigned directly
-            self._validate_params()
-            self._mix()
-        return self.model_
-
-    def set_params(self, **params):
-        """Set parameters; a new ``wise_alpha`` re-mixes a fitted model at once.
-
-        Parameters
-        ----------
-        **params : dict
-            Estimator parameters.
-
-        Returns
-        -------
-        self : CLIPContrastiveFinetuner
-            This estimator.
-        """
-        fitted = "_tuned" in self.__dict__
-        if fitted and "wise_alpha" in params:
-            alpha = params["wise_alpha"]
-            if not isinstance(alpha, Real) or not 0 <= alpha <= 1:
-                raise ValueError(f"wise_alpha must be a float in [0, 1]; got {alpha!r}")
-        super().set_params(**params)
-        if fitted and "wise_alpha" in params:
-            self._mix()
-        return self
-
-    # -- using the tuned model ------------------------------------------------------
-    def transform(self, X, modality="image"):
-        """Embed images (or texts) with the tuned encoders.
-
-        Parameters
-        ----------
-        X : list, ndarray, Series or one-column DataFrame
-            Images, or texts with ``modality="text"``.
-        modality : {"image", "text"}, default="image"
-            Which encoder to use.
-
-        Returns
-        -------
-        ndarray of shape (n_samples, embedding_dim), dtype float32
-            Unit-length embeddings, one per row, in order.
-        """
-        handle = self._current_model()
-        if modality == "image":
-            rows, index = self._validate_rows(X, kind="image", reset=False)
-            return handle.encode_images(
-                rows, batch_size=self.encode_batch_size, progress=self.progress
-            )
-        if modality == "text":
-            rows, index = as_rows(X, kind="text")
-            return handle.encode_texts(
-                check_texts(rows, index), batch_size=self.encode_batch_size
-            )
-        raise ValueError(f"modality must be 'image' or 'text'; got {modality!r}")
-
-    def score(self, X, y):
-        """Image-to-text recall@1 over the given pairs (higher is better).
-
-        For each image, the most similar of the distinct captions in ``y`` is
-        its prediction; it is correct when it equals the image's own caption,
-        so images sharing a caption (or a label) can all be correct. With
-        ``caption_template``, this is the accuracy of zero-shot classification
-        over the labels in ``y`` with that prompt.
-
-        Parameters
-        ----------
-        X : list, ndarray, Series or one-column DataFrame
-            Images.
-        y : array-like of shape (n_samples,)
-            Their captions, or labels with ``caption_template``.
-
-        Returns
-        -------
-        float
-            The share of images whose best caption is their own.
-        """
-        handle = self._current_model()
-        rows, _ = self._validate_rows(X, kind="image", reset=False)
-        captions = self._captions(y)
-        check_consistent_length(rows, captions)
-        distinct, ids = np.unique(
-            np.asarray(captions, dtype=object), return_inverse=True
-        )
-        images = handle.encode_images(rows, batch_size=self.encode_batch_size)
-        texts = handle.encode_texts(list(distinct), batch_size=self.encode_batch_size)
-        return recall_at_k(images, texts, ids.reshape(-1), k=1)
-
-    def save_pretrained(self, path):
-        """Write the tuned model (safetensors) where ``load_model`` reads it.
-
-        Parameters
-        ----------
-        path : str or os.PathLike
-            A directory, created if needed.
-
-        Returns
-        -------
-        pathlib.Path
-            The directory, readable by :func:`~sklearn_clip.load_model`, by
-            every estimator's ``model=`` and by ``transformers``'
-            ``from_pretrained``.
-        """
-        return self._current_model().save_pretrained(path)
-
-    def plot_history(self, ax=None):
-        """Plot the training and validation loss, and validation recall@1.
-
-        Parameters
-        ----------
-        ax : matplotlib Axes, default=None
-            Where to draw; None makes a new figure.
-
-        Returns
-        -------
-        matplotlib.axes.Axes
-            The axes of the losses; recall@1 is on a twin axis on the right.
-        """
-        import matplotlib.pyplot as plt
-
-        check_is_fitted(self)
-        if ax is None:
-            _, ax = plt.subplots(figsize=(6, 4))
-        epochs = [h["epoch"] for h in self.history_]
-        lines = ax.plot(
-            epochs, [h["train_loss"] for h in self.history_], "o-", label="train loss"
-        )
-        val_loss = [h["val_loss"] for h in self.history_]
-        if not np.all(np.isnan(val_loss)):
-            lines += ax.plot(epochs, val_loss, "s-", label="validation loss")
-            recall = ax.twinx()
-            lines += recall.plot(
-                epochs,
-                [h["val_recall_at_1"] for h in self.history_],
-                "^--",
-                color="tab:green",
-                label="validation recall@1",
-            )
-            recall.set_ylabel("recall@1")
-            recall.set_ylim(0, 1.02)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
-        ax.legend(lines, [line.get_label() for line in lines], loc="center right")
-        return ax
-
-
-def _is_missing(value):
-    if value is None or value is pd.NA:
-        return True
-    return isinstance(value, Real) and not isinstance(value, bool) and np.isnan(value)
-
-
-def _check_labels(rows, index):
-    """Class labels for ``caption_template``: missing or blank ones raise.
-
-    A missing label would otherwise become a caption such as "a None shape"
-    and be trained on without a word.
-    """
-    for position, label in enumerate(rows):
-        blank = isinstance(label, str) and not label.strip()
-        if blank or (pd.api.types.is_scalar(label) and pd.isna(label)):
-            raise ValueError(
-                f"the label of {row_label(position, index)} is missing "
-                f"({label!r}); every label must be given with caption_template. "
-                "Drop the unlabelled pairs first, e.g. y.dropna()."
-            )
-    return rows
-
-
-def _warn_if_nothing_to_contrast(captions):
-    distinct = set(captions)
-    if len(distinct) == 1:
-        warnings.warn(
-            f"all {len(captions)} captions are the same ({next(iter(distinct))!r}): "
-            "a contrastive batch with a single distinct caption has nothing to "
-            "contrast, so training learns nothing useful and recall@1 is 1.0 "
-            "whatever the model. Give captions (or labels) that differ.",
-            UserWarning,
-            stacklevel=3,
-        )
-
-
-def _check_seed(random_state):
-    return check_random_state(random_state).randint(np.iinfo(np.int32).max)
-
-
-def _interpolate_weights(start, tuned, alpha):
-    """A copy of ``tuned`` with ``(1 - alpha) * start + alpha * tuned`` weights."""
-    start_state = start.state_dict()
-    mixed = copy.deepcopy(tuned)
-    state = {}
-    with torch.no_grad():
-        for name, value in tuned.state_dict().items():
-            if value.is_floating_point():
-                begin = start_state[name].to(value.device, torch.float32)
-                value = (1 - alpha) * begin + alpha * value.float()
-            state[name] = value
-    mixed.load_state_dict(state)
-    return mixed.eval()
+        self._mixed = (1.0, self._tuned)
+        self._model_at(check_wise_alpha(self.wise_alpha))

@@ -7,12 +7,15 @@ skorch's ``fit_loop`` / ``run_single_epoch`` / ``train_step``):
 
 - :meth:`_Run.set_up` builds the trainable copy, AdamW (weight decay on
   matrices only), the warmup-and-cosine schedule and the run signature, and
-  resumes from a checkpoint when asked;
+  resumes from a checkpoint when asked (the state a run holds, and what a
+  checkpoint saves of it, are :mod:`sklearn_clip._train.run_state`'s);
 - :meth:`_Run.fit_loop` runs the epochs and turns interruptions into results;
 - :meth:`_Run.run_single_epoch` walks one epoch's batches, a group of
   ``gradient_accumulation_steps`` micro-batches per step;
-- :meth:`_Run.train_step` is one optimiser step: forward, backward, gradients
-  reduced over processes, clipping, the update, the clamped temperature;
+- :meth:`_Run.train_step` is one optimiser step: each micro-batch's forward
+  and backward (:meth:`_Run.micro_batch`), then :meth:`_Run.update`:
+  gradients reduced over processes, clipping, the update, the clamped
+  temperature;
 - :meth:`_Run.end_epoch` validates, decides early stopping and checkpoints;
 - :meth:`_Run.finish` merges LoRA adapters and hands back the model.
 
@@ -32,7 +35,6 @@ once, keeps what was trained so far, writes a checkpoint and warns.
 import math
 import time
 import warnings
-from dataclasses import asdict
 
 import torch
 from tqdm.auto import tqdm
@@ -41,29 +43,24 @@ from sklearn_clip._models.families import family_of
 from sklearn_clip._models.forward import logit_scale
 from sklearn_clip._train import distributed as dist
 from sklearn_clip._train.checkpoints import (
-    check_signature,
     latest_checkpoint,
     load_checkpoint,
-    load_newest_intact,
-    other_runs,
-    rng_state,
     run_directory,
     run_signature,
     save_checkpoint,
-    set_rng_state,
 )
 from sklearn_clip._train.contrastive import (
     batch_loss,
     embed_batch,
     evaluate,
     recall_at_1,
-    temperature_parameters,
 )
+from sklearn_clip._train.history import describe_epoch
 from sklearn_clip._train.pairs import PairedData, prepare_pairs, split_validation
+from sklearn_clip._train.run_state import RunState
 from sklearn_clip._train.schedule import (
     TrainingConfig,
     TrainingResult,
-    _Progress,
     epoch_batches,
     lr_multiplier,
 )
@@ -84,6 +81,8 @@ __all__ = [
     "parameter_groups",
     "prepare_pairs",
     "recall_at_1",
+    "run_directory",
+    "run_signature",
     "save_checkpoint",
     "split_validation",
     "train",
@@ -91,15 +90,6 @@ __all__ = [
 
 # open_clip's ceiling on the temperature: logits at most 100 x cosine.
 MAX_LOGIT_SCALE = math.log(100)
-
-
-def _autocast(device, name):
-    # The fine-tuner chose the precision (sklearn_clip._models.precision); None
-    # trains in float32.
-    amp = None if name is None else getattr(torch, name)
-    return torch.autocast(
-        device.type, dtype=amp or torch.bfloat16, enabled=amp is not None
-    )
 
 
 def _cpu_copy(model):
@@ -161,84 +151,8 @@ def train(
         return run.fit_loop(verbose=verbose, progress=progress)
 
 
-class _Run:
-    """The state of one training run and its steps."""
-
-    def __init__(self, handle, train_data, val_data, config, checkpoint_dir):
-        self.handle, self.device = handle, handle.device
-        self.train_data, self.val_data, self.config = train_data, val_data, config
-        self.checkpoint_dir = checkpoint_dir
-        self.main = dist.is_main_process()
-        self.p = _Progress()
-        self.best_model = None
-        self.checkpoint = None
-
-    # -- set-up and resume -------------------------------------------------------
-    def set_up(self, resume):
-        config = self.config
-        # Training starts from the checkpoint's own precision, never from a
-        # bfloat16 copy loaded for inference.
-        start = self.handle.full_precision_model()
-        self.model, self.peft_model = build_trainable(start, config)
-        self.model.to(self.device).train()
-        dist.broadcast_state(self.model)  # every rank starts from rank 0's weights
-        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
-        self.temperature = temperature_parameters(self.model)
-        self.optimizer = torch.optim.AdamW(
-            parameter_groups(self.model, config.weight_decay),
-            lr=config.learning_rate,
-            betas=(0.9, 0.98),  # CLIP's betas and epsilon
-            eps=1e-6,
-        )
-        self.autocast = _autocast(self.device, config.autocast)
-        n_batches = len(epoch_batches(len(self.train_data), config.batch_size, 0, 0))
-        self.total_steps = math.ceil(n_batches / config.gradient_accumulation_steps)
-        self.total_steps *= config.max_epochs
-        self.warmup_steps = round(config.warmup_fraction * self.total_steps)
-        self.signature = run_signature(
-            config, self.train_data, self.val_data, self.model, start
-        )
-        self.run_dir = None
-        if self.checkpoint_dir is not None:
-            self.run_dir = run_directory(self.checkpoint_dir, self.signature)
-            if self.main:
-                for stale in self.run_dir.glob("*.pt.tmp"):
-                    stale.unlink(missing_ok=True)
-        if resume:
-            self._resume(resume)
-
-    def _resume(self, resume):
-        path, state = self._find_checkpoint(resume)
-        if state is None:
-            return  # resume="auto" and this run has no checkpoint yet
-        check_signature(state["signature"], self.signature, path)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.p = _Progress(**state["progress"])
-        self.p.best = None if self.p.best is None else tuple(self.p.best)
-        self.best_model = state["best_model"]
-        set_rng_state(state["rng"], self.device)
-        self.checkpoint = path
-
-    def _find_checkpoint(self, resume):
-        """``(path, state)`` to resume from; rank 0 chooses, every rank loads it."""
-        if resume is not True and resume != "auto":
-            return str(resume), load_checkpoint(resume)
-        path = None
-        if self.main:
-            path, _ = load_newest_intact(self.run_dir)
-            if path is None:
-                path = next(iter(other_runs(self.checkpoint_dir, self.run_dir)), None)
-        path = dist.broadcast_object(path)
-        if path is None and resume == "auto":
-            return None, None
-        if path is None:
-            raise FileNotFoundError(
-                f"resume=True but there is no checkpoint in {self.checkpoint_dir!r}; "
-                "fit with resume=False to start a new run."
-            )
-        # A checkpoint of another run is loaded only to say what differs.
-        return path, load_checkpoint(path)
+class _Run(RunState):
+    """One training run's steps, in the order they happen."""
 
     # -- the epochs --------------------------------------------------------------
     def fit_loop(self, *, verbose=0, progress=False):
@@ -285,47 +199,49 @@ class _Run:
 
     def train_step(self, group):
         """One optimiser step over a group of micro-batches; its summed loss."""
-        model, config = self.model, self.config
-        group_loss = 0.0
-        for rows in group:
-            sizes = dist.share_sizes(len(rows))
-            with self.autocast:
-                image_embeds, text_embeds, ids = embed_batch(
-                    model,
-                    self.handle,
-                    self.train_data,
-                    dist.local_share(rows),
-                    self.device,
-                )
-                loss = batch_loss(model, image_embeds, text_embeds, ids, sizes)
-            # CPU-GPU sync point, once per micro-batch: a non-finite loss must
-            # be caught before it is backpropagated.
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise _NonFinite(f"loss is {value}")
-            # Gradients average over the group's micro-batches.
-            (loss / len(group)).backward()
-            group_loss += value
+        group_loss = sum(self.micro_batch(rows, len(group)) for rows in group)
+        grad_norm = self.update()
+        return group_loss, grad_norm
+
+    def micro_batch(self, rows, group_size):
+        """Forward and backward of one micro-batch (this rank's share); its loss."""
+        sizes = dist.share_sizes(len(rows))
+        with self.autocast:
+            image_embeds, text_embeds, ids = embed_batch(
+                self.model,
+                self.handle,
+                self.train_data,
+                dist.local_share(rows),
+                self.device,
+            )
+            loss = batch_loss(self.model, image_embeds, text_embeds, ids, sizes)
+        # CPU-GPU sync point, once per micro-batch: a non-finite loss must be
+        # caught before it is backpropagated.
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise _NonFinite(f"loss is {value}")
+        # Gradients average over the group's micro-batches.
+        (loss / group_size).backward()
+        return value
+
+    def update(self):
+        """Reduce, clip and apply the gradients; their norm before clipping."""
         dist.all_reduce_gradients(self.trainable, averaged=self.temperature)
         grad_norm = torch.nn.utils.clip_grad_norm_(
-            self.trainable, config.max_grad_norm or math.inf
+            self.trainable, self.config.max_grad_norm or math.inf
         )
         if not torch.isfinite(grad_norm):
             raise _NonFinite(f"gradient norm is {float(grad_norm)}")
-        self.lr = self._learning_rate()
+        self.lr = self.learning_rate()
         for param_group in self.optimizer.param_groups:
             param_group["lr"] = self.lr
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        family = family_of(model)
+        family = family_of(self.model)
         if family.log_temperature:  # ALIGN stores the temperature itself
             with torch.no_grad():
-                getattr(model, family.temperature).clamp_(0, MAX_LOGIT_SCALE)
-        return group_loss, float(grad_norm)
-
-    def _learning_rate(self):
-        multiplier = lr_multiplier(self.p.step, self.warmup_steps, self.total_steps)
-        return self.config.learning_rate * multiplier
+                getattr(self.model, family.temperature).clamp_(0, MAX_LOGIT_SCALE)
+        return float(grad_norm)
 
     # -- validation, early stopping, checkpoints -----------------------------------
     def end_epoch(self, verbose):
@@ -335,7 +251,7 @@ class _Run:
             "train_loss": p.loss_sum / max(1, p.batch),
             "val_loss": math.nan,
             "val_recall_at_1": math.nan,
-            "learning_rate": getattr(self, "lr", self._learning_rate()),
+            "learning_rate": getattr(self, "lr", self.learning_rate()),
             "logit_scale": float(logit_scale(self.model).detach().float().mean()),
             "grad_norm": p.grad_norm_sum / max(1, p.epoch_steps),
             "seconds": 0.0,
@@ -345,7 +261,7 @@ class _Run:
         record["seconds"] = time.perf_counter() - self.started
         p.history.append(record)
         if verbose > 0 and self.main:
-            print(_describe(record, config.max_epochs), flush=True)
+            print(describe_epoch(record, config.max_epochs), flush=True)
         p.epoch += 1
         p.batch = p.epoch_steps = 0
         p.loss_sum = p.grad_norm_sum = p.seconds = 0.0
@@ -372,24 +288,6 @@ class _Run:
         else:
             p.bad_epochs += 1
             p.finished = patience is not None and p.bad_epochs >= patience
-
-    def write_checkpoint(self):
-        if self.run_dir is None or not self.main:
-            return
-        state = {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "schedule": {
-                "warmup_steps": self.warmup_steps,
-                "total_steps": self.total_steps,
-            },
-            "progress": asdict(self.p),
-            "best_model": self.best_model,
-            "rng": rng_state(self.device),
-            "signature": self.signature,
-            "versions": {"torch": str(torch.__version__)},
-        }
-        self.checkpoint = save_checkpoint(self.run_dir, state)
 
     # -- finishing -----------------------------------------------------------------
     def _interrupted(self):
@@ -441,15 +339,3 @@ class _Run:
             interrupted=interrupted,
             checkpoint=self.checkpoint,
         )
-
-
-def _describe(record, max_epochs):
-    text = (
-        f"epoch {record['epoch']}/{max_epochs}: train loss {record['train_loss']:.4f}"
-    )
-    if not math.isnan(record["val_loss"]):
-        text += (
-            f", val loss {record['val_loss']:.4f}, "
-            f"val recall@1 {record['val_recall_at_1']:.3f}"
-        )
-    return text + f", lr {record['learning_rate']:.2e}, {record['seconds']:.1f} s"

@@ -146,14 +146,38 @@ def prepare_pairs(
     under ``on_error="skip"``). Returns ``(data, errors)``: the usable pairs,
     and one record per pair left out (empty under ``on_error="raise"``).
     """
-    store = PixelStore(directory)
     missing = [p for p, caption in enumerate(captions) if caption is None]
     if missing and on_error == "raise":
         raise ValueError(
             f"the caption of row {missing[0]} ({rows[missing[0]]!r}) is missing; "
             "fill it, drop the row, or fit with on_error='skip'"
         )
+    store = PixelStore(directory)
     wanted = np.setdiff1d(np.arange(len(rows)), missing)
+    kept, failures = _decode_into(
+        store, handle, rows, index, wanted, on_error=on_error, n_workers=n_workers
+    )
+    errors = _skipped_records(failures, missing, rows, index)
+    if errors:
+        _warn_skipped(errors, len(rows))
+    if len(kept) < 2:
+        raise ValueError(
+            f"contrastive fine-tuning needs at least 2 usable pairs; {len(kept)} "
+            f"of {len(rows)} are left after skipping unusable ones"
+        )
+    chosen = np.asarray([captions[p] for p in kept], dtype=object)
+    distinct, ids = np.unique(chosen, return_inverse=True)
+    data = PairedData(
+        store,
+        np.arange(len(kept)),
+        ids.reshape(-1).astype(np.int64),
+        [str(c) for c in distinct],
+    )
+    return data, errors
+
+
+def _decode_into(store, handle, rows, index, wanted, *, on_error, n_workers):
+    """Append the ``wanted`` rows' pixels to ``store``: ``(kept, failures)``."""
     failures, kept = [], []
     batches = iter_prepared_batches(
         rows,
@@ -172,23 +196,7 @@ def prepare_pairs(
             else:
                 store.append([array])
                 kept.append(int(position))
-    errors = _skipped_records(failures, missing, rows, index)
-    if errors:
-        _warn_skipped(errors, len(rows))
-    if len(kept) < 2:
-        raise ValueError(
-            f"contrastive fine-tuning needs at least 2 usable pairs; {len(kept)} "
-            f"of {len(rows)} are left after skipping unusable ones"
-        )
-    chosen = np.asarray([captions[p] for p in kept], dtype=object)
-    distinct, ids = np.unique(chosen, return_inverse=True)
-    data = PairedData(
-        store,
-        np.arange(len(kept)),
-        ids.reshape(-1).astype(np.int64),
-        [str(c) for c in distinct],
-    )
-    return data, errors
+    return kept, failures
 
 
 def _skipped_records(failures, missing, rows, index):
