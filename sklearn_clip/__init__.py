@@ -6,7 +6,7 @@ from sklearn_clip._classify.few_shot import CLIPFewShotClassifier
 from sklearn_clip._classify.zero_shot import CLIPZeroShotClassifier
 from sklearn_clip._config import config_context, get_config, set_config
 from sklearn_clip._embedding import CLIPEmbeddingTransformer
-from sklearn_clip._encoding.handle import (
+from sklearn_clip._encoding.registry import (
     ModelHandle,
     clear_model_cache,
     load_model,

@@ -16,8 +16,9 @@ from sklearn.utils.validation import validate_data
 
 from sklearn_clip._encoding.cache import make_cache
 from sklearn_clip._encoding.encode import encode_rows
-from sklearn_clip._encoding.handle import ModelHandle, _handle_from_files, load_model
+from sklearn_clip._encoding.handle import ModelHandle
 from sklearn_clip._encoding.inputs import as_rows
+from sklearn_clip._encoding.registry import _handle_from_files, load_model
 from sklearn_clip._models.precision import dtype_name
 from sklearn_clip._options import CACHE_DTYPES, DTYPE_NAMES, ON_ERROR_OPTIONS
 

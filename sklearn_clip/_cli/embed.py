@@ -103,8 +103,8 @@ def _run_shards(args, rows):
     from tqdm.auto import tqdm
 
     from sklearn_clip._cli import shards as _shards
-    from sklearn_clip._encoding.handle import resolve_device, resolve_dtype
     from sklearn_clip._models.precision import dtype_name
+    from sklearn_clip._models.weights import resolve_device, resolve_dtype
 
     if args.shard_size < 1:
         raise CommandError(f"--shard-size must be at least 1; got {args.shard_size}")

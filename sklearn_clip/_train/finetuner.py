@@ -16,10 +16,11 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from sklearn_clip._base import CLIPEstimatorBase, fill_doc
 from sklearn_clip._classify.prompts import check_template
-from sklearn_clip._encoding.handle import DEFAULT_MODEL, resolve_device
+from sklearn_clip._encoding.handle import DEFAULT_MODEL
 from sklearn_clip._encoding.inputs import as_rows, check_texts, row_label
 from sklearn_clip._models.families import FINETUNE_FAMILIES, family_of
 from sklearn_clip._models.precision import dtype_name, training_autocast_dtype
+from sklearn_clip._models.weights import resolve_device
 from sklearn_clip._options import PAIR_ON_ERROR_OPTIONS
 from sklearn_clip._train import distributed as dist
 from sklearn_clip._train.loop import TrainingConfig, train
