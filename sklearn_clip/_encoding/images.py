@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # ImageInputError stays importable from here, where it was defined, for old
 # imports and pickles; the modules that raise it import it from exceptions.
@@ -329,7 +329,16 @@ def _open_image(item, draft_for=None):
         data = read_image_file(item)
     else:
         data = item if isinstance(item, bytes) else bytes(item)
-    with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+    try:
+        opened = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:
+        # PIL's message names the in-memory buffer by its address, which says
+        # nothing to the reader; the row and the path are named by the caller.
+        formats = ", ".join(ALLOWED_FORMATS)
+        raise UnidentifiedImageError(
+            f"cannot identify image file: not {formats} data"
+        ) from None
+    with opened as image:
         _check_pixel_count(image)
         if draft_for is not None:
             _draft(image, draft_for)
