@@ -1,8 +1,8 @@
 """What a loaded model is, as its config, tokenizer and family row say.
 
 :class:`ModelFacts` is the part of :class:`~sklearn_clip.ModelHandle` that
-only reads: the family, the embedding size, how texts are truncated and
-padded, and the scale and bias that turn cosines into logits. Everything here
+only reads and the encoders use: how texts are truncated and padded, and
+the scale and bias that turn cosines into logits. Everything here
 is read from ``self.model``, ``self.tokenizer`` and ``self.image_processor``.
 """
 
@@ -14,11 +14,6 @@ class ModelFacts:
     """Read-only facts of a model, for :class:`~sklearn_clip.ModelHandle`."""
 
     @property
-    def family(self):
-        """The transformers model type (``"clip"``, ``"siglip2"``, ...)."""
-        return self.model.config.model_type
-
-    @property
     def processor_config(self):
         """The image processor's settings, as its config file holds them."""
         return self.image_processor.to_dict()
@@ -26,20 +21,7 @@ class ModelFacts:
     @property
     def _facts(self):
         # The family's row of the table: what the properties below decide by.
-        return family_of(self.family)
-
-    @property
-    def is_sigmoid(self):
-        """True for SigLIP-style models, scored with a sigmoid and a bias."""
-        return self._facts.sigmoid
-
-    @property
-    def embedding_dim(self):
-        config = self.model.config
-        if getattr(config, "projection_dim", None):
-            return int(config.projection_dim)
-        text = config.text_config
-        return int(getattr(text, "projection_size", None) or text.hidden_size)
+        return family_of(self.model.config.model_type)
 
     @property
     def context_length(self):

@@ -131,6 +131,26 @@ stored_dtype, compile_options
         self._warned = set()
         self._lock = threading.Lock()
 
+    # -- what the model is -------------------------------------------------
+    @property
+    def family(self):
+        """The transformers model type (``"clip"``, ``"siglip2"``, ...)."""
+        return self.model.config.model_type
+
+    @property
+    def is_sigmoid(self):
+        """True for SigLIP-style models, scored with a sigmoid and a bias."""
+        return self._facts.sigmoid
+
+    @property
+    def embedding_dim(self):
+        """The length of an embedding, for images and texts alike."""
+        config = self.model.config
+        if getattr(config, "projection_dim", None):
+            return int(config.projection_dim)
+        text = config.text_config
+        return int(getattr(text, "projection_size", None) or text.hidden_size)
+
     @property
     def fingerprint(self):
         """The model's identity: a hash of its weights as stored, and its config.
@@ -148,15 +168,7 @@ stored_dtype, compile_options
         return weights_fingerprint(self.model)
 
     def warn_once(self, key, message):
-        """Warn about ``key`` the first time only, for this handle.
-
-        Parameters
-        ----------
-        key : hashable
-            What the warning is about; later calls with it are silent.
-        message : str
-            The warning's text.
-        """
+        """Warn ``message`` about ``key`` (hashable) the first time only."""
         import warnings
 
         if key not in self._warned:
@@ -248,18 +260,9 @@ stored_dtype, compile_options
         )
 
     def image_features(self, pixel_values):
-        """Projected image embeddings of ready pixels, compiled if asked for.
-
-        Parameters
-        ----------
-        pixel_values : torch.Tensor of shape (n, 3, height, width)
-            Preprocessed pixels on the model's device.
-
-        Returns
-        -------
-        torch.Tensor of shape (n, embedding_dim)
-            The image embeddings, not normalised.
-        """
+        """Image embeddings ``(n, embedding_dim)``, not normalised, of ready
+        pixels ``(n, 3, height, width)`` on the model's device; compiled if
+        asked for."""
         if self.compile_options is None:
             return image_features(self.model, pixel_values)
         if self._compiled_image_features is None:
