@@ -101,14 +101,16 @@ def test_pickling_leaves_the_estimator_as_it_was(model_dir):
 
 
 def test_every_pickle_with_store_weights_holds_the_weights(model_dir):
-    embedder = CLIPEmbeddingTransformer(
-        model_dir, modality="text", device="cpu", store_weights_in_pickle=True
-    )
+    embedder = CLIPEmbeddingTransformer(model_dir, modality="text", device="cpu")
     expected = embedder.fit_transform(["a cat"])
-    first, second = pickle.dumps(embedder), pickle.dumps(embedder)
+    light = pickle.dumps(embedder)  # without the weights, as by default
+    embedder.set_params(store_weights_in_pickle=True)
+    loaded = pickle.loads(light).set_params(store_weights_in_pickle=True)
+    pickles = [pickle.dumps(embedder), pickle.dumps(embedder), pickle.dumps(loaded)]
     shutil.rmtree(model_dir)  # the weights now live in the pickles only
     clear_model_cache()
-    for data in (first, second, pickle.dumps(pickle.loads(first))):
+    pickles.append(pickle.dumps(pickle.loads(pickles[0])))
+    for data in pickles:
         np.testing.assert_allclose(
             pickle.loads(data).transform(["a cat"]), expected, atol=1e-6
         )
