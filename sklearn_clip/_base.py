@@ -216,5 +216,5 @@ class CLIPEstimatorBase(BaseEstimator):
             if handle is None and "model_fingerprint_" in state:
                 handle = self._get_model()  # fitted, its model not loaded yet
             if handle is not None:
-                state["_pickled_model_files"] = handle.to_files()
+                state["_pickled_model_files"] = handle._to_files()
         return state

@@ -54,6 +54,7 @@ class ModelHandle(ModelFacts):
     model : torch.nn.Module
         A ``transformers`` CLIP-family model; it is put in eval mode.
     tokenizer : transformers tokenizer
+        The model's tokenizer.
     image_processor : transformers image processor or dict
         The checkpoint's own (as ``AutoImageProcessor`` loads it), or its
         settings as a dict, resolved through ``AutoImageProcessor``.
@@ -92,6 +93,8 @@ stored_dtype, compile_options
     32
     >>> handle.encode_texts(["a red circle", "a blue square"]).shape
     (2, 32)
+    >>> len(handle.fingerprint)  # a SHA-256 of the weights, in hex
+    64
     """
 
     def __init__(
@@ -168,7 +171,7 @@ stored_dtype, compile_options
         return weights_fingerprint(self.model)
 
     def warn_once(self, key, message):
-        """Warn ``message`` about ``key`` (hashable) the first time only."""
+        # For the encoders: warn about ``key`` the first time only.
         import warnings
 
         if key not in self._warned:
@@ -260,9 +263,8 @@ stored_dtype, compile_options
         )
 
     def image_features(self, pixel_values):
-        """Image embeddings ``(n, embedding_dim)``, not normalised, of ready
-        pixels ``(n, 3, height, width)`` on the model's device; compiled if
-        asked for."""
+        # For the encoders: image embeddings (n, embedding_dim), not
+        # normalised, of ready pixels on the model's device; compiled if asked.
         if self.compile_options is None:
             return image_features(self.model, pixel_values)
         if self._compiled_image_features is None:
@@ -375,17 +377,12 @@ stored_dtype, compile_options
             return (_load_reference, reference + options)
         return (
             _handle_from_files,
-            (self.to_files(), dtype_name(self.dtype), self.device.type),
+            (self._to_files(), dtype_name(self.dtype), self.device.type),
         )
 
-    def to_files(self):
-        """Return the saved directory as ``{file name: bytes}`` (safetensors inside).
-
-        Returns
-        -------
-        dict of str to bytes
-            What :meth:`save_pretrained` writes, file by file.
-        """
+    def _to_files(self):
+        # What save_pretrained writes, as {file name: bytes}: how weights that
+        # live only in memory travel in a pickle.
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp)
             return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
