@@ -164,6 +164,21 @@ def test_rerun_embeds_again_the_rows_of_files_changed_under_their_name(
     assert [f.name for f in rewritten] == ["shard-00001.parquet"]
 
 
+def test_text_shards_resume_without_file_stamps(tiny_clip_path, tmp_path, capsys):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("".join(f"caption {i}\n" for i in range(10)))
+    argv = ["embed", "--model", str(tiny_clip_path), "--device", "cpu"]
+    argv += ["--modality", "text", "--file-list", str(texts), "--shard-size", "4"]
+    argv += ["--output", f"{tmp_path / 'out'}{os.sep}"]
+    assert main(argv) == 0
+    first = read_shards(tmp_path / "out")
+    assert first["size"].isna().all()
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "embedded 0 rows" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(read_shards(tmp_path / "out"), first)
+
+
 def test_the_output_folder_reads_as_one_parquet_table(tiny_clip_path, folder, tmp_path):
     out = tmp_path / "out"
     _embed(tiny_clip_path, folder, out, "--on-error", "nan")

@@ -211,7 +211,8 @@ def held_rows(path, stamps):
 
 
 def _stamp(stamps, offset):
-    return stamps[0][offset], stamps[1][offset]
+    # Texts (stamps None) have no file, and nothing to change under them.
+    return (None, None) if stamps is None else (stamps[0][offset], stamps[1][offset])
 
 
 def _encode_rows(embedder, rows, chunk_size, bar):
