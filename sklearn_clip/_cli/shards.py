@@ -61,25 +61,30 @@ def check_manifest(output, description):
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     path, legacy = output / MANIFEST, output / LEGACY_MANIFEST
-    held = _read_manifest(path if path.exists() else legacy)
+    held = _read_manifest(path)
+    if held is None and legacy.exists():
+        held = {**description, **_read_manifest(legacy)}
     if held is not None:
-        if not path.exists():
-            held = {**description, **held}
-        changed = sorted(k for k in description if held.get(k) != description[k])
-        if changed:
-            why = ""
-            if "model_fingerprint" in changed:
-                why = "; the model's weights are not those the shards were made with"
-            raise ValueError(
-                f"{str(output)!r} holds shards of another run (they differ in "
-                f"{', '.join(changed)}{why}); give a new --output folder, or delete "
-                "this one to start over"
-            )
-        if path.exists():
-            return
-    with replaced_atomically(path) as tmp:
-        Path(tmp).write_text(json.dumps(description))
+        _refuse_another_run(output, held, description)
+    if not path.exists():
+        with replaced_atomically(path) as tmp:
+            Path(tmp).write_text(json.dumps(description))
+    # Parquet readers of the folder skip "_manifest.json" but not the old name.
     legacy.unlink(missing_ok=True)
+
+
+def _refuse_another_run(output, held, description):
+    changed = sorted(k for k in description if held.get(k) != description[k])
+    if not changed:
+        return
+    why = ""
+    if "model_fingerprint" in changed:
+        why = "; the model's weights are not those the shards were made with"
+    raise ValueError(
+        f"{str(output)!r} holds shards of another run (they differ in "
+        f"{', '.join(changed)}{why}); give a new --output folder, or delete "
+        "this one to start over"
+    )
 
 
 def _read_manifest(path):
