@@ -31,6 +31,8 @@ from sklearn_clip._models.weights import (
     weights_dtype,
 )
 
+# ModelHandle too: pickles of 0.1.0 name it sklearn_clip._model.ModelHandle,
+# and that old module name now leads here (sklearn_clip._compat).
 __all__ = ["ModelHandle", "clear_model_cache", "load_model", "model_cache_info"]
 
 _cache = OrderedDict()
@@ -272,9 +274,10 @@ def check_same_model(handle, fingerprint, what):
     """
     if fingerprint is None or handle.fingerprint == fingerprint:
         return
+    where = "in memory" if handle.source is None else f"at {handle.source!r}"
     raise ValueError(
-        f"{what} was made with other weights than those now at "
-        f"{handle.source!r}: that folder was rewritten with another model, so "
+        f"{what} was made with other weights than those now {where}: that "
+        "folder was rewritten with another model, so "
         "its answers would be in another embedding space. Put the original "
         "weights back at that path, or fit again with the weights there now "
         "(to carry the weights inside a pickle, fit with "
