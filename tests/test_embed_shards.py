@@ -308,6 +308,6 @@ def test_ctrl_c_leaves_only_complete_shards(tiny_clip_path, many_images, tmp_pat
     complete = _shard_files(out)
     assert f"interrupted: {len(complete)} of 12 shards are complete" in printed
     assert sorted(f.name for f in out.iterdir()) == sorted(
-        ["manifest.json", *(f.name for f in complete)]
+        ["_manifest.json", *(f.name for f in complete)]
     )
     assert all(len(pd.read_parquet(f)) == MANY_SHARD for f in complete)
