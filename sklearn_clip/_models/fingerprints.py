@@ -94,8 +94,8 @@ def weights_fingerprint(model):
 
     What the model computes, not where it was read from: the same weights
     loaded from two folders hash alike, and a folder rewritten with other
-    weights hashes differently. Computed once per model (about a second per
-    GB of weights) and again only if the weights change.
+    weights hashes differently. It reads every weight's bytes, so it is
+    computed once per model and again only if the weights change.
     """
     signature = weights_signature(model)
     with _fingerprint_lock:
