@@ -24,9 +24,9 @@ _LAZY = {
     "CLIPNearestNeighbors": "sklearn_clip._retrieval.neighbors",
     "CLIPZeroShotClassifier": "sklearn_clip._classify.zero_shot",
     "ModelHandle": "sklearn_clip._encoding.handle",
-    "clear_model_cache": "sklearn_clip._encoding.handle",
-    "load_model": "sklearn_clip._encoding.handle",
-    "model_cache_info": "sklearn_clip._encoding.handle",
+    "clear_model_cache": "sklearn_clip._encoding.registry",
+    "load_model": "sklearn_clip._encoding.registry",
+    "model_cache_info": "sklearn_clip._encoding.registry",
 }
 
 __all__ = [

@@ -16,8 +16,13 @@ from sklearn.utils.validation import validate_data
 
 from sklearn_clip._encoding.cache import make_cache
 from sklearn_clip._encoding.encode import encode_rows
-from sklearn_clip._encoding.handle import ModelHandle, _handle_from_files, load_model
+from sklearn_clip._encoding.handle import ModelHandle
 from sklearn_clip._encoding.inputs import as_rows
+from sklearn_clip._encoding.registry import (
+    _handle_from_files,
+    check_same_model,
+    load_model,
+)
 from sklearn_clip._models.precision import dtype_name
 from sklearn_clip._options import CACHE_DTYPES, DTYPE_NAMES, ON_ERROR_OPTIONS
 
@@ -121,7 +126,10 @@ class CLIPEstimatorBase(BaseEstimator):
         """The model handle, loaded (or taken from the process cache) on first use.
 
         ``fit`` passes ``reset=True`` so that a changed ``model`` parameter is
-        honoured; other methods reuse the handle resolved in ``fit``.
+        honoured, and records the weights' identity in ``model_fingerprint_``;
+        other methods reuse the handle resolved in ``fit``, or, in an
+        estimator read back from a pickle, load it again and refuse weights
+        other than those it was fitted with.
         """
         handle = None if reset else self.__dict__.get("_handle")
         if handle is None:
@@ -135,9 +143,13 @@ class CLIPEstimatorBase(BaseEstimator):
                     device=self.device or "auto",
                     dtype=self.dtype,
                 )
+            if not reset:
+                fitted = self.__dict__.get("model_fingerprint_")
+                check_same_model(handle, fitted, f"this {type(self).__name__}")
             self._handle = handle
         if reset:
             self.dtype_ = dtype_name(handle.dtype)
+            self.model_fingerprint_ = handle.fingerprint
         return handle
 
     def _encode(self, X, *, modality, normalize=True):
@@ -196,8 +208,13 @@ class CLIPEstimatorBase(BaseEstimator):
         return tags
 
     def __getstate__(self):
-        state = super().__getstate__()
+        # A copy: ``object.__getstate__`` returns the live ``__dict__``, and
+        # pickling must leave the estimator as it was (its loaded model kept).
+        state = dict(super().__getstate__())
         handle = state.pop("_handle", None)
-        if handle is not None and self.store_weights_in_pickle:
-            state["_pickled_model_files"] = handle.to_files()
+        if self.store_weights_in_pickle and "_pickled_model_files" not in state:
+            if handle is None and "model_fingerprint_" in state:
+                handle = self._get_model()  # fitted, its model not loaded yet
+            if handle is not None:
+                state["_pickled_model_files"] = handle._to_files()
         return state

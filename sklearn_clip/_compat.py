@@ -32,7 +32,7 @@ MOVED_MODULES = {
     "sklearn_clip._inputs": "sklearn_clip._encoding.inputs",
     "sklearn_clip._loading": "sklearn_clip._models.loading",
     "sklearn_clip._losses": "sklearn_clip._train.losses",
-    "sklearn_clip._model": "sklearn_clip._encoding.handle",
+    "sklearn_clip._model": "sklearn_clip._encoding.registry",
     "sklearn_clip._multilabel": "sklearn_clip._classify.multilabel",
     "sklearn_clip._neighbors": "sklearn_clip._retrieval.neighbors",
     "sklearn_clip._pairs": "sklearn_clip._train.pairs",

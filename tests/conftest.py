@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from sklearn_clip import clear_model_cache, config_context, load_model
-from sklearn_clip._encoding import handle as _model
+from sklearn_clip._encoding import registry as _model
 from sklearn_clip.toy import make_tiny_clip
 
 

@@ -18,11 +18,11 @@ from sklearn_clip import CLIPEmbeddingTransformer, CLIPZeroShotClassifier
 from sklearn_clip._encoding import encode as _encode
 from sklearn_clip._encoding.cache import (
     EmbeddingCache,
-    content_key,
     encode_through_cache,
     model_fingerprint,
     text_memo,
 )
+from sklearn_clip._encoding.content_keys import content_key
 from sklearn_clip._encoding.handle import ModelHandle
 from sklearn_clip.exceptions import InputErrorWarning
 

@@ -9,11 +9,13 @@ docs/reliability.md lists the fault classes and these tests.
 import copy
 import os
 import random
+import shutil
 import subprocess
 import sys
 import textwrap
 import threading
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,8 +24,10 @@ from PIL import Image
 
 from sklearn_clip import CLIPEmbeddingTransformer
 from sklearn_clip._encoding import cache as _cache
+from sklearn_clip._encoding import content_keys
 from sklearn_clip._encoding import images as _images
-from sklearn_clip._encoding.cache import CacheEntryWarning, EmbeddingCache, content_key
+from sklearn_clip._encoding.cache import CacheEntryWarning, EmbeddingCache
+from sklearn_clip._encoding.content_keys import content_key
 from sklearn_clip._encoding.encode import InputErrorWarning
 from sklearn_clip._encoding.images import ImageInputError
 
@@ -59,7 +63,7 @@ def test_a_file_replaced_after_its_key_was_read_cannot_poison_the_cache(
     expected = {name: handle.encode_images([name]) for name in (first, second)}
     assert not np.allclose(expected[first], expected[second], atol=1e-3)
 
-    digest, replaced = _cache._digest, []
+    digest, replaced = content_keys._digest, []
 
     def digest_then_replace(kind, *parts):
         if kind == b"bytes\0" and not replaced:
@@ -68,7 +72,7 @@ def test_a_file_replaced_after_its_key_was_read_cannot_poison_the_cache(
         return digest(kind, *parts)
 
     cache = EmbeddingCache(tmp_path / "cache")
-    monkeypatch.setattr(_cache, "_digest", digest_then_replace)
+    monkeypatch.setattr(content_keys, "_digest", digest_then_replace)
     during = handle.encode_images([str(path)], cache=cache)
     monkeypatch.undo()
     assert replaced
@@ -96,6 +100,7 @@ def test_a_file_is_read_once_per_cached_row(handle, tmp_path, monkeypatch):
 
     monkeypatch.setattr(_images, "read_image_file", counting)
     monkeypatch.setattr(_cache, "read_image_file", counting)
+    monkeypatch.setattr(content_keys, "read_image_file", counting)
     out = handle.encode_images(paths, cache=EmbeddingCache(tmp_path / "cache"))
     image_reads = [p for p in reads if p.endswith(".png")]
     assert sorted(image_reads) == sorted(paths)
@@ -308,6 +313,41 @@ def test_weights_halved_through_data_give_new_embeddings(handle, tmp_path):
     after_cached = handle.encode_images(images, cache=cache)
     np.testing.assert_allclose(after_cached, fresh.encode_images(images), atol=1e-6)
     assert not np.allclose(after_cached, before_cached, atol=1e-3)
+
+
+def test_an_entry_copied_from_another_models_folder_is_a_miss(handle, tmp_path):
+    image = _png(tmp_path / "a.png", seed=3)
+    other = handle.with_model(copy.deepcopy(handle.model))
+    with torch.no_grad():
+        other.model.visual_projection.weight.mul_(-1.0)
+    cache = EmbeddingCache(tmp_path / "cache")
+    handle.encode_images([image], cache=cache)
+    ours = cache.namespace(handle, kind="image", normalize=True)
+    theirs = cache.namespace(other, kind="image", normalize=True)
+    key = content_key(image, "image")
+    entry = Path(ours, key[:2], f"{key}.npy")
+    Path(theirs, key[:2]).mkdir(parents=True)
+    shutil.copy(entry, Path(theirs, key[:2], entry.name))  # a valid entry, elsewhere
+
+    with pytest.warns(CacheEntryWarning, match="1 damaged entries"):
+        read = other.encode_images([image], cache=cache)
+    np.testing.assert_allclose(read, other.encode_images([image]), atol=1e-6)
+    assert not np.allclose(read, handle.encode_images([image]), atol=1e-3)
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["a file", "inside a file"])
+def test_a_cache_dir_that_is_a_file_is_named_in_the_error(
+    tiny_clip_path, tmp_path, inside
+):
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("a file")
+    cache_dir = not_a_folder / "embeddings" if inside else not_a_folder
+    embedder = CLIPEmbeddingTransformer(tiny_clip_path, cache_dir=cache_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheEntryWarning)
+        with pytest.raises(NotADirectoryError, match="is a file, not a folder") as e:
+            embedder.fit_transform([np.zeros((8, 8, 3), np.uint8)])
+    assert repr(str(not_a_folder)) in str(e.value)
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,8 @@
 """``sklearn-clip embed --output FOLDER/``: fixed-size parquet shards, resumable."""
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,9 +14,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from sklearn_clip import CLIPEmbeddingTransformer
+from sklearn_clip import CLIPEmbeddingTransformer, clear_model_cache
 from sklearn_clip._cli.shards import read_shards
 from sklearn_clip.cli import main
+from sklearn_clip.toy import make_tiny_clip
 
 pytest.importorskip("pyarrow")
 
@@ -74,6 +77,7 @@ def test_shards_hold_every_row_in_order_with_status(tiny_clip_path, folder, tmp_
     assert shards["status"].tolist() == ["error" if i == 7 else "ok" for i in range(20)]
     assert shards["error"].notna().tolist() == [i == 7 for i in range(20)]
     assert "UnidentifiedImageError" in shards["error"][7]
+    assert " at 0x" not in shards["error"][7]  # no memory address
 
     embeddings = np.stack(shards["embedding"].to_numpy())
     expected = CLIPEmbeddingTransformer(tiny_clip_path, device="cpu", on_error="nan")
@@ -114,6 +118,89 @@ def test_folder_of_another_run_is_refused(tiny_clip_path, folder, tmp_path, caps
     assert _embed(tiny_clip_path, folder, out, "--on-error", "nan") == 2
     error = capsys.readouterr().err
     assert "holds shards of another run" in error and "rows_sha256" in error
+
+
+def test_shards_of_other_weights_at_the_same_path_are_refused(
+    tiny_clip_path, folder, tmp_path, capsys, isolated_cache
+):
+    model = shutil.copytree(tiny_clip_path, tmp_path / "model")
+    out = tmp_path / "out"
+    _embed(model, folder, out, "--on-error", "nan")
+    _shard_files(out)[-1].unlink()  # an unfinished run
+    shutil.rmtree(model)
+    make_tiny_clip(model, random_state=1)  # other weights, the same path
+    clear_model_cache()  # as a new process would see them
+    capsys.readouterr()
+
+    assert _embed(model, folder, out, "--on-error", "nan") == 2
+    error = capsys.readouterr().err
+    assert "model_fingerprint" in error and "not those the shards" in error
+    assert error.count("\n") == 1 and len(_shard_files(out)) == 2
+
+
+def test_rerun_embeds_again_the_rows_of_files_changed_under_their_name(
+    tiny_clip_path, folder, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    _embed(tiny_clip_path, folder, out, "--on-error", "nan")
+    changed = folder / "0009.png"  # in shard 1
+    kept = {f: f.stat().st_mtime_ns for f in _shard_files(out)}
+    before = read_shards(out)
+    Image.fromarray(np.full((10, 10, 3), 200, np.uint8)).save(changed)
+    capsys.readouterr()
+
+    assert _embed(tiny_clip_path, folder, out, "--on-error", "nan") == 0
+    assert "embedded 1 rows (0 failed)" in capsys.readouterr().out
+    after = read_shards(out)
+    expected = CLIPEmbeddingTransformer(tiny_clip_path, device="cpu")
+    expected = expected.fit_transform([str(changed)])[0]
+    np.testing.assert_allclose(after["embedding"][9], expected, atol=1e-6)
+    unchanged = after.index != 9
+    pd.testing.assert_frame_equal(
+        after[unchanged].drop(columns="mtime_ns"),
+        before[unchanged].drop(columns="mtime_ns"),
+    )
+    rewritten = [f for f in kept if f.stat().st_mtime_ns != kept[f]]
+    assert [f.name for f in rewritten] == ["shard-00001.parquet"]
+
+
+def test_text_shards_resume_without_file_stamps(tiny_clip_path, tmp_path, capsys):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("".join(f"caption {i}\n" for i in range(10)))
+    argv = ["embed", "--model", str(tiny_clip_path), "--device", "cpu"]
+    argv += ["--modality", "text", "--file-list", str(texts), "--shard-size", "4"]
+    argv += ["--output", f"{tmp_path / 'out'}{os.sep}"]
+    assert main(argv) == 0
+    first = read_shards(tmp_path / "out")
+    assert first["size"].isna().all()
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "embedded 0 rows" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(read_shards(tmp_path / "out"), first)
+
+
+def test_the_output_folder_reads_as_one_parquet_table(tiny_clip_path, folder, tmp_path):
+    out = tmp_path / "out"
+    _embed(tiny_clip_path, folder, out, "--on-error", "nan")
+    table = pd.read_parquet(out)
+    pd.testing.assert_frame_equal(table, read_shards(out))
+
+
+def test_a_folder_with_the_old_manifest_name_resumes(
+    tiny_clip_path, folder, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    _embed(tiny_clip_path, folder, out, "--on-error", "nan")
+    expected = read_shards(out)
+    old = json.loads((out / "_manifest.json").read_text())
+    del old["model_fingerprint"]  # what an older version wrote, under its name
+    (out / "manifest.json").write_text(json.dumps(old))
+    (out / "_manifest.json").unlink()
+
+    assert _embed(tiny_clip_path, folder, out, "--on-error", "nan") == 0
+    assert not (out / "manifest.json").exists()
+    assert "model_fingerprint" in json.loads((out / "_manifest.json").read_text())
+    pd.testing.assert_frame_equal(read_shards(out), expected)
 
 
 def test_chunk_where_every_row_fails_names_each_row(tiny_clip_path, tmp_path):
@@ -221,6 +308,6 @@ def test_ctrl_c_leaves_only_complete_shards(tiny_clip_path, many_images, tmp_pat
     complete = _shard_files(out)
     assert f"interrupted: {len(complete)} of 12 shards are complete" in printed
     assert sorted(f.name for f in out.iterdir()) == sorted(
-        ["manifest.json", *(f.name for f in complete)]
+        ["_manifest.json", *(f.name for f in complete)]
     )
     assert all(len(pd.read_parquet(f)) == MANY_SHARD for f in complete)

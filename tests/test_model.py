@@ -6,11 +6,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from sklearn.base import clone
 from sklearn.preprocessing import FunctionTransformer
 
 from sklearn_clip import ModelHandle, load_model, model_cache_info
-from sklearn_clip._encoding.handle import resolve_device, resolve_dtype
+from sklearn_clip._models.weights import resolve_device, resolve_dtype
 
 
 def test_same_source_loads_once(tiny_clip_path):
@@ -184,3 +185,69 @@ def test_loading_and_saving_draw_no_progress_bars(tmp_path, capfd, isolated_cach
     assert "Loading weights" not in err and "Writing model shards" not in err
     assert "within the vocabulary" not in err  # no noise about default configs
     assert "deprecated" not in err  # nor BlipModel's announcement
+
+
+# -- weights that are refused ------------------------------------------------
+
+
+def _damaged_copy(tiny_clip_path, tmp_path, edit):
+    """A copy of the tiny model whose weights ``edit(state)`` changed."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = shutil.copytree(tiny_clip_path, tmp_path / "damaged")
+    weights = folder / "model.safetensors"
+    state = load_file(weights)
+    edit(state)
+    save_file(state, weights, metadata={"format": "pt"})
+    return folder
+
+
+def test_a_checkpoint_missing_a_tensor_is_refused_naming_it(tiny_clip_path, tmp_path):
+    name = "visual_projection.weight"
+    folder = _damaged_copy(tiny_clip_path, tmp_path, lambda state: state.pop(name))
+    with pytest.raises(OSError, match="lack 1 tensor") as error:
+        load_model(folder, device="cpu")
+    assert name in str(error.value) and "model.safetensors" in str(error.value)
+
+
+def test_non_finite_weights_are_refused_naming_the_tensor(tiny_clip_path, tmp_path):
+    name = "text_projection.weight"
+
+    def poison(state):
+        state[name][0, 0] = float("nan")
+
+    folder = _damaged_copy(tiny_clip_path, tmp_path, poison)
+    with pytest.raises(ValueError, match="NaN or infinite") as error:
+        load_model(folder, device="cpu")
+    assert name in str(error.value)
+
+
+def test_a_truncated_weights_file_is_refused_naming_it(tiny_clip_path, tmp_path):
+    folder = _damaged_copy(tiny_clip_path, tmp_path, lambda state: None)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(OSError, match="is damaged") as error:
+        load_model(folder, device="cpu")
+    assert "model.safetensors" in str(error.value) and str(folder) in str(error.value)
+
+
+def test_the_cli_reports_a_truncated_checkpoint_in_one_line(
+    tiny_clip_path, tmp_path, capsys
+):
+    from sklearn_clip.cli import main
+
+    folder = _damaged_copy(tiny_clip_path, tmp_path, lambda state: None)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (8, 8)).save(images / "a.png")
+    output = tmp_path / "out.npy"
+    argv = ["embed", "--model", str(folder), "--images", str(images)]
+    status = main([*argv, "--output", str(output)])
+    error = capsys.readouterr().err
+    assert status == 2 and not output.exists()
+    assert error.count("\n") == 1 and "model.safetensors" in error
+    assert "Traceback" not in error

@@ -23,8 +23,8 @@ from sklearn_clip import (
     load_model,
     set_config,
 )
-from sklearn_clip._encoding.handle import as_numpy_state, weights_dtype
 from sklearn_clip._models import precision
+from sklearn_clip._models.weights import as_numpy_state, weights_dtype
 from sklearn_clip.datasets import make_shapes
 
 CPU = torch.device("cpu")

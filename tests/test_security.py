@@ -26,7 +26,7 @@ from PIL import Image, ImageFile
 
 import sklearn_clip
 from sklearn_clip import load_model
-from sklearn_clip._encoding import handle as _model
+from sklearn_clip._encoding import registry as _model
 from sklearn_clip._encoding.encode import encode_images
 from sklearn_clip._models import loading as _loading
 

@@ -103,12 +103,13 @@ def _run_shards(args, rows):
     from tqdm.auto import tqdm
 
     from sklearn_clip._cli import shards as _shards
-    from sklearn_clip._encoding.handle import resolve_device, resolve_dtype
-    from sklearn_clip._models.precision import dtype_name
 
     if args.shard_size < 1:
         raise CommandError(f"--shard-size must be at least 1; got {args.shard_size}")
     output = Path(args.output)
+    # Loaded first: the shards must be of these weights, not of whatever
+    # was at the model's path when they were written.
+    embedder = _embedder(args, progress=False).fit(rows[:1])
     _shards.check_manifest(
         output,
         {
@@ -116,9 +117,10 @@ def _run_shards(args, rows):
             "rows_sha256": _shards.rows_digest(rows),
             "shard_size": args.shard_size,
             "model": str(args.model),
+            "model_fingerprint": embedder.model_fingerprint_,
             "modality": args.modality,
             # float32 and bfloat16 rows never mix in one folder.
-            "dtype": dtype_name(resolve_dtype("auto", resolve_device(args.device))),
+            "dtype": embedder.dtype_,
         },
     )
     n_shards = -(-len(rows) // args.shard_size)
@@ -126,9 +128,6 @@ def _run_shards(args, rows):
     done_rows = sum(min(args.shard_size, len(rows) - n * args.shard_size) for n in done)
     if done:
         print(f"resuming: {len(done)} of {n_shards} shards already complete")
-    if len(done) == n_shards:
-        return
-    embedder = _embedder(args, progress=False).fit(rows[:1])
     # Chunks of a few batches keep the bar moving within a shard.
     chunk_size = min(args.shard_size, 8 * args.batch_size)
     bar = tqdm(total=len(rows), initial=done_rows, unit="row", desc="embedding")

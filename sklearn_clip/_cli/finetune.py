@@ -175,7 +175,7 @@ def _estimator(args):
 
 
 def run(args):
-    from sklearn_clip._encoding.handle import resolve_device
+    from sklearn_clip._models.weights import resolve_device
     from sklearn_clip._train import distributed as dist
 
     # The command still needs the group after fit (rank 0 alone prints and

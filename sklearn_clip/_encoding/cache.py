@@ -46,9 +46,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from sklearn_clip._encoding.images import ROW_ERRORS, FileBytes, read_image_file, to_rgb
+from sklearn_clip._encoding.content_keys import keyed_row
+from sklearn_clip._encoding.images import FileBytes, read_image_file
 from sklearn_clip._models.fingerprints import (
     model_fingerprint,
     tokenizer_fingerprint,
@@ -58,61 +58,8 @@ from sklearn_clip._models.precision import dtype_name
 from sklearn_clip._options import CACHE_DTYPES
 from sklearn_clip.exceptions import CacheEntryWarning
 
-FORMAT_VERSION = 2  # 2: entries carry a checksum
-
-
-# -- what an input is ----------------------------------------------------------
-
-
-def _digest(kind, *parts):
-    digest = hashlib.sha256(kind)
-    for part in parts:
-        digest.update(part)
-    return digest.hexdigest()[:32]
-
-
-def content_key(item, kind):
-    """The hex key of one input's content, or None when it has none to hash."""
-    return keyed_row(item, kind)[0]
-
-
-def keyed_row(item, kind):
-    """``(key, row)``: one input's content key, and what to encode for it.
-
-    A file is read once (a regular file only, and a bounded number of bytes;
-    see :func:`~sklearn_clip._encoding.images.read_image_file`): the key is the hash of
-    the bytes read, and the row to encode is those same bytes, so a file that
-    changes after it was read can never store one image's embedding under
-    another's key. Other rows are keyed by their content and encoded as they
-    are. Rows without a key (a missing or special file, None, an unsupported
-    type) are never cached: they go to the encoder, which reports them.
-    """
-    if kind == "text":
-        if not isinstance(item, str):
-            return None, item
-        return _digest(b"text\0", item.encode("utf-8", "surrogatepass")), item
-    if isinstance(item, str | os.PathLike):
-        try:
-            data = read_image_file(item)
-        except ROW_ERRORS:
-            return None, item
-        return _digest(b"bytes\0", data), data
-    if isinstance(item, bytes | bytearray):
-        return _digest(b"bytes\0", item), item
-    if isinstance(item, np.ndarray):
-        if item.dtype.kind not in "biuf":
-            return None, item
-        header = f"{item.dtype.str}:{item.shape}".encode()
-        return _digest(b"array\0", header, np.ascontiguousarray(item).data), item
-    if isinstance(item, Image.Image):
-        # The RGB pixels are what the model sees of a PIL image, whatever its
-        # mode, palette, transparency or orientation tag.
-        try:
-            rgb = to_rgb(item)
-        except ROW_ERRORS:
-            return None, item
-        return _digest(b"pil\0", f"{rgb.size}".encode(), rgb.tobytes()), item
-    return None, item
+# 2: entries carry a checksum; 3: the checksum covers the entry's namespace.
+FORMAT_VERSION = 3
 
 
 # -- the on-disk cache -----------------------------------------------------------
@@ -138,6 +85,7 @@ class EmbeddingCache:
                 f"cache_dtype must be one of {CACHE_DTYPES}; got {dtype!r}"
             )
         self.directory = Path(directory)
+        check_folder(self.directory)
         self.dtype = np.dtype(dtype)
         self._warned = False
 
@@ -201,7 +149,7 @@ class EmbeddingCache:
         if entry.shape != () or entry.dtype != entry_dtype:
             return None, True
         vector = entry["vector"].copy()
-        if not np.array_equal(entry["checksum"], _checksum(key, vector)):
+        if not np.array_equal(entry["checksum"], _checksum(folder, key, vector)):
             return None, True
         if not plausible(vector, unit_norm):
             return None, True
@@ -216,7 +164,7 @@ class EmbeddingCache:
         vector = np.asarray(vector, dtype=self.dtype)
         entry = np.zeros((), self._entry_dtype(len(vector)))
         entry["vector"] = vector
-        entry["checksum"] = _checksum(key, vector)
+        entry["checksum"] = _checksum(folder, key, vector)
         self._write_bytes(self._path(folder, key), _npy_bytes(entry))
 
     def _write_bytes(self, path, data):
@@ -248,6 +196,24 @@ class EmbeddingCache:
         return f"EmbeddingCache({str(self.directory)!r}, dtype={self.dtype.name!r})"
 
 
+def check_folder(directory):
+    """Refuse a cache folder that is a file, or lies inside one.
+
+    Each entry's read would fail and be counted as damaged, which would hide
+    the one mistake behind a warning about the entries.
+    """
+    for path in (directory, *directory.parents):
+        if path.is_dir():
+            return
+        if path.exists():
+            inside = "" if path == directory else f" lies inside {str(path)!r}, which"
+            raise NotADirectoryError(
+                f"cache_dir {str(directory)!r}{inside} is a file, not a folder. "
+                "Give the path of a folder (it is created if needed) or of "
+                "nothing yet."
+            )
+
+
 # Room for an .npy header: numpy pads it to a multiple of 64 bytes, and an
 # entry's (one structured dtype) takes well under this.
 _NPY_HEADER_BYTES = 4096
@@ -257,10 +223,11 @@ _NPY_HEADER_BYTES = 4096
 _NORM_TOLERANCE = 1e-2
 
 
-def _checksum(key, vector):
-    # Over the key as well as the values: an entry copied or renamed to
-    # another key fails too.
-    data = key.encode() + np.ascontiguousarray(vector).tobytes()
+def _checksum(folder, key, vector):
+    # Over the namespace and the key as well as the values: an entry copied
+    # from another model's folder, or renamed to another key, fails too.
+    where = f"{Path(folder).name}/{key}".encode()
+    data = where + np.ascontiguousarray(vector).tobytes()
     return np.frombuffer(hashlib.blake2b(data, digest_size=16).digest(), np.uint8)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sklearn_clip._encoding.inputs import is_missing
 from sklearn_clip._encoding.preprocess import (
@@ -149,7 +149,16 @@ def _open_image(item, draft_for=None):
         data = read_image_file(item)
     else:
         data = item if isinstance(item, bytes) else bytes(item)
-    with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as image:
+    try:
+        opened = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:
+        # PIL's message names the in-memory buffer by its address, which says
+        # nothing to the reader; the row and the path are named by the caller.
+        formats = ", ".join(ALLOWED_FORMATS)
+        raise UnidentifiedImageError(
+            f"cannot identify image file: not {formats} data"
+        ) from None
+    with opened as image:
         _check_pixel_count(image)
         if draft_for is not None:
             _draft(image, draft_for)

@@ -1,7 +1,10 @@
 """What a model is: tokens and hashes that change when its weights change.
 
-The embedding cache names its folders by :func:`model_fingerprint` (a hash of
-every weight's bytes) and :func:`tokenizer_fingerprint`; the in-process text
+A model's identity is :func:`weights_fingerprint`, a hash of every weight's
+bytes: fitted estimators, cache entries and embedding shards record it, so
+that weights rewritten under the same path are noticed. The embedding cache
+names its folders by :func:`model_fingerprint` (that hash at the precision the
+model runs at) and :func:`tokenizer_fingerprint`; the in-process text
 memo keys its entries by :func:`weights_signature`, which is cheap enough to
 take on every call and changes with the weights.
 """
@@ -86,18 +89,19 @@ _fingerprints = weakref.WeakKeyDictionary()
 _fingerprint_lock = threading.Lock()
 
 
-def model_fingerprint(handle):
-    """A hash of the model's class, config and every weight's bytes (hex).
+def weights_fingerprint(model):
+    """A hash of a model's class, config and every weight's bytes (hex).
 
-    Computed once per handle (about a second per GB of weights) and again only
-    if the weights change.
+    What the model computes, not where it was read from: the same weights
+    loaded from two folders hash alike, and a folder rewritten with other
+    weights hashes differently. It reads every weight's bytes, so it is
+    computed once per model and again only if the weights change.
     """
-    signature = weights_signature(handle.model)
+    signature = weights_signature(model)
     with _fingerprint_lock:
-        known = _fingerprints.get(handle)
+        known = _fingerprints.get(model)
         if known is not None and known[0] == signature:
             return known[1]
-    model = handle.model
     digest = hashlib.sha256()
     config = _stable_config(model.config.to_dict())
     digest.update(type(model).__name__.encode())
@@ -108,8 +112,19 @@ def model_fingerprint(handle):
         digest.update(tensor.view(-1).view(torch.uint8).numpy().data)
     fingerprint = digest.hexdigest()
     with _fingerprint_lock:
-        _fingerprints[handle] = (signature, fingerprint)
+        _fingerprints[model] = (signature, fingerprint)
     return fingerprint
+
+
+def model_fingerprint(handle):
+    """The :func:`weights_fingerprint` of the model a handle runs.
+
+    At the precision it runs at: a bfloat16 copy of float32 weights hashes
+    differently from them, as its embeddings differ (the embedding cache keeps
+    them apart). The model's identity whatever the precision is
+    ``ModelHandle.fingerprint``.
+    """
+    return weights_fingerprint(handle.model)
 
 
 # Config entries that say where or how a model was loaded, not what it computes

@@ -14,8 +14,9 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from sklearn_clip._base import CLIPEstimatorBase, fill_doc
-from sklearn_clip._encoding.handle import DEFAULT_MODEL, resolve_device
+from sklearn_clip._encoding.handle import DEFAULT_MODEL
 from sklearn_clip._models.precision import dtype_name
+from sklearn_clip._models.weights import resolve_device
 from sklearn_clip._options import PAIR_ON_ERROR_OPTIONS
 from sklearn_clip._train import distributed as dist
 from sklearn_clip._train.fit_inputs import (
