@@ -15,7 +15,11 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
 from sklearn_clip._encoding.cache import make_cache
-from sklearn_clip._encoding.encode import encode_rows
+from sklearn_clip._encoding.encode import (
+    encode_rows,
+    failure_records,
+    report_failures,
+)
 from sklearn_clip._encoding.handle import ModelHandle
 from sklearn_clip._encoding.inputs import as_rows
 from sklearn_clip._encoding.registry import (
@@ -161,15 +165,18 @@ class CLIPEstimatorBase(BaseEstimator):
         """
         return self._encode_rows(X, modality=modality, normalize=normalize)[0]
 
-    def _encode_rows(self, X, *, modality, normalize=True):
+    def _encode_rows(self, X, *, modality, normalize=True, report=True):
         """``(embeddings, records of the rows that failed)`` of ``X``.
 
         Uses the shared encoding parameters (``batch_size``, ``on_error``,
         ``progress``, ``cache_dir``, ``cache_dtype``, ``n_jobs``); ``fit``
-        keeps the records of its own rows in ``input_errors_``.
+        keeps the records of its own rows in ``input_errors_``. With
+        ``report`` (the estimators' methods), failed rows are reported as
+        :func:`~sklearn_clip._encoding.encode.report_failures` says; without,
+        the caller takes their records as they are.
         """
         rows, index = self._validate_rows(X, kind=modality, reset=False)
-        return encode_rows(
+        embeddings, failures = encode_rows(
             self._get_model(),
             rows,
             index,
@@ -181,6 +188,9 @@ class CLIPEstimatorBase(BaseEstimator):
             cache=make_cache(self.cache_dir, self.cache_dtype),
             n_workers=self.n_jobs,
         )
+        if report:
+            return embeddings, report_failures(failures, rows, index)
+        return embeddings, failure_records(failures, rows, index)
 
     def _validate_rows(self, X, *, kind, reset):
         """Flatten ``X`` to ``(rows, index)``; record (fit) or check its column.

@@ -19,7 +19,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from sklearn_clip._encoding.encode import InputErrorWarning, encode_images
+from sklearn_clip._encoding.encode import (
+    InputErrorWarning,
+    encode_images,
+    report_failures,
+)
 from sklearn_clip._encoding.images import (
     ROW_ERRORS,
     ImageInputError,
@@ -262,11 +266,12 @@ def test_rows_keep_count_order_and_their_own_embeddings(
         warnings.simplefilter("always")
         if len(bad) == len(items):
             with pytest.raises(ImageInputError, match=f"all {len(items)} images"):
-                encode_images(tiny_clip, items, batch_size=batch_size, on_error="nan")
+                tiny_clip.encode_images(items, batch_size=batch_size, on_error="nan")
             return
         embeddings, failures = encode_images(
             tiny_clip, items, batch_size=batch_size, on_error="nan", n_workers=2
         )
+        report_failures(failures, items)
     assert embeddings.shape == (len(items), tiny_clip.embedding_dim)
     assert [position for position, _ in failures] == bad
     ours = [w for w in caught if issubclass(w.category, InputErrorWarning)]

@@ -23,7 +23,11 @@ from PIL import Image, UnidentifiedImageError
 from sklearn_clip import ModelHandle
 from sklearn_clip._encoding import images as _images
 from sklearn_clip._encoding import prefetch
-from sklearn_clip._encoding.encode import InputErrorWarning, encode_images
+from sklearn_clip._encoding.encode import (
+    InputErrorWarning,
+    encode_images,
+    report_failures,
+)
 from sklearn_clip._encoding.images import (
     ImageInputError,
     UnsupportedImageError,
@@ -252,6 +256,7 @@ def test_bad_row_becomes_nan_with_one_warning(
         embeddings, failures = encode_images(
             tiny_clip, rows.tolist(), rows.index, on_error="nan"
         )
+        report_failures(failures, rows.tolist(), rows.index)
         public = tiny_clip.encode_images(rows, on_error="nan")
     ours = [w for w in caught if issubclass(w.category, InputErrorWarning)]
     assert len(ours) == 2  # one per call
@@ -309,11 +314,11 @@ def test_pandas_column_with_none_and_nan(tiny_clip, good_alone, good_rows):
 def test_every_row_failing_raises_even_under_nan(tiny_clip, tmp_path):
     rows = [None, str(tmp_path / "gone.jpg"), np.full((4, 4, 3), 9.0)]
     with pytest.raises(ImageInputError, match="all 3 images failed") as caught:
-        encode_images(tiny_clip, rows, on_error="nan")
+        tiny_clip.encode_images(rows, on_error="nan")
     assert isinstance(caught.value.__cause__, ImageInputError)
     assert "row 0" in str(caught.value)
     with pytest.raises(ImageInputError, match="row 0"):
-        encode_images(tiny_clip, rows, on_error="raise")
+        tiny_clip.encode_images(rows, on_error="raise")
 
 
 def test_unknown_policy_is_refused(tiny_clip, good_rows):
@@ -327,6 +332,7 @@ def test_failures_keep_order_across_batches(tiny_clip, good_rows, good_alone):
         embeddings, failures = encode_images(
             tiny_clip, rows, batch_size=2, on_error="nan", n_workers=3
         )
+        report_failures(failures, rows)
     assert [position for position, _ in failures] == [0, 3, 6, 9]
     assert np.isnan(embeddings[[0, 3, 6, 9]]).all()
     for i in range(11):

@@ -24,13 +24,11 @@ written, and rewrites those shards.
 import hashlib
 import json
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from sklearn_clip._files import replaced_atomically
-from sklearn_clip.exceptions import ImageInputError, InputErrorWarning
 
 MANIFEST = "_manifest.json"
 # The name before 0.2, still read: a folder written then resumes.
@@ -140,57 +138,15 @@ def write_shard(path, table):
 def encode_chunk(embedder, rows):
     """``(embeddings, {offset: message})`` of ``rows`` with a fitted embedder.
 
-    Under ``on_error="nan"`` a row that cannot be read is recorded, not
-    raised: the transform's :class:`~sklearn_clip.exceptions.InputErrorWarning`
-    lists it. A chunk in which every row fails (which the estimators refuse,
-    as it usually means a wrong path) is retried row by row to name each.
+    Under ``on_error="nan"`` a row that cannot be read is recorded in the
+    shard, not raised, even when every row of the chunk fails: the shard
+    names each, so the estimators' refusal of an all-failed call (which
+    usually means a wrong folder) does not apply here.
     """
-    try:
-        embeddings, records = _transform(embedder, rows)
-    except ImageInputError:
-        if embedder.on_error != "nan" or len(rows) == 1:
-            raise
-        return _encode_one_by_one(embedder, rows)
-    errors = {}
-    for record in records:
-        errors[record["position"]] = f"{record['error']}: {record['message']}"
-    return embeddings, errors
-
-
-def _transform(embedder, rows):
-    """``embedder.transform(rows)`` and the rows its InputErrorWarning lists.
-
-    That warning is taken in, not shown (the rows go into the shard); other
-    warnings are shown as usual.
-    """
-    caught = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            # Every call's warning, even one repeating an earlier message:
-            # each carries its own chunk's rows.
-            warnings.simplefilter("always", InputErrorWarning)
-            embeddings = embedder.transform(rows)
-    finally:
-        records = []
-        for warning in caught:
-            if issubclass(warning.category, InputErrorWarning):
-                records.extend(warning.message.errors)
-            else:
-                warnings.warn_explicit(
-                    warning.message, warning.category, warning.filename, warning.lineno
-                )
-    return embeddings, records
-
-
-def _encode_one_by_one(embedder, rows):
-    embeddings = np.full((len(rows), embedder.embedding_dim_), np.nan, np.float32)
-    errors = {}
-    for offset, row in enumerate(rows):
-        try:
-            embeddings[offset] = embedder.transform([row])[0]
-        except ImageInputError as error:
-            cause = error.__cause__ or error
-            errors[offset] = f"{type(cause).__name__}: {cause}"
+    embeddings, records = embedder._encode_rows(
+        rows, modality=embedder.modality, report=False
+    )
+    errors = {r["position"]: f"{r['error']}: {r['message']}" for r in records}
     return embeddings, errors
 
 

@@ -148,10 +148,10 @@ def encode_images(
     """Embed image rows; returns ``(embeddings, failures)``.
 
     ``failures`` lists ``(position, ImageInputError)`` for the rows that could
-    not be read under ``on_error="nan"`` (their embedding rows are NaN, and one
-    :class:`InputErrorWarning` sums them up); under ``"raise"`` the first bad
-    row raises an :class:`ImageInputError` naming it. If every row fails, an
-    :class:`ImageInputError` is raised under either policy. Only errors of a
+    not be read under ``on_error="nan"`` (their embedding rows are NaN); under
+    ``"raise"`` the first bad row raises an :class:`ImageInputError` naming it.
+    What a failure means to the caller (a warning; an error when every row
+    failed) is the caller's: see :func:`report_failures`. Only errors of a
     bad row are caught: out-of-memory, interrupts and model errors propagate
     (except that ``batch_size="auto"`` first retries smaller batches).
 
@@ -199,8 +199,6 @@ def encode_images(
                     normalize=normalize,
                 )
             )
-    if failures:
-        report_failures(failures, len(rows), failure_records(failures, rows, index))
     return out, failures
 
 
@@ -267,9 +265,10 @@ def encode_rows(
     cache=None,
     n_workers=None,
 ):
-    """Rows of one modality -> ``(float32 embeddings, input error records)``.
+    """Rows of one modality -> ``(float32 embeddings, failures)``.
 
-    The one entry point that the estimators and :class:`ModelHandle` use;
+    The one entry point that the estimators and :class:`ModelHandle` use
+    (``failures`` as :func:`encode_images` gives them; none for texts);
     ``rows`` and ``index`` are what :func:`sklearn_clip._encoding.inputs.as_rows`
     returns. Texts are checked for missing values (naming the row) first;
     ``n_workers`` is the number of image decoding threads (None: see
@@ -281,7 +280,7 @@ def encode_rows(
             handle, texts, batch_size=batch_size, normalize=normalize, cache=cache
         )
         return embeddings, []
-    embeddings, failures = encode_images(
+    return encode_images(
         handle,
         rows,
         index,
@@ -292,16 +291,22 @@ def encode_rows(
         cache=cache,
         n_workers=n_workers,
     )
-    return embeddings, failure_records(failures, rows, index)
 
 
-def report_failures(failures, n_rows, records=()):
-    """One summary warning for rows that failed; raise if every row failed.
+def report_failures(failures, rows, index=None):
+    """The estimators' policy on rows that failed; returns their records.
 
-    The warning carries ``records`` (see :func:`failure_records`) as its
-    ``errors``: the estimators keep no per-call state, so a caller reads the
-    rows that failed from the warning.
+    One summary :class:`InputErrorWarning` carrying the records (see
+    :func:`failure_records`) as its ``errors`` (the estimators keep no
+    per-call state, so a caller reads the rows that failed from the warning),
+    or an :class:`ImageInputError` if every row failed: that usually means a
+    wrong folder, not bad images. Callers that record failures themselves
+    (the ``embed`` command's shards) take the records without the policy.
     """
+    records = failure_records(failures, rows, index)
+    if not failures:
+        return records
+    n_rows = len(rows)
     if len(failures) == n_rows:
         raise ImageInputError(
             f"all {n_rows} images failed to load; the first: {failures[0][1]}"
@@ -316,7 +321,8 @@ def report_failures(failures, n_rows, records=()):
         f"({summary}); the first: {failures[0][1]}",
         records,
     )
-    warnings.warn(warning, stacklevel=3)
+    warnings.warn(warning, stacklevel=4)
+    return records
 
 
 def failure_records(failures, rows, index=None):

@@ -214,7 +214,7 @@ stored_dtype, compile_options
             The embeddings, one row per image, in order.
         """
         rows, index = as_rows(images, kind="image")
-        embeddings, _ = _encode.encode_rows(
+        embeddings, failures = _encode.encode_rows(
             self,
             rows,
             index,
@@ -225,6 +225,7 @@ stored_dtype, compile_options
             progress=progress,
             cache=cache,
         )
+        _encode.report_failures(failures, rows, index)
         return embeddings
 
     def encode_texts(
