@@ -9,6 +9,7 @@ properties and would load the weights.
 
 import os
 from numbers import Integral
+from pathlib import Path
 
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -141,6 +142,8 @@ class CLIPEstimatorBase(BaseEstimator):
             if files is not None:
                 handle = _handle_from_files(files, self.dtype)
             else:
+                if not reset:
+                    _check_fitted_folder_is_here(self.model)
                 handle = load_model(
                     self.model,
                     revision=self.revision,
@@ -228,3 +231,19 @@ class CLIPEstimatorBase(BaseEstimator):
             if handle is not None:
                 state["_pickled_model_files"] = handle._to_files()
         return state
+
+
+def _check_fitted_folder_is_here(model):
+    """A fitted estimator's model folder (say, one read from a pickle made on
+    another machine) must be where it was: say so, and how to fix it."""
+    if not isinstance(model, str | os.PathLike):
+        return
+    path = Path(model)
+    if path.is_absolute() and not path.exists():
+        raise FileNotFoundError(
+            f"this estimator was fitted with the model folder {str(path)!r}, which "
+            "is not here; a pickle holds the folder's path, not its weights. Copy "
+            "the folder to that path, point the estimator to where it is now "
+            "(set_params(model=...)), or pickle it with "
+            "store_weights_in_pickle=True so the file carries the weights."
+        )

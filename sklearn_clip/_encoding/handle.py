@@ -367,19 +367,32 @@ stored_dtype, compile_options
         return self
 
     def __reduce__(self):
-        # What rebuilds a handle loads models, a level above this module.
-        from sklearn_clip._encoding.registry import _handle_from_files, _load_reference
+        # Pickle asks the registry for the handle: one loaded from a path is
+        # the process's cached one, shared as load_model shares it.
+        from sklearn_clip._encoding.registry import rebuild_handle
 
+        return (rebuild_handle, (self.__getstate__(),))
+
+    def __getstate__(self):
+        # Plain values only (strings, numbers, bytes), so that skops, which
+        # reads no arbitrary objects, stores a handle as pickle does: a path
+        # with the weights' fingerprint (weights rewritten there meanwhile are
+        # refused on loading), or the files of weights that live in memory.
         if self.source is not None:
-            # The fingerprint travels with the path: weights rewritten there
-            # meanwhile are refused when the pickle is loaded.
             reference = (self.source, self.revision, self.device.type)
             options = (dtype_name(self.dtype), self.compile_options, self.fingerprint)
-            return (_load_reference, reference + options)
-        return (
-            _handle_from_files,
-            (self._to_files(), dtype_name(self.dtype), self.device.type),
-        )
+            return {"reference": reference + options}
+        return {
+            "files": self._to_files(),
+            "dtype": dtype_name(self.dtype),
+            "device_type": self.device.type,
+        }
+
+    def __setstate__(self, state):
+        # skops makes an empty handle and gives it the state.
+        from sklearn_clip._encoding.registry import rebuild_handle
+
+        self.__dict__.update(rebuild_handle(state).__dict__)
 
     def _to_files(self):
         # What save_pretrained writes, as {file name: bytes}: how weights that

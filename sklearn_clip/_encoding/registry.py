@@ -255,6 +255,13 @@ def cached_handles():
         return list(_cache.values())
 
 
+def rebuild_handle(state):
+    """The handle that :meth:`ModelHandle.__getstate__` described."""
+    if "reference" in state:
+        return _load_reference(*state["reference"])
+    return _handle_from_files(state["files"], state["dtype"], state["device_type"])
+
+
 def _load_reference(source, revision, device, dtype, compile=None, fingerprint=None):
     """The handle a pickle refers to: loaded again, and checked to be the same."""
     # Weights pickled on a GPU machine may be read where there is none.
