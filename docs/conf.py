@@ -100,6 +100,7 @@ def _add_download_link(notebook):
     content = json.loads(notebook.read_text(encoding="utf-8"))
     link = {
         "cell_type": "markdown",
+        "id": "download-this-notebook",
         "metadata": {},
         "source": [f"{{download}}`Download this notebook <{notebook.name}>`"],
     }
