@@ -129,7 +129,8 @@ html_theme_options = {
     "header_links_before_dropdown": 7,
     "navigation_with_keys": False,
     "show_toc_level": 2,
-    "secondary_sidebar_items": ["page-toc"],
+    # The side-by-side code of the migration page needs the width.
+    "secondary_sidebar_items": {"**": ["page-toc"], "migrating": []},
     # The left sidebar lists the pages of the section being read (the user
     # guide, getting started, the notebooks), two levels open.
     "show_nav_level": 2,
