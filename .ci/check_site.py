@@ -8,12 +8,19 @@ script reads every HTML file of the built site and fails when
   anchor (``page.html#section``) that the page does not define;
 - a public name of the API reference (``docs/_ext/api_reference.py``) has no
   page;
-- a gallery example or a notebook page shows no figure.
+- a gallery example or a notebook page shows no figure;
+- a page's title is not the first heading of its source (``docs/retrieval.md``
+  must build to ``retrieval.html`` titled "Search and near-duplicates"): a page
+  overwritten by another one of the same name, such as Sphinx's own
+  ``search.html``, fails here.
 
 Usage: ``python .ci/check_site.py docs/_build/html``.
 """
 
+import json
+import re
 import sys
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -27,9 +34,18 @@ class _Page(HTMLParser):
     def __init__(self):
         super().__init__()
         self.anchors, self.links, self.images = set(), [], []
+        self.title, self._in_title = "", False
+
+    def handle_endtag(self, tag):
+        self._in_title = self._in_title and tag != "title"
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title += data
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
+        self._in_title = self._in_title or tag == "title"
         for key in ("id", "name"):
             if attrs.get(key):
                 self.anchors.add(attrs[key])
@@ -98,6 +114,62 @@ def pages_without_figures(site):
     return missing
 
 
+def _plain(text):
+    """A heading without markup, as the page's ``<title>`` shows it."""
+    text = re.sub(r"\{\w+\}`~?([^`]*)`", r"\1", text)  # MyST roles
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)  # links
+    return " ".join(re.sub(r"[`*]", "", unescape(text)).split())
+
+
+def _first_heading(source):
+    """The title a source file gives its page: its first top-level heading."""
+    if source.suffix == ".ipynb":
+        cells = json.loads(source.read_text(encoding="utf-8"))["cells"]
+        text = "\n".join(
+            "".join(c["source"]) for c in cells if c["cell_type"] == "markdown"
+        )
+    elif source.suffix == ".py":  # a gallery example: an RST docstring
+        text = source.read_text(encoding="utf-8").split('"""')[1]
+        return _plain(re.search(r"^(.+)\n[=]{3,}$", text, re.M).group(1))
+    else:
+        text = source.read_text(encoding="utf-8")
+    return _plain(re.search(r"^# (.+)$", text, re.M).group(1))
+
+
+def sources_and_pages(site):
+    """``[(source, built page)]`` for every page written from a file of the repo."""
+    docs = ROOT / "docs"
+    built = ("_build", "api", "auto_examples", "notebooks", "_templates", "_ext")
+    pairs = [
+        (md, site / md.relative_to(docs).with_suffix(".html"))
+        for md in sorted(docs.rglob("*.md"))
+        if not set(md.relative_to(docs).parts) & set(built)
+    ]
+    pairs += [
+        (nb, site / "notebooks" / f"{nb.stem}.html")
+        for nb in sorted((ROOT / "notebooks").glob("*.ipynb"))
+    ]
+    pairs += [
+        (py, site / "auto_examples" / f"{py.stem}.html")
+        for py in sorted((ROOT / "examples").glob("plot_*.py"))
+    ]
+    return pairs
+
+
+def wrong_titles(site):
+    """Pages whose title is not their source's heading, or that were not built."""
+    wrong = []
+    for source, page in sources_and_pages(site):
+        if not page.exists():
+            wrong.append((page, f"not built from {source.relative_to(ROOT)}"))
+            continue
+        title = " ".join(unescape(_parse(page).title).split())
+        heading = _first_heading(source)
+        if not title.startswith(heading):
+            wrong.append((page, f"title {title!r}, but its source says {heading!r}"))
+    return wrong
+
+
 def main(site):
     site = Path(site).resolve()
     problems = [
@@ -109,6 +181,7 @@ def main(site):
     problems += [
         f"{p.relative_to(site)}: {why}" for p, why in pages_without_figures(site)
     ]
+    problems += [f"{p.relative_to(site)}: {why}" for p, why in wrong_titles(site)]
     for problem in problems:
         print(problem)
     n_pages = len(list(site.rglob("*.html")))

@@ -7,6 +7,7 @@ copied here and executed, so adding a page, an example or a notebook is a
 one-file change.
 """
 
+import json
 import os
 import re
 import shutil
@@ -58,6 +59,9 @@ exclude_patterns = [
 # -- The API reference --------------------------------------------------------
 api_reference.write_index(HERE)
 autosummary_generate = True
+# The page template (_templates/autosummary/entry.rst) lists each class's
+# methods, inherited ones included, and links to its user-guide page.
+autosummary_context = api_reference.template_context()
 autodoc_default_options = {"member-order": "groupwise"}
 autodoc_typehints = "none"
 # numpydoc writes the class's Methods table from autodoc's members.
@@ -89,6 +93,23 @@ sphinx_gallery_conf = {
 _notebooks = HERE / "notebooks"
 shutil.rmtree(_notebooks, ignore_errors=True)
 shutil.copytree(ROOT / "notebooks", _notebooks, ignore=shutil.ignore_patterns(".*"))
+
+
+def _add_download_link(notebook):
+    """Put a link to download the notebook itself under its title."""
+    content = json.loads(notebook.read_text(encoding="utf-8"))
+    link = {
+        "cell_type": "markdown",
+        "id": "download-this-notebook",
+        "metadata": {},
+        "source": [f"{{download}}`Download this notebook <{notebook.name}>`"],
+    }
+    content["cells"].insert(1, link)
+    notebook.write_text(json.dumps(content, indent=1), encoding="utf-8")
+
+
+for _notebook in sorted(_notebooks.glob("*.ipynb")):
+    _add_download_link(_notebook)
 nb_execution_mode = "force"
 nb_execution_timeout = 600
 nb_execution_raise_on_error = True
@@ -103,26 +124,31 @@ html_title = "sklearn-clip"
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
 html_theme_options = {
-    "header_links_before_dropdown": 6,
+    # The version beside the project name, on every page.
+    "navbar_start": ["navbar-logo", "navbar-version"],
+    "header_links_before_dropdown": 7,
     "navigation_with_keys": False,
     "show_toc_level": 2,
-    "secondary_sidebar_items": ["page-toc"],
+    # The side-by-side code of the migration page needs the width.
+    "secondary_sidebar_items": {"**": ["page-toc"], "migrating": []},
+    # The left sidebar lists the pages of the section being read (the user
+    # guide, getting started, the notebooks), two levels open.
+    "show_nav_level": 2,
 }
+# The landing page needs the width; every other page keeps the section list.
+html_sidebars = {"index": []}
 html_show_sourcelink = False
 
 
 # -- The user guide's order ----------------------------------------------------
-# index.md names the pages in reading order, then "*" for every other page in
-# docs/ (a new page is a one-file change). Some named pages are written by
-# work that lands one piece at a time: a name without a page is left out of
-# the toctree before Sphinx reads it, instead of failing the build.
+# index.md, getting_started.md and user_guide.md name their pages in reading
+# order. Some named pages are written by work that lands one piece at a time:
+# a name without a page is left out of the toctree before Sphinx reads it,
+# instead of failing the build.
 _TOCTREE = re.compile(r"(```\{toctree\}\n)(.*?)(```)", re.DOTALL)
 
 
 def _drop_unwritten_pages(app, docname, source):
-    if docname != root_doc:
-        return
-
     def keep(line):
         name = line.strip()
         return not re.fullmatch(r"[\w/-]+", name) or name in app.env.found_docs

@@ -8,7 +8,9 @@ colour-shape combinations that never appeared in training, which it can only do
 by composing what the words mean.
 """
 
+import contextlib
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -94,7 +96,7 @@ def _tasks(n_test, random_state):
     ]
 
 
-def _train(init_dir, n_train, max_epochs, random_state, *, progress):
+def _train(init_dir, n_train, max_epochs, random_state, *, progress, verbose=0):
     """Fit the demo's fine-tuner from random weights; ``(tuner, training set)``."""
     train = make_shapes(
         n_train,
@@ -106,18 +108,21 @@ def _train(init_dir, n_train, max_epochs, random_state, *, progress):
     options = {**TRAINING_OPTIONS, "random_state": random_state}
     if max_epochs is not None:
         options["max_epochs"] = max_epochs
-    tuner = CLIPContrastiveFinetuner(model=init, progress=progress, **options)
+    tuner = CLIPContrastiveFinetuner(
+        model=init, progress=progress, verbose=verbose, **options
+    )
     return tuner.fit(train.images, train.captions), train
 
 
 def trained_model(directory=None, *, n_train=8000, max_epochs=None, random_state=0):
     """A small CLIP trained by the demo on generated shapes, cached on disk.
 
-    The first call trains it (about a minute on two CPU cores) and writes it
-    with ``save_pretrained``; later calls with the same arguments return the
-    saved directory at once. Examples and notebooks use it where a model that
-    has learned something makes the point (accuracy, calibration, few-shot
-    gains); it knows only the colours, shapes and sizes of
+    The first call trains it (a few minutes on two CPU cores, with one line
+    per epoch on standard error) and writes it with ``save_pretrained``; later
+    calls with the same arguments return the saved directory at once.
+    Examples and notebooks use it where a model that has learned something
+    makes the point (accuracy, calibration, few-shot gains); it knows only the
+    colours, shapes and sizes of
     :func:`~sklearn_clip.datasets.make_shapes` at ``image_size=32``.
 
     Parameters
@@ -156,16 +161,33 @@ def trained_model(directory=None, *, n_train=8000, max_epochs=None, random_state
     target.parent.mkdir(parents=True, exist_ok=True)
     # Train into a temporary sibling and rename: a crash or a concurrent
     # caller never leaves a half-written model under the final name.
+    start = time.perf_counter()
+    print(
+        f"Training the demo model ({n_train} pairs, {epochs} epochs; "
+        f"done once, then read from {target})",
+        file=sys.stderr,
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        tuner, _ = _train(
-            Path(tmp) / "init", n_train, max_epochs, random_state, progress=False
-        )
+        # One line per epoch, on standard error: a long first call shows that
+        # it is moving, and pages that capture printed output stay clean.
+        with contextlib.redirect_stdout(sys.stderr):
+            tuner, _ = _train(
+                Path(tmp) / "init",
+                n_train,
+                max_epochs,
+                random_state,
+                progress=False,
+                verbose=1,
+            )
         tuner.save_pretrained(Path(tmp) / "model")
         try:
             os.replace(Path(tmp) / "model", target)
         except OSError:
             if not (target / "config.json").exists():
                 raise
+    seconds = time.perf_counter() - start
+    print(f"Demo model trained in {seconds:.0f} s", file=sys.stderr, flush=True)
     return target
 
 

@@ -1,22 +1,14 @@
 """The offline main job, end to end (slow: it trains a small CLIP from scratch)."""
 
-import time
-
 import pytest
 
 from sklearn_clip import load_model
-from sklearn_clip.demo import run_demo
+from sklearn_clip.demo import run_demo, trained_model
 
 
 @pytest.mark.slow
 def test_demo_learns_zero_shot_tasks_from_random_weights(tmp_path):
-    start = time.perf_counter()
     results = run_demo(tmp_path, verbose=False).set_index("task")
-    seconds = time.perf_counter() - start
-    print(f"\n{results}\n{seconds:.0f} s")
-    # The issue asks for under 3 minutes on 2 idle cores (measured: about 150 s);
-    # the bound here leaves room for a busier CI machine.
-    assert seconds < 300
     assert results.loc["colour", "accuracy"] >= 0.9
     assert results.loc["shape", "accuracy"] >= 0.8
     unseen = results.loc["unseen colour-shape pairs"]
@@ -26,3 +18,16 @@ def test_demo_learns_zero_shot_tasks_from_random_weights(tmp_path):
         assert (tmp_path / plot).stat().st_size > 10_000
     tuned = load_model(tmp_path / "model")
     assert tuned.encode_texts(["a red circle"]).shape == (1, 64)
+
+
+def test_trained_model_reports_progress_once_then_reads_the_cache(tmp_path, capsys):
+    path = trained_model(tmp_path, n_train=64, max_epochs=2)
+    first = capsys.readouterr()
+    # Progress goes to standard error, one line per epoch, so that pages
+    # capturing printed output (the gallery) show none of it.
+    assert first.out == ""
+    assert "Training the demo model (64 pairs, 2 epochs" in first.err
+    assert "epoch 2/2" in first.err
+    assert trained_model(tmp_path, n_train=64, max_epochs=2) == path
+    assert capsys.readouterr().err == ""
+    assert load_model(path).encode_texts(["a red circle"]).shape == (1, 64)

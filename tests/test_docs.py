@@ -7,6 +7,7 @@ it also has something to show there. The examples themselves run as doctests
 """
 
 import importlib
+import importlib.util
 import inspect
 import re
 import sys
@@ -73,3 +74,33 @@ def test_docstring_passes_numpydoc_validation(name):
     checks = get_validation_checks(api_reference.VALIDATION_CHECKS)
     errors = [f"{c}: {m}" for c, m in validate(name)["errors"] if c in checks]
     assert not errors, errors
+
+
+def _check_site():
+    spec = importlib.util.spec_from_file_location(
+        "check_site", DOCS.parent / ".ci" / "check_site.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_site_check_fails_a_page_overwritten_by_another_of_the_same_name(tmp_path):
+    # Sphinx's own search page once overwrote the guide's search page: the
+    # built page then carries another title than its source's heading.
+    check_site = _check_site()
+    (tmp_path / "retrieval.html").write_text(
+        "<html><head><title>Search - sklearn-clip</title></head></html>"
+    )
+    (tmp_path / "faq.html").write_text(
+        "<html><head><title>FAQ and troubleshooting &#8212; sklearn-clip</title>"
+    )
+    problems = {
+        page.name: why
+        for page, why in check_site.wrong_titles(tmp_path)
+        if page.name in ("retrieval.html", "faq.html")
+    }
+    assert problems == {
+        "retrieval.html": "title 'Search - sklearn-clip', but its source says "
+        "'Search and duplicates'"
+    }

@@ -35,6 +35,20 @@ VALIDATION_EXCLUDE = {
 # estimator: its API, documented by scikit-learn, not on our pages.
 SKIPPED_MEMBERS = re.compile(r"set_\w+_request")
 
+# The user-guide page each class is explained on: its API page links there.
+GUIDE_PAGES = {
+    "sklearn_clip.CLIPZeroShotClassifier": ("zero_shot", "Zero-shot classification"),
+    "sklearn_clip.CLIPFewShotClassifier": ("few_shot", "Few-shot classification"),
+    "sklearn_clip.CLIPEmbeddingTransformer": ("pipelines", "Embeddings in pipelines"),
+    "sklearn_clip.CLIPNearestNeighbors": ("retrieval", "Search and near-duplicates"),
+    "sklearn_clip.CLIPContrastiveFinetuner": ("finetuning", "Fine-tuning"),
+    "sklearn_clip.ModelHandle": ("models", "Model families and loading"),
+    "sklearn_clip.load_model": ("models", "Model families and loading"),
+    "sklearn_clip.set_config": ("faq", "FAQ and troubleshooting"),
+    "sklearn_clip.demo.trained_model": ("getting_started", "Getting started"),
+    "sklearn_clip.demo.run_demo": ("getting_started", "Getting started"),
+}
+
 # Public submodules documented function by function, with their section titles.
 SUBMODULES = {
     "sklearn_clip.datasets": "Datasets",
@@ -123,12 +137,47 @@ def write_index(srcdir):
 
 
 def documented_members(cls):
-    """Names of the methods and properties a class page shows (``:members:``)."""
-    return [
-        name
-        for name, value in vars(cls).items()
-        if not name.startswith("_")
-        and not SKIPPED_MEMBERS.fullmatch(name)
-        and (inspect.isfunction(value) or isinstance(value, property))
-        and value.__doc__
-    ]
+    """Names of the methods and properties a class page shows.
+
+    Those the class defines and those it inherits from the package's own
+    (private) bases, such as the classifiers' shared ``predict``: a user sees
+    them on the public class, so its page documents them. What scikit-learn's
+    bases bring (``get_params``, ``set_output``) is documented by scikit-learn.
+    """
+    found = {}
+    for klass in reversed(cls.__mro__):
+        if not klass.__module__.startswith(PACKAGE):
+            continue
+        for name, value in vars(klass).items():
+            if (
+                not name.startswith("_")
+                and not SKIPPED_MEMBERS.fullmatch(name)
+                and (inspect.isfunction(value) or isinstance(value, property))
+                and value.__doc__
+            ):
+                found.setdefault(name, value)
+    return list(found)
+
+
+def member_kinds(cls):
+    """``{"methods": [...], "properties": [...]}`` of :func:`documented_members`."""
+    members = documented_members(cls)
+    is_property = {
+        n: isinstance(inspect.getattr_static(cls, n), property) for n in members
+    }
+    return {
+        "methods": [n for n in members if not is_property[n]],
+        "properties": [n for n in members if is_property[n]],
+    }
+
+
+def template_context():
+    """What the API page template needs beyond autosummary's own context."""
+    return {
+        "members_of": {
+            name: member_kinds(obj)
+            for name, obj in api_objects().items()
+            if inspect.isclass(obj)
+        },
+        "guide_page_of": GUIDE_PAGES,
+    }
