@@ -22,7 +22,7 @@ from sklearn_clip._classify.heads import fit_linear_head, tip_logits
 
 # Penalties tried by regularization="cv", strongest first: from "stay at
 # zero-shot" (inf) to nearly unregularised. The linear fit warm-starts along it.
-REGULARIZATIONS = (np.inf, 10.0, 1.0, 0.1, 0.01, 1e-3)
+REGULARIZATIONS = (np.inf, 10.0, 1.0, 0.1, 0.01, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7)
 # Prompt weights tried by prompt_weight="cv": the prompts' end (CLAP) and the
 # plain probe's end, so that cross-validation can pick a probe when it wins.
 PROMPT_WEIGHTS = (1.0, 0.0)
