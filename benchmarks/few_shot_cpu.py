@@ -213,7 +213,8 @@ def plot(results, path):
     for ax, (title, rows) in zip(np.atleast_1d(axes), results.items()):
         for name in ["zero-shot", *CONTENDERS]:
             means = [np.mean([r[name] for r in rows if r["shots"] == s]) for s in SHOTS]
-            style = "k--" if name == "zero-shot" else "o-"
+            # Tip-Adapter and ours with "tip" often coincide: draw both.
+            style = {"zero-shot": "k--", "tip-adapter": "x:"}.get(name, "o-")
             label = "LogisticRegressionCV" if name == "probe" else name
             ax.plot(range(len(SHOTS)), means, style, label=label)
         ax.set_xticks(range(len(SHOTS)), [str(s) for s in SHOTS])
@@ -234,10 +235,10 @@ def main():
     args = parser.parse_args()
     start = time.perf_counter()
     settings = {
-        "shapes (demo model, 24 colour-shape pairs, 1,200 held out)": shapes_setting,
-        "digits (load_digits, fine-tuned tiny CLIP, 697 held out)": digits_setting,
+        "shapes: demo model, 24 classes": shapes_setting,
+        "digits: tiny CLIP tuned 15 epochs": digits_setting,
         # A model tuned for 3 epochs only: weak prompts, a probe that wins.
-        "digits, briefly tuned (3 epochs)": partial(digits_setting, epochs=3),
+        "digits: tuned 3 epochs": partial(digits_setting, epochs=3),
     }
     results = {}
     for title, make in settings.items():
