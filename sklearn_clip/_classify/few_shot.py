@@ -8,7 +8,9 @@ import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_consistent_length
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.validation import _check_sample_weight, check_consistent_length
+from threadpoolctl import threadpool_limits
 
 from sklearn_clip._base import (
     ENCODING_PARAMETER_CONSTRAINTS,
@@ -20,24 +22,21 @@ from sklearn_clip._classify.classifier import (
     fit_text_head,
     forget_columns,
 )
+from sklearn_clip._classify.few_shot_methods import (
+    FALLBACK,
+    METHODS,
+    TIP_DEFAULT_BETA,
+    ZERO_SHOT,
+    check_regularization,
+)
 from sklearn_clip._classify.heads import (
-    LINEAR_GRID,
-    TIP_ALPHAS,
-    TIP_BETAS,
     best_candidate,
     cross_validate_grid,
-    fit_linear_head,
-    tip_logits,
+    cross_validation_folds,
     zero_shot_logits,
 )
 from sklearn_clip._encoding.handle import DEFAULT_MODEL
 from sklearn_clip.exceptions import FewShotWarning
-
-METHODS = ("linear", "tip")
-# What regularization="cv" falls back to, with a warning, when some class has
-# a single example (too few to cross-validate): a pull towards the prompts
-# strong enough that one image per class moves the head only a little.
-FALLBACK = {"linear": 1.0, "tip": (0.01, 5.5)}
 
 
 @fill_doc
@@ -48,8 +47,8 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
     :class:`CLIPZeroShotClassifier`) and adapts it to the labelled images,
     never much further than cross-validation says they justify. So with no
     images it *is* the zero-shot classifier, with one or two per class it
-    stays close to it, and with many it approaches a linear probe, without the
-    probe's poor start. Image embeddings are computed once per ``fit`` (and
+    stays close to it, and where the images say more than the prompts it
+    becomes a tuned linear probe (``prompt_weight=0``). Image embeddings are computed once per ``fit`` (and
     read from ``cache_dir`` when given) and reused across the cross-validation.
 
     Parameters
@@ -63,27 +62,45 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
     label_descriptions : dict, default=None
         Extra prompts per label, as in :class:`CLIPZeroShotClassifier`.
     method : {{"linear", "tip"}}, default="linear"
-        - ``"linear"``: a linear head on the unit-length image embeddings,
-          initialised from the class text embeddings times the logit scale,
-          trained by cross-entropy plus ``regularization / 2`` times the
-          squared distance to that start, in logit units (CLAP-style);
-        - ``"tip"``: Tip-Adapter's training-free cache: the zero-shot logits
-          plus ``alpha * logit_scale_`` times, per class, the sum of
-          ``exp(-beta * (1 - cosine))`` over that class's labelled images.
-    regularization : "cv", float or (float, float), default="cv"
-        ``"cv"`` chooses by stratified ``cv``-fold cross-validation on the
-        labelled images (best mean accuracy, ties to the lower log loss, then
-        to the value nearer zero-shot): for ``"linear"`` the penalty, from
-        ``inf`` (stay at zero-shot) down to ``1e-4`` (close to a plain probe);
-        for ``"tip"`` the pair ``(alpha, beta)``. A float fixes the linear
-        penalty, a pair fixes Tip-Adapter's ``(alpha, beta)``. If a class has
-        a single labelled image, ``"cv"`` cannot split it: the fit then warns
-        (:class:`~sklearn_clip.exceptions.FewShotWarning`) and uses a fixed
-        value (1.0 for ``"linear"``, ``(0.01, 5.5)`` for ``"tip"``), and says
-        so in
-        ``cv_results_`` (None).
+        - ``"linear"``: ``prompt_weight`` times the zero-shot logits plus a
+          linear head on the unit-length image embeddings, trained by
+          weighted cross-entropy plus ``regularization / 2`` times the
+          squared norm of the head, in logit units. At ``prompt_weight=1`` it
+          is CLAP's head: it starts at the zero-shot classifier and is pulled
+          back towards it. At ``prompt_weight=0`` it is a plain linear probe
+          with per-class biases, exactly ``LogisticRegression(C=1 /
+          (regularization * sum of weights))`` on the embeddings.
+        - ``"tip"``: Tip-Adapter's training-free cache: ``prompt_weight``
+          times the zero-shot logits plus ``alpha * logit_scale_`` times,
+          per class, the (weighted) sum of ``exp(-beta * (1 - cosine))``
+          over that class's labelled images, ``alpha = 0.01 /
+          regularization``.
+    regularization : "cv" or float in (0, inf], default="cv"
+        The pull towards the prompts, with one meaning for both methods:
+        ``inf`` is the zero-shot classifier (with ``prompt_weight=1``),
+        smaller values let the labelled images move the head further.
+        ``"cv"`` chooses it (and for ``"tip"`` also ``beta``) by stratified
+        cross-validation on the labelled images, repeated when they are few:
+        best mean accuracy, ties to the lower log loss, then to the value
+        nearer zero-shot. A float fixes it (``"tip"`` then uses
+        ``beta=5.5``). Tip-Adapter's former ``(alpha, beta)`` pair of finite
+        numbers is still accepted with ``method="tip"``.
+    prompt_weight : "cv" or float in [0, 1], default="cv"
+        How much of the zero-shot logits the head keeps: 1 starts from the
+        prompts, 0 learns from the labelled images alone (a plain probe).
+        ``"cv"`` tries both ends along with ``regularization``, so the head
+        becomes a tuned probe when that wins the cross-validation.
+        If a class has a single labelled image, ``"cv"`` cannot split it:
+        the fit then warns (:class:`~sklearn_clip.exceptions.FewShotWarning`)
+        and uses ``regularization=1.0`` and ``prompt_weight=1.0`` for the
+        values left to ``"cv"``, and ``cv_results_`` is None.
+        With no labelled images at all the head is the zero-shot classifier.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the training loss, as in scikit-learn's
+        linear models: ``"balanced"`` weighs each class inversely to its
+        number of images; they multiply ``sample_weight``.
     cv : int, default=5
-        Folds for ``regularization="cv"``; fewer when the rarest class has
+        Folds for the cross-validation; fewer when the rarest class has
         fewer images.
     random_state : int, RandomState instance or None, default=None
         Shuffles the cross-validation folds.
@@ -112,18 +129,22 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
         The model's learned temperature.
     logit_bias_ : float or None
         The learned bias of SigLIP-style models; None for CLIP.
-    coef_ : ndarray of shape (n_classes, embedding_dim)
-        ``method="linear"``: the head's weights; ``logit_scale_ *
-        class_embeddings_`` plus the learned correction.
-    cache_embeddings_, cache_labels_ : ndarray
-        ``method="tip"``: the labelled embeddings and their class indices.
-    regularization_ : float or tuple of float
-        The penalty (``"linear"``) or ``(alpha, beta)`` (``"tip"``) used.
+    coef_, intercept_ : ndarray of shape (n_classes, embedding_dim), (n_classes,)
+        ``method="linear"``: the logits as one linear model on the
+        embeddings (``prompt_weight_ * logit_scale_ * class_embeddings_``
+        plus the learned part; plus ``logit_bias_`` for SigLIP-style models).
+    cache_embeddings_, cache_labels_, cache_weights_ : ndarray
+        ``method="tip"``: the labelled embeddings, their class indices and
+        their weights (a weight of 2 counts like the image twice).
+    regularization_, prompt_weight_ : float
+        The values used (chosen or given).
+    beta_ : float
+        ``method="tip"``: Tip-Adapter's sharpness used.
     cv_results_ : dict or None
-        With ``regularization="cv"``: ``params``, ``mean_test_accuracy``,
-        ``std_test_accuracy``, ``mean_test_log_loss`` and
-        ``split<k>_test_accuracy``, one entry per candidate; None when the
-        value was fixed or fell back.
+        With a ``"cv"`` setting: ``params`` (one dict per candidate),
+        ``mean_test_accuracy``, ``std_test_accuracy``, ``mean_test_log_loss``
+        and ``split<k>_test_accuracy``; None when nothing was chosen or the
+        fit fell back.
     embedding_dim_ : int
         Size of the embeddings.
     n_features_in_, feature_names_in_
@@ -142,9 +163,10 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
 
     Notes
     -----
-    The linear head follows CLAP (Silva-Rodriguez et al., 2024) and Tip-Adapter
-    follows Zhang et al. (2022), with its ``alpha`` divided by CLIP's logit
-    scale of 100 so that one grid suits every model.
+    The linear head follows CLAP (Silva-Rodriguez et al., 2024), with a
+    probe's end (LP++, Huang et al., 2024, blends the two similarly) and
+    Tip-Adapter follows Zhang et al. (2022), with its ``alpha`` divided by
+    CLIP's logit scale of 100 so that one grid suits every model.
 
     Examples
     --------
@@ -157,8 +179,8 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
     >>> clf = CLIPFewShotClassifier(make_tiny_clip(), cv=2, random_state=0)
     >>> clf.fit(images, labels).predict_proba(images).shape
     (12, 3)
-    >>> sorted(clf.cv_results_)[:2]
-    ['mean_test_accuracy', 'mean_test_log_loss']
+    >>> sorted(clf.cv_results_["params"][0])
+    ['prompt_weight', 'regularization']
     """
 
     _parameter_constraints = {
@@ -169,9 +191,11 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
         "method": [StrOptions(set(METHODS))],
         "regularization": [
             StrOptions({"cv"}),
-            Interval(Real, 0, None, closed="neither"),
+            Interval(Real, 0, np.inf, closed="right"),
             tuple,
         ],
+        "prompt_weight": [StrOptions({"cv"}), Interval(Real, 0, 1, closed="both")],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
         "cv": [Interval(Integral, 2, None, closed="left")],
         "random_state": ["random_state"],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -187,6 +211,8 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
         label_descriptions=None,
         method="linear",
         regularization="cv",
+        prompt_weight="cv",
+        class_weight=None,
         cv=5,
         random_state=None,
         max_iter=500,
@@ -207,6 +233,8 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
         self.label_descriptions = label_descriptions
         self.method = method
         self.regularization = regularization
+        self.prompt_weight = prompt_weight
+        self.class_weight = class_weight
         self.cv = cv
         self.random_state = random_state
         self.max_iter = max_iter
@@ -222,7 +250,7 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
         self.n_jobs = n_jobs
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X=None, y=None):
+    def fit(self, X=None, y=None, sample_weight=None):
         """Embed the prompts, then adapt to the labelled images.
 
         Parameters
@@ -232,157 +260,120 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
             only lists labels).
         y : array-like of shape (n_samples,), default=None
             Labels of ``X``; must be among ``candidate_labels`` when given.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the labelled images, in the training loss and in the
+            cross-validation scores (multiplied by ``class_weight``'s).
 
         Returns
         -------
         self : CLIPFewShotClassifier
             The fitted classifier.
         """
-        self._check_regularization()
+        check_regularization(self.method, self.regularization)
         if X is None:
             forget_columns(self)
             fit_text_head(self, y, label_list=True)
             embeddings, targets = np.empty((0, self.embedding_dim_)), np.empty(0, int)
+            weights = np.empty(0)
         else:
             rows, _ = self._validate_rows(X, kind="image", reset=True)
             check_consistent_length(rows, y)
             fit_text_head(self, y, label_list=False)
+            weights = self._weights(y, sample_weight, len(rows))
             embeddings, errors = self._encode_rows(X, modality="image")
             if self.on_error == "nan":
                 self.input_errors_ = errors
             embeddings = embeddings.astype(np.float64)
             targets = np.searchsorted(self.classes_, np.asarray(y))
-            readable = ~np.isnan(embeddings).any(axis=1)
-            embeddings, targets = embeddings[readable], targets[readable]
+            kept = ~np.isnan(embeddings).any(axis=1) & (weights > 0)
+            embeddings, targets, weights = (
+                embeddings[kept],
+                targets[kept],
+                weights[kept],
+            )
         base = self._zero_shot(embeddings)
-        value, self.cv_results_ = self._choose(embeddings, targets, base)
-        self.regularization_ = value
-        self._fit_head(embeddings, targets, base, value)
+        head = METHODS[self.method](self.logit_scale_, max_iter=self.max_iter)
+        # The head's matrices are small: one BLAS thread is fastest, and many
+        # threads on a shared machine are much slower.
+        with threadpool_limits(limits=1, user_api="blas"):
+            setting, self.cv_results_ = self._choose(
+                head, embeddings, targets, base, weights
+            )
+            head.fit(embeddings, targets, base, weights, setting)
+        self._set_head(head, setting)
         return self
 
-    def _check_regularization(self):
-        value = self.regularization
-        if self.method == "tip" and isinstance(value, Real):
-            raise ValueError(
-                "method='tip' takes regularization='cv' or a pair (alpha, beta), "
-                f"not {value!r}"
-            )
-        if isinstance(value, tuple) and (
-            self.method != "tip"
-            or len(value) != 2
-            or not all(isinstance(v, Real) and v >= 0 for v in value)
-        ):
-            raise ValueError(
-                "a tuple regularization is Tip-Adapter's (alpha, beta), two numbers "
-                f">= 0, with method='tip'; got {value!r} with method={self.method!r}"
-            )
+    def _weights(self, y, sample_weight, n_samples):
+        """Each image's weight: ``sample_weight`` times ``class_weight``'s."""
+        weights = _check_sample_weight(sample_weight, np.empty(n_samples))
+        if self.class_weight is not None:
+            weights = weights * compute_sample_weight(self.class_weight, np.asarray(y))
+        return weights
 
     def _zero_shot(self, embeddings):
         return zero_shot_logits(
             embeddings, self.class_embeddings_, self.logit_scale_, self.logit_bias_
         )
 
-    def _candidates(self):
-        if self.method == "linear":
-            return list(LINEAR_GRID)
-        return [(a, b) for a in TIP_ALPHAS for b in TIP_BETAS]
-
-    def _choose(self, embeddings, targets, base):
-        """The regularization to use and the cross-validation results (or None)."""
-        if self.regularization != "cv":
-            return self.regularization, None
+    def _choose(self, head, embeddings, targets, base, weights):
+        """The setting to use and the cross-validation results (or None)."""
+        grid = head.grid(self.regularization, self.prompt_weight)
         if len(targets) == 0:  # nothing to learn from: the zero-shot end
-            return self._candidates()[0], None
+            return {**grid[0], **ZERO_SHOT}, None
+        if len(grid) == 1:
+            return grid[0], None
         counts = np.bincount(targets)
         smallest = counts[counts > 0].min()
         if smallest < 2:
-            rare = self.classes_[np.flatnonzero(counts == 1)].tolist()
-            warnings.warn(
-                f"regularization='cv' needs at least two images of every labelled "
-                f"class to cross-validate; {rare[:5]!r} have one. Using the fixed "
-                f"regularization={FALLBACK[self.method]!r} instead; pass a value "
-                "to silence this warning.",
-                FewShotWarning,
-                stacklevel=3,
-            )
-            return FALLBACK[self.method], None
-        candidates = self._candidates()
-        n_splits = int(min(self.cv, smallest))
+            return self._fall_back(grid, counts), None
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        folds = cross_validation_folds(
+            int(min(self.cv, smallest)), len(targets), random_state=seed
+        )
+        predict = partial(head.fold_logits, embeddings, targets, base, weights)
         losses, accuracies = cross_validate_grid(
-            embeddings,
-            targets,
-            base,
-            candidates,
-            partial(self._fold_predictions, embeddings, targets, base),
-            n_splits=n_splits,
-            random_state=seed,
+            embeddings, targets, weights, grid, predict, folds=folds
         )
         results = {
-            "params": candidates,
+            "params": grid,
             "mean_test_accuracy": accuracies.mean(axis=1),
             "std_test_accuracy": accuracies.std(axis=1),
             "mean_test_log_loss": losses.mean(axis=1),
         }
-        for fold in range(n_splits):
-            results[f"split{fold}_test_accuracy"] = accuracies[:, fold]
-        return candidates[best_candidate(losses, accuracies)], results
+        for split in range(accuracies.shape[1]):
+            results[f"split{split}_test_accuracy"] = accuracies[:, split]
+        return grid[best_candidate(losses, accuracies)], results
 
-    def _fold_predictions(self, embeddings, targets, base, train, val, candidates):
-        """Validation logits of each candidate, fitted on ``train`` only."""
-        if self.method == "tip":
-            for alpha, beta in candidates:
-                yield tip_logits(
-                    embeddings[val],
-                    base[val],
-                    embeddings[train],
-                    targets[train],
-                    len(self.classes_),
-                    alpha * self.logit_scale_,
-                    beta,
-                )
-            return
-        correction = None
-        for penalty in candidates:  # strongest first: each warm-starts the next
-            correction = fit_linear_head(
-                embeddings[train],
-                targets[train],
-                base[train],
-                penalty,
-                init=correction,
-                max_iter=self.max_iter,
-            )
-            yield base[val] + embeddings[val] @ correction.T
-
-    def _fit_head(self, embeddings, targets, base, value):
-        self.__dict__.pop("coef_", None)
-        for name in ("cache_embeddings_", "cache_labels_"):
-            self.__dict__.pop(name, None)
-        if self.method == "tip":
-            self.cache_embeddings_ = embeddings.astype(np.float32)
-            self.cache_labels_ = targets
-            return
-        correction = fit_linear_head(
-            embeddings, targets, base, value, max_iter=self.max_iter
+    def _fall_back(self, grid, counts):
+        """One image of some class: no cross-validation, a fixed setting."""
+        fixed = {k: v for k, v in FALLBACK.items() if getattr(self, k) == "cv"}
+        rare = self.classes_[np.flatnonzero(counts == 1)].tolist()
+        warnings.warn(
+            f"cross-validation needs at least two images of every labelled class; "
+            f"{rare[:5]!r} have one. Using {fixed!r} instead; pass these values "
+            "to silence this warning.",
+            FewShotWarning,
+            stacklevel=4,
         )
-        self.coef_ = self.logit_scale_ * self.class_embeddings_ + correction
+        setting = {**grid[0], **fixed}
+        if "beta" in setting:
+            setting["beta"] = TIP_DEFAULT_BETA
+        return setting
+
+    def _set_head(self, head, setting):
+        for name in ("coef_", "intercept_", *_CACHE_ATTRIBUTES, "beta_"):
+            self.__dict__.pop(name, None)
+        self._head = head  # the method's object: turns embeddings into logits
+        self.regularization_ = setting["regularization"]
+        self.prompt_weight_ = setting["prompt_weight"]
+        if "beta" in setting:
+            self.beta_ = setting["beta"]
+        for name, value in head.fitted_attributes(self.class_embeddings_).items():
+            setattr(self, name, value)
 
     def _logits(self, X):
-        embeddings = self._encode(X, modality="image")
-        base = self._zero_shot(embeddings)
-        if self.method == "tip":
-            alpha, beta = self.regularization_
-            return tip_logits(
-                embeddings,
-                base,
-                self.cache_embeddings_.astype(np.float64),
-                self.cache_labels_,
-                len(self.classes_),
-                alpha * self.logit_scale_,
-                beta,
-            )
-        logits = embeddings.astype(np.float64) @ self.coef_.T
-        return logits if self.logit_bias_ is None else logits + self.logit_bias_
+        embeddings = self._encode(X, modality="image").astype(np.float64)
+        return self._head.logits(embeddings, self._zero_shot(embeddings))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -393,3 +384,6 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "regularization_")
+
+
+_CACHE_ATTRIBUTES = ("cache_embeddings_", "cache_labels_", "cache_weights_")
