@@ -48,8 +48,9 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
     never much further than cross-validation says they justify. So with no
     images it *is* the zero-shot classifier, with one or two per class it
     stays close to it, and where the images say more than the prompts it
-    becomes a tuned linear probe (``prompt_weight=0``). Image embeddings are computed once per ``fit`` (and
-    read from ``cache_dir`` when given) and reused across the cross-validation.
+    becomes a tuned linear probe (``prompt_weight=0``). Image embeddings are
+    computed once per ``fit`` (and read from ``cache_dir`` when given) and
+    reused across the cross-validation.
 
     Parameters
     ----------

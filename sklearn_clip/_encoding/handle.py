@@ -7,7 +7,6 @@ which keeps one per model per process) or by a fine-tuner;
 came from (or its files, for weights that live only in memory).
 """
 
-import tempfile
 import threading
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 
 from sklearn_clip._encoding import encode as _encode
 from sklearn_clip._encoding.facts import ModelFacts
+from sklearn_clip._encoding.handle_state import HandleState
 from sklearn_clip._encoding.inputs import as_rows
 from sklearn_clip._encoding.preprocess import image_preprocessing
 from sklearn_clip._models.fingerprints import weights_fingerprint
@@ -29,7 +29,6 @@ from sklearn_clip._models.loading import (
     quiet_transformers,
     read_checkpoint,
 )
-from sklearn_clip._models.precision import dtype_name
 from sklearn_clip._models.weights import (
     at_precision,
     weights_dtype,
@@ -38,7 +37,7 @@ from sklearn_clip._models.weights import (
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
 
 
-class ModelHandle(ModelFacts):
+class ModelHandle(ModelFacts, HandleState):
     """A loaded CLIP-family model with its tokenizer and image preprocessing.
 
     Do not build one directly: use :func:`load_model`, or take ``model_`` from
@@ -365,41 +364,6 @@ stored_dtype, compile_options
         # A handle is a shared resource, not a parameter value to copy: cloning
         # an estimator must not duplicate the weights.
         return self
-
-    def __reduce__(self):
-        # Pickle asks the registry for the handle: one loaded from a path is
-        # the process's cached one, shared as load_model shares it.
-        from sklearn_clip._encoding.registry import rebuild_handle
-
-        return (rebuild_handle, (self.__getstate__(),))
-
-    def __getstate__(self):
-        # Plain values only (strings, numbers, bytes), so that skops, which
-        # reads no arbitrary objects, stores a handle as pickle does: a path
-        # with the weights' fingerprint (weights rewritten there meanwhile are
-        # refused on loading), or the files of weights that live in memory.
-        if self.source is not None:
-            reference = (self.source, self.revision, self.device.type)
-            options = (dtype_name(self.dtype), self.compile_options, self.fingerprint)
-            return {"reference": reference + options}
-        return {
-            "files": self._to_files(),
-            "dtype": dtype_name(self.dtype),
-            "device_type": self.device.type,
-        }
-
-    def __setstate__(self, state):
-        # skops makes an empty handle and gives it the state.
-        from sklearn_clip._encoding.registry import rebuild_handle
-
-        self.__dict__.update(rebuild_handle(state).__dict__)
-
-    def _to_files(self):
-        # What save_pretrained writes, as {file name: bytes}: how weights that
-        # live only in memory travel in a pickle.
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp)
-            return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
 
     def __repr__(self):
         name = self.source if self.source is not None else "in-memory weights"
