@@ -30,6 +30,15 @@ def register(commands):
                 "pairs per contrastive batch; under torchrun the global batch, "
                 "shared evenly by the processes (default: %(default)s)"
             )
+    _add_data_options(parser)
+    _add_training_options(parser)
+    _add_run_options(parser)
+    parser.add_argument("--output", required=True, help="folder for the model")
+    parser.set_defaults(run=run)
+
+
+def _add_data_options(parser):
+    """Where the pairs are: the table and its columns."""
     parser.add_argument("--table", required=True, help=".csv or .parquet of pairs")
     parser.add_argument(
         "--image-column",
@@ -52,6 +61,10 @@ def register(commands):
         help='turns each label into a caption, e.g. "a photo of a {}." (default: '
         "none; with --label-column and no template, the labels are the captions)",
     )
+
+
+def _add_training_options(parser):
+    """How the model trains: the fine-tuner's parameters."""
     parser.add_argument(
         "--epochs",
         type=int,
@@ -105,6 +118,10 @@ def register(commands):
         help="WiSE-FT: mix (1 - alpha) * start + alpha * tuned weights "
         "(default: %(default)s)",
     )
+
+
+def _add_run_options(parser):
+    """Precision, checkpoints, unusable pairs and the seed."""
     parser.add_argument(
         "--dtype",
         choices=["auto", *DTYPE_NAMES],
@@ -138,8 +155,6 @@ def register(commands):
         help="seeds the validation split, the batch order and LoRA's initialisation "
         "(default: %(default)s)",
     )
-    parser.add_argument("--output", required=True, help="folder for the model")
-    parser.set_defaults(run=run)
 
 
 def _estimator(args):
@@ -187,31 +202,44 @@ def run(args):
 
 def _fit_and_save(args, dist):
     tuner = _estimator(args)
+    tuner.fit(*_pairs(args))
+    main = dist.is_main_process()
+    if tuner.interrupted_:
+        if main:
+            _say_interrupted(tuner, args.output)
+        raise SystemExit(INTERRUPTED_STATUS)
+    if main:
+        _print_report(tuner)
+        tuner.save_pretrained(args.output)
+        print(f"saved the fine-tuned model to {args.output}")
+
+
+def _pairs(args):
+    """``(images, captions or labels)`` from the table's columns."""
     table = read_table(args.table)
     images = column(table, args.image_column, "--image-column")
     if args.label_column is not None:
-        texts = column(table, args.label_column, "--label-column")
-    else:
-        texts = column(table, args.text_column, "--text-column")
-    tuner.fit(images, texts)
-    main = dist.is_main_process()
-    if tuner.interrupted_:
-        # A partial model is not the result: say what can be resumed instead.
-        if main:
-            saved = (
-                f"the checkpoint {tuner.checkpoint_} holds it; rerun the same "
-                "command with --resume to continue"
-                if tuner.checkpoint_
-                else "nothing was saved (give --checkpoint-dir to keep progress)"
-            )
-            print(
-                f"sklearn-clip finetune: interrupted after {tuner.n_iter_} epoch(s); "
-                f"no model was written to {args.output}; {saved}",
-                file=sys.stderr,
-            )
-        raise SystemExit(INTERRUPTED_STATUS)
-    if not main:
-        return
+        return images, column(table, args.label_column, "--label-column")
+    return images, column(table, args.text_column, "--text-column")
+
+
+def _say_interrupted(tuner, output):
+    # A partial model is not the result: say what can be resumed instead.
+    saved = (
+        f"the checkpoint {tuner.checkpoint_} holds it; rerun the same "
+        "command with --resume to continue"
+        if tuner.checkpoint_
+        else "nothing was saved (give --checkpoint-dir to keep progress)"
+    )
+    print(
+        f"sklearn-clip finetune: interrupted after {tuner.n_iter_} epoch(s); "
+        f"no model was written to {output}; {saved}",
+        file=sys.stderr,
+    )
+
+
+def _print_report(tuner):
+    """One line per epoch, then the pairs that were left out."""
     for record in tuner.history_:
         print(
             "  ".join(
@@ -226,5 +254,3 @@ def _fit_and_save(args, dist):
                 f"  row {error['position']}: {error['source']}: "
                 f"{error['error']}: {error['message']}"
             )
-    tuner.save_pretrained(args.output)
-    print(f"saved the fine-tuned model to {args.output}")
