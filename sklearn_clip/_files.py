@@ -78,12 +78,14 @@ def write_output(path, write):
 
 
 @contextmanager
-def replaced_atomically(path):
+def replaced_atomically(path, *, durable=True):
     """A temporary file beside ``path``, renamed onto it once written.
 
     The rename (``os.replace``) is atomic within a directory, so readers see
     the old file or the whole new one. On an error the temporary file is
     removed; only a killed process can leave one, named ``.<name>.*.tmp``.
+    ``durable`` flushes it to disk before the rename; a cache whose entries
+    carry their own checksum can skip that cost.
     """
     fd, temporary = tempfile.mkstemp(
         dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
@@ -91,8 +93,9 @@ def replaced_atomically(path):
     os.close(fd)
     try:
         yield temporary
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())  # on disk before it takes the name
+        if durable:
+            with open(temporary, "rb+") as handle:
+                os.fsync(handle.fileno())  # on disk before it takes the name
         os.chmod(temporary, _new_file_mode())
         os.replace(temporary, path)
     except BaseException:

@@ -17,7 +17,7 @@ can never return a stale row:
 :class:`EmbeddingCache` stores one small ``.npy`` file per entry under
 ``<cache_dir>/<kind>-<namespace>/<2 hex digits>/<key>.npy``. One file per entry
 needs no lock and no index: a writer writes a temporary file in the same folder
-and renames it into place (``os.replace`` is atomic), so readers see a whole
+and renames it into place (the package's one atomic write), so readers see a whole
 entry or none; concurrent writers of one entry write the same value and the
 last rename wins. Each entry carries a checksum of its key and values, and is
 returned only if that checksum matches and its values are finite (and of unit
@@ -36,12 +36,10 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import threading
 import warnings
 import weakref
 from collections import OrderedDict
-from contextlib import suppress
 from dataclasses import asdict
 from pathlib import Path
 
@@ -49,6 +47,7 @@ import numpy as np
 
 from sklearn_clip._encoding.content_keys import keyed_row
 from sklearn_clip._encoding.images import FileBytes, read_image_file
+from sklearn_clip._files import replaced_atomically
 from sklearn_clip._models.fingerprints import (
     model_fingerprint,
     tokenizer_fingerprint,
@@ -170,15 +169,9 @@ class EmbeddingCache:
     def _write_bytes(self, path, data):
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                os.replace(temporary, path)
-            except BaseException:
-                with suppress(OSError):
-                    os.unlink(temporary)
-                raise
+            # Not flushed to disk: a torn entry fails its checksum and is a miss.
+            with replaced_atomically(path, durable=False) as temporary:
+                Path(temporary).write_bytes(data)
         except OSError as exc:
             # The cache only saves time: failing to write it must not fail
             # the transform (a read-only or full disk, say).

@@ -326,7 +326,8 @@ def pixel_values(images, config, device="cpu", dtype=torch.float32):
     Examples
     --------
     >>> import numpy as np
-    >>> from sklearn_clip._encoding.images import ImageConfig, pixel_values
+    >>> from sklearn_clip._encoding.images import pixel_values
+    >>> from sklearn_clip._encoding.preprocess import ImageConfig
     >>> config = ImageConfig(size=32, crop=(32, 32))
     >>> pixel_values([np.zeros((48, 64, 3), np.uint8)], config).shape
     torch.Size([1, 3, 32, 32])
