@@ -61,12 +61,16 @@ for name in SHAPES:
         label=f"image of a {name}",
     )
 ax.scatter(*text_points.T, marker="*", c="k", s=90, label="caption")
+# Captions whose stars nearly coincide get their labels stacked, not overlaid.
+placed = []
 for (x, y), text in zip(text_points, captions):
+    crowd = sum(abs(x - px) < 0.15 and abs(y - py) < 0.04 for px, py in placed)
+    placed.append((x, y))
     ax.annotate(
         text.removeprefix("a "),
         (x, y),
         fontsize=7,
-        xytext=(3, 3),
+        xytext=(3, 3 - 9 * crowd),
         textcoords="offset points",
     )
 ax.set_title("Images and captions on the same principal axes (each centred)")

@@ -47,7 +47,7 @@ def plot_history(history, ax=None):
         lines += _plot_recall(ax, epochs, [h["val_recall_at_1"] for h in history])
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    ax.legend(lines, [line.get_label() for line in lines], loc="center right")
+    ax.legend(lines, [line.get_label() for line in lines], loc="upper right")
     return ax
 
 
