@@ -47,7 +47,15 @@ def plot_history(history, ax=None):
         lines += _plot_recall(ax, epochs, [h["val_recall_at_1"] for h in history])
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    ax.legend(lines, [line.get_label() for line in lines], loc="upper right")
+    # Below the axes: the loss and recall curves can fill any corner.
+    ax.legend(
+        lines,
+        [line.get_label() for line in lines],
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.2),
+        ncol=len(lines),
+        frameon=False,
+    )
     return ax
 
 
