@@ -27,6 +27,7 @@ _LAZY = {
     "clear_model_cache": "sklearn_clip._encoding.registry",
     "load_model": "sklearn_clip._encoding.registry",
     "model_cache_info": "sklearn_clip._encoding.registry",
+    "skops_trusted_types": "sklearn_clip._persistence",
 }
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "load_model",
     "model_cache_info",
     "set_config",
+    "skops_trusted_types",
 ]
 
 

@@ -9,9 +9,12 @@ the package's estimators and model handles, whose states are plain values
 import io
 import pickle
 import shutil
+import subprocess
+import sys
 
 import joblib
 import numpy as np
+import pandas as pd
 import pytest
 
 from sklearn_clip import (
@@ -21,6 +24,7 @@ from sklearn_clip import (
     CLIPNearestNeighbors,
     CLIPZeroShotClassifier,
     load_model,
+    skops_trusted_types,
 )
 from sklearn_clip.datasets import make_shapes
 from sklearn_clip.toy import make_tiny_clip
@@ -74,10 +78,9 @@ def _answers(estimator, X):
 def _skops_round_trip(estimator):
     sio = pytest.importorskip("skops.io")
     data = sio.dumps(estimator)
-    untrusted = sio.get_untrusted_types(data=data)
     # Nothing but the package's own types asks to be trusted.
-    assert untrusted and all(name.startswith("sklearn_clip.") for name in untrusted)
-    return sio.loads(data, trusted=untrusted)
+    assert set(sio.get_untrusted_types(data=data)) <= set(skops_trusted_types())
+    return sio.loads(data, trusted=skops_trusted_types())
 
 
 def _joblib_round_trip(estimator):
@@ -125,3 +128,40 @@ def test_a_pickle_whose_model_folder_is_gone_says_what_to_do(tmp_path, shapes):
     restored = pickle.loads(data)
     with pytest.raises(FileNotFoundError, match="store_weights_in_pickle=True"):
         restored.transform(images[:1])
+
+
+def test_an_mlflow_model_carries_its_weights_into_a_fresh_process(
+    tmp_path, shapes, float32
+):
+    mlflow_sklearn = pytest.importorskip("mlflow.sklearn")
+    images, _, _ = shapes
+    folder = make_tiny_clip(tmp_path / "model")
+    clf = CLIPZeroShotClassifier(
+        str(folder), candidate_labels=LABELS, store_weights_in_pickle=True
+    ).fit(None)
+    frame = pd.DataFrame({"image": images[:4]})
+    expected = clf.predict_proba(frame)
+    mlflow_sklearn.save_model(
+        clf,
+        tmp_path / "mlflow-model",
+        serialization_format="skops",
+        skops_trusted_types=skops_trusted_types(),
+        pyfunc_predict_fn="predict_proba",
+    )
+    shutil.rmtree(folder)  # the artifact must not need the model folder
+    np.save(tmp_path / "images.npy", np.stack(images[:4]))
+    code = (
+        "import sys, mlflow.pyfunc, numpy as np, pandas as pd\n"
+        "model = mlflow.pyfunc.load_model(sys.argv[1])\n"
+        "frame = pd.DataFrame({'image': list(np.load(sys.argv[2]))})\n"
+        "np.save(sys.argv[3], model.predict(frame))\n"
+    )
+    paths = [tmp_path / "mlflow-model", tmp_path / "images.npy", tmp_path / "out.npy"]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_allclose(np.load(paths[2]), expected, atol=1e-6)
