@@ -191,6 +191,22 @@ def test_save_pretrained_round_trips_through_load_model_and_transformers(
     _assert_states_equal(_state(model), _state(fitted.model_))
 
 
+def test_save_pretrained_writes_a_model_card(fitted, tmp_path):
+    import importlib.metadata
+
+    card = (fitted.save_pretrained(tmp_path / "tuned") / "README.md").read_text()
+    history = fitted.history_
+    assert card.startswith("---\nlibrary_name: transformers\n")
+    assert f"base_model: {fitted.model}" in card
+    sizes = fitted._pair_counts
+    assert f"{sizes['train']} training pairs, {sizes['validation']} validation" in card
+    assert f"| `learning_rate` | `{fitted.learning_rate!r}` |" in card
+    assert f"epochs trained: {len(history)}" in card
+    assert f"final training loss: {history[-1]['train_loss']:.4f}" in card
+    for library in ("sklearn-clip", "torch", "transformers"):
+        assert f"- {library} {importlib.metadata.version(library)}" in card
+
+
 def test_pickle_keeps_the_tuned_weights_as_safetensors(fitted, shapes, request):
     data = pickle.dumps(fitted)
     expected = fitted.transform(shapes.images[:4])

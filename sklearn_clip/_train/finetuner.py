@@ -355,6 +355,11 @@ class CLIPContrastiveFinetuner(
         # Every rank must split and shuffle alike, even with random_state=None.
         seed = dist.broadcast_object(draw_seed(self.random_state))
         train_data, val_data = split_validation(data, self.validation_fraction, seed)
+        # For the model card that save_pretrained writes.
+        self._pair_counts = {
+            "train": len(train_data),
+            "validation": 0 if val_data is None else len(val_data),
+        }
         config = training_config(self.get_params(), seed, handle)
         try:
             result = train(

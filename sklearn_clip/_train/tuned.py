@@ -8,12 +8,16 @@ mixed with the starting ones by ``wise_alpha``, see
 attribute; the only state they keep is the last WiSE-FT mix, a private cache.
 """
 
+from pathlib import Path
+
 import numpy as np
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from sklearn_clip._encoding.inputs import as_rows, check_texts
+from sklearn_clip._files import replaced_atomically
 from sklearn_clip._train.fit_inputs import captions_of
 from sklearn_clip._train.history import plot_history
+from sklearn_clip._train.model_card import model_card
 from sklearn_clip._train.wise import check_wise_alpha, mix_handles
 from sklearn_clip.metrics import recall_at_k
 
@@ -129,6 +133,10 @@ class TunedModelMixin:
     def save_pretrained(self, path):
         """Write the tuned model (safetensors) where ``load_model`` reads it.
 
+        A model card (``README.md``, as transformers writes one) goes beside
+        the weights: the base model, the training data's size, the settings,
+        the validation results and the library versions.
+
         Parameters
         ----------
         path : str or os.PathLike
@@ -141,7 +149,10 @@ class TunedModelMixin:
             every estimator's ``model=`` and by ``transformers``'
             ``from_pretrained``.
         """
-        return self.model_.save_pretrained(path)
+        path = self.model_.save_pretrained(path)
+        with replaced_atomically(path / "README.md") as card:
+            Path(card).write_text(model_card(self), encoding="utf-8")
+        return path
 
     def plot_history(self, ax=None):
         """Plot the training and validation loss, and validation recall@1.
