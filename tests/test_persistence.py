@@ -147,7 +147,11 @@ def test_an_mlflow_model_carries_its_weights_into_a_fresh_process(
         serialization_format="skops",
         skops_trusted_types=skops_trusted_types(),
         pyfunc_predict_fn="predict_proba",
+        extra_pip_requirements=["torch>=2.6", "transformers>=4.45"],
     )
+    requirements = (tmp_path / "mlflow-model" / "requirements.txt").read_text()
+    for requirement in ("sklearn-clip", "torch>=2.6", "transformers>=4.45"):
+        assert requirement in requirements
     shutil.rmtree(folder)  # the artifact must not need the model folder
     np.save(tmp_path / "images.npy", np.stack(images[:4]))
     code = (
