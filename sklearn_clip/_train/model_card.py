@@ -21,7 +21,7 @@ def model_card(tuner):
     lines = [
         "---",
         "library_name: transformers",
-        "tags: [sklearn-clip, clip, contrastive-fine-tuning]",
+        f"tags: [sklearn-clip, {tuner.model_.family}, contrastive-fine-tuning]",
         *([f"base_model: {tuner.model}"] if isinstance(tuner.model, str) else []),
         "---",
         "",
