@@ -1,20 +1,5 @@
 """What tools that save estimators need to know about the package's types."""
 
-import importlib
-
-# The classes a saved estimator of the package can hold, by where they live:
-# the estimators, the model handle, and the few-shot heads a fitted
-# CLIPFewShotClassifier keeps.
-_SAVED_CLASSES = {
-    "sklearn_clip._classify.few_shot": ("CLIPFewShotClassifier",),
-    "sklearn_clip._classify.few_shot_methods": ("LinearHead", "TipHead"),
-    "sklearn_clip._classify.zero_shot": ("CLIPZeroShotClassifier",),
-    "sklearn_clip._embedding": ("CLIPEmbeddingTransformer",),
-    "sklearn_clip._encoding.handle": ("ModelHandle",),
-    "sklearn_clip._retrieval.neighbors": ("CLIPNearestNeighbors",),
-    "sklearn_clip._train.finetuner": ("CLIPContrastiveFinetuner",),
-}
-
 
 def skops_trusted_types():
     """The package's types, for skops' ``trusted`` list (and mlflow's).
@@ -41,9 +26,23 @@ def skops_trusted_types():
     True
     >>> clf = sio.loads(data, trusted=skops_trusted_types())
     """
-    names = []
-    for module, classes in _SAVED_CLASSES.items():
-        for name in classes:
-            cls = getattr(importlib.import_module(module), name)
-            names.append(f"{cls.__module__}.{cls.__qualname__}")
-    return sorted(names)
+    # Imported on call: the estimators load torch, which importing the
+    # package defers.
+    from sklearn_clip._classify.few_shot import CLIPFewShotClassifier
+    from sklearn_clip._classify.few_shot_methods import METHODS
+    from sklearn_clip._classify.zero_shot import CLIPZeroShotClassifier
+    from sklearn_clip._embedding import CLIPEmbeddingTransformer
+    from sklearn_clip._encoding.handle import ModelHandle
+    from sklearn_clip._retrieval.neighbors import CLIPNearestNeighbors
+    from sklearn_clip._train.finetuner import CLIPContrastiveFinetuner
+
+    classes = [
+        CLIPContrastiveFinetuner,
+        CLIPEmbeddingTransformer,
+        CLIPFewShotClassifier,
+        CLIPNearestNeighbors,
+        CLIPZeroShotClassifier,
+        ModelHandle,
+        *METHODS.values(),  # the few-shot heads a fitted classifier keeps
+    ]
+    return sorted(f"{cls.__module__}.{cls.__qualname__}" for cls in classes)

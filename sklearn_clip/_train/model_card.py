@@ -52,7 +52,7 @@ def model_card(tuner):
         "## Use",
         "",
         "```python",
-        "from sklearn_clip import CLIPZeroShotClassifier, load_model",
+        "from sklearn_clip import load_model",
         "",
         'model = load_model("path/to/this/folder")',
         "```",
