@@ -130,14 +130,17 @@ def test_a_pickle_whose_model_folder_is_gone_says_what_to_do(tmp_path, shapes):
         restored.transform(images[:1])
 
 
-def test_an_mlflow_model_carries_its_weights_into_a_fresh_process(
-    tmp_path, shapes, float32
-):
+def test_an_mlflow_model_carries_its_weights_into_a_fresh_process(tmp_path, shapes):
     mlflow_sklearn = pytest.importorskip("mlflow.sklearn")
     images, _, _ = shapes
     folder = make_tiny_clip(tmp_path / "model")
+    # float32 as a parameter, not a setting of this process: the serving
+    # process must compute at the precision the model was checked at.
     clf = CLIPZeroShotClassifier(
-        str(folder), candidate_labels=LABELS, store_weights_in_pickle=True
+        str(folder),
+        candidate_labels=LABELS,
+        store_weights_in_pickle=True,
+        dtype="float32",
     ).fit(None)
     frame = pd.DataFrame({"image": images[:4]})
     expected = clf.predict_proba(frame)
