@@ -21,14 +21,13 @@ from sklearn_clip._encoding.encode import (
     failure_records,
     report_failures,
 )
-from sklearn_clip._encoding.handle import ModelHandle
+from sklearn_clip._encoding.handle_base import EncoderHandle
 from sklearn_clip._encoding.inputs import as_rows
 from sklearn_clip._encoding.registry import (
-    _handle_from_files,
     check_same_model,
+    handle_from_files,
     load_model,
 )
-from sklearn_clip._models.precision import dtype_name
 from sklearn_clip._options import CACHE_DTYPES, DTYPE_NAMES, ON_ERROR_OPTIONS
 
 # Parameter descriptions written once and put into each estimator's docstring by
@@ -117,7 +116,7 @@ class CLIPEstimatorBase(BaseEstimator):
     """Shared machinery; not an estimator on its own."""
 
     _parameter_constraints = {
-        "model": [str, os.PathLike, ModelHandle],
+        "model": [str, os.PathLike, EncoderHandle],
         "revision": [str, None],
         "device": [str, None],
         "dtype": [StrOptions({"auto", *DTYPE_NAMES})],
@@ -140,7 +139,7 @@ class CLIPEstimatorBase(BaseEstimator):
         if handle is None:
             files = self.__dict__.pop("_pickled_model_files", None)
             if files is not None:
-                handle = _handle_from_files(files, self.dtype)
+                handle = handle_from_files(files, self.dtype)
             else:
                 if not reset:
                     _check_fitted_folder_is_here(self.model)
@@ -155,7 +154,7 @@ class CLIPEstimatorBase(BaseEstimator):
                 check_same_model(handle, fitted, f"this {type(self).__name__}")
             self._handle = handle
         if reset:
-            self.dtype_ = dtype_name(handle.dtype)
+            self.dtype_ = handle.precision_name
             self.model_fingerprint_ = handle.fingerprint
         return handle
 

@@ -10,7 +10,7 @@ from sklearn_clip._base import (
     CLIPEstimatorBase,
     fill_doc,
 )
-from sklearn_clip._encoding.handle import DEFAULT_MODEL
+from sklearn_clip._encoding.handle_base import DEFAULT_MODEL
 
 
 @fill_doc

@@ -11,3 +11,12 @@ DTYPE_NAMES = ("float32", "bfloat16", "float16")
 
 #: How the on-disk embedding cache stores vectors.
 CACHE_DTYPES = ("float32", "float16")
+
+#: What runs a model: PyTorch, or an exported copy in an inference runtime.
+BACKENDS = ("torch", "onnx", "openvino")
+
+#: The inference runtimes a model can be exported to (``export_model``).
+EXPORT_BACKENDS = ("onnx", "openvino")
+
+#: How an export's weights are stored: None (float32) or ``"int8"``.
+QUANTIZATIONS = (None, "int8")

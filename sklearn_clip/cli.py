@@ -1,4 +1,4 @@
-"""The ``sklearn-clip`` command: embed, zero-shot, finetune and the offline demo.
+"""The ``sklearn-clip`` command: embed, zero-shot, finetune, export and the demo.
 
 Every subcommand is a thin layer over the public estimators, so what the command
 does can be done in Python with the same objects. Each subcommand lives in its
@@ -9,10 +9,18 @@ adds its parser and a ``run(args)`` that does the work.
 import argparse
 import sys
 
-from sklearn_clip._cli import demo, duplicates, embed, finetune, search, zero_shot
+from sklearn_clip._cli import (
+    demo,
+    duplicates,
+    embed,
+    export,
+    finetune,
+    search,
+    zero_shot,
+)
 from sklearn_clip._cli.common import CommandError
 
-SUBCOMMANDS = (demo, embed, zero_shot, finetune, search, duplicates)
+SUBCOMMANDS = (demo, embed, zero_shot, finetune, search, duplicates, export)
 
 
 def build_parser():

@@ -15,11 +15,9 @@ import torch
 from PIL import Image
 
 from sklearn_clip import CLIPEmbeddingTransformer, CLIPZeroShotClassifier
-from sklearn_clip._encoding import encode as _encode
 from sklearn_clip._encoding.cache import (
     EmbeddingCache,
     encode_through_cache,
-    model_fingerprint,
     text_memo,
 )
 from sklearn_clip._encoding.content_keys import content_key
@@ -47,18 +45,21 @@ def image_paths(tmp_path_factory, gradient):
 def forward_calls(monkeypatch):
     """Rows that reached the image and text towers, by call."""
     calls = {"image": [], "text": []}
-    image_features, text_features = ModelHandle.image_features, _encode.text_features
+    embed_images, embed_texts = (
+        ModelHandle._embed_image_batch,
+        ModelHandle._embed_text_batch,
+    )
 
-    def images(model, pixels):
-        calls["image"].append(len(pixels))
-        return image_features(model, pixels)
+    def images(handle, prepared, normalize):
+        calls["image"].append(len(prepared))
+        return embed_images(handle, prepared, normalize)
 
-    def texts(model, input_ids, attention_mask):
-        calls["text"].append(len(input_ids))
-        return text_features(model, input_ids, attention_mask)
+    def texts(handle, batch, normalize):
+        calls["text"].append(len(batch))
+        return embed_texts(handle, batch, normalize)
 
-    monkeypatch.setattr(ModelHandle, "image_features", images)
-    monkeypatch.setattr(_encode, "text_features", texts)
+    monkeypatch.setattr(ModelHandle, "_embed_image_batch", images)
+    monkeypatch.setattr(ModelHandle, "_embed_text_batch", texts)
     text_memo.clear()
     yield calls
     text_memo.clear()
@@ -218,11 +219,11 @@ def test_namespace_follows_weights_not_their_source(tiny_clip, tmp_path):
 
 def test_fingerprint_changes_when_weights_change_in_place(tiny_clip):
     handle = _perturbed(tiny_clip, scale=0.0)
-    before = model_fingerprint(handle)
-    assert model_fingerprint(handle) == before
+    before = handle.run_fingerprint
+    assert handle.run_fingerprint == before
     with torch.no_grad():
         handle.model.vision_model.post_layernorm.bias.add_(1e-6)
-    assert model_fingerprint(handle) != before
+    assert handle.run_fingerprint != before
 
 
 def test_namespace_follows_normalize_preprocessing_dtype_and_kind(tiny_clip, tmp_path):

@@ -153,20 +153,18 @@ def images(gradient):
     return [gradient(25 + i % 7, 33 - i % 5, seed=i) for i in range(23)]
 
 
-def _out_of_memory_above(limit, monkeypatch, name="image_features"):
-    # Images go through the handle (which may compile them), texts through
-    # _encode's module-level function.
-    owner = ModelHandle if name == "image_features" else _encode
+def _out_of_memory_above(limit, monkeypatch, name="_embed_image_batch"):
+    # Each batch of images or texts reaches the model through the handle.
     seen = []
-    real = getattr(owner, name)
+    real = getattr(ModelHandle, name)
 
-    def forward(model, *tensors):
-        seen.append(len(tensors[0]))
-        if len(tensors[0]) > limit:
+    def forward(handle, batch, normalize):
+        seen.append(len(batch))
+        if len(batch) > limit:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(model, *tensors)
+        return real(handle, batch, normalize)
 
-    monkeypatch.setattr(owner, name, forward)
+    monkeypatch.setattr(ModelHandle, name, forward)
     return seen
 
 
@@ -190,7 +188,7 @@ def test_out_of_memory_back_off_for_texts_and_through_the_estimator(
     plain = tiny_clip.encode_texts(texts, batch_size=16)
     monkeypatch.setitem(AUTO_BATCH_SIZES, ("text", "cpu"), (64, 64))
     _encode.text_memo.clear()
-    seen = _out_of_memory_above(16, monkeypatch, "text_features")
+    seen = _out_of_memory_above(16, monkeypatch, "_embed_text_batch")
     auto = tiny_clip.encode_texts(texts, batch_size="auto")
     assert seen[:3] == [40, 20, 10]
     np.testing.assert_allclose(auto, plain, atol=1e-6)

@@ -26,8 +26,8 @@ from PIL import Image, ImageFile
 
 import sklearn_clip
 from sklearn_clip import load_model
-from sklearn_clip._encoding import registry as _model
 from sklearn_clip._encoding.encode import encode_images
+from sklearn_clip._encoding.handle import handle_from_directory
 from sklearn_clip._models import loading as _loading
 
 
@@ -153,7 +153,7 @@ def test_loading_asks_transformers_for_safe_options_only(tiny_clip_path, monkeyp
             return _real(*args, **kwargs)
 
         monkeypatch.setattr(auto, "from_pretrained", spy)
-    _model._load_directory(tiny_clip_path, torch.device("cpu"), None)
+    handle_from_directory(tiny_clip_path, torch.device("cpu"), None)
     assert seen["AutoModel"]["use_safetensors"] is True
     assert seen["AutoImageProcessor"]["local_files_only"] is True
     for name in ("AutoModel", "AutoTokenizer"):

@@ -35,7 +35,7 @@ from sklearn_clip._classify.heads import (
     cross_validation_folds,
     zero_shot_logits,
 )
-from sklearn_clip._encoding.handle import DEFAULT_MODEL
+from sklearn_clip._encoding.handle_base import DEFAULT_MODEL
 from sklearn_clip.exceptions import FewShotWarning
 
 

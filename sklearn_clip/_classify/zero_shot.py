@@ -15,7 +15,7 @@ from sklearn_clip._classify.classifier import (
 )
 from sklearn_clip._classify.heads import zero_shot_logits
 from sklearn_clip._classify.outputs import OUTPUT_MODES
-from sklearn_clip._encoding.handle import DEFAULT_MODEL
+from sklearn_clip._encoding.handle_base import DEFAULT_MODEL
 
 
 @fill_doc

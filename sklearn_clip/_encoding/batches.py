@@ -6,7 +6,7 @@ and an out-of-memory error halves it and retries the same rows.
 
 import time
 
-import torch
+from sklearn_clip._torch import torch_or_none
 
 # batch_size="auto": the first and the largest batch, by device type and
 # modality. On a GPU the batch doubles while images (or texts) per second grow
@@ -18,6 +18,12 @@ AUTO_BATCH_SIZES = {
     ("image", "cpu"): (64, 64),
     ("text", "cpu"): (128, 128),
 }
+
+
+def _OUT_OF_MEMORY_ERRORS():  # noqa: N802 (named as the constant it stands for)
+    # Only PyTorch runs out of device memory in a way worth a smaller batch.
+    torch = torch_or_none()
+    return (torch.OutOfMemoryError,) if torch is not None else ()
 
 
 class BatchSizer:
@@ -73,7 +79,7 @@ class BatchSizer:
 
     def release_memory(self):
         if self.device.type == "cuda":
-            torch.cuda.empty_cache()
+            torch_or_none().cuda.empty_cache()
 
 
 def run_batches(items, forward, out, sizer, *, keep_partial=False, done=None):
@@ -91,7 +97,7 @@ def run_batches(items, forward, out, sizer, *, keep_partial=False, done=None):
         started = time.perf_counter()
         try:
             embeddings = forward([payload for _, payload in chosen])
-        except torch.OutOfMemoryError:
+        except _OUT_OF_MEMORY_ERRORS():
             if not sizer.shrink(n_rows):
                 raise
             embeddings = None

@@ -47,13 +47,8 @@ import numpy as np
 
 from sklearn_clip._encoding.content_keys import keyed_row
 from sklearn_clip._encoding.images import FileBytes, read_image_file
+from sklearn_clip._encoding.tokens import tokenizer_fingerprint
 from sklearn_clip._files import replaced_atomically
-from sklearn_clip._models.fingerprints import (
-    model_fingerprint,
-    tokenizer_fingerprint,
-    weights_signature,
-)
-from sklearn_clip._models.precision import dtype_name
 from sklearn_clip._options import CACHE_DTYPES
 from sklearn_clip.exceptions import CacheEntryWarning
 
@@ -93,12 +88,12 @@ class EmbeddingCache:
         described = {
             "format": FORMAT_VERSION,
             "kind": kind,
-            "model": model_fingerprint(handle),
+            "model": handle.run_fingerprint,
             "normalize": bool(normalize),
             "dtype": self.dtype.name,
             # The fingerprint hashes the weights' bytes, which differ between
             # precisions already; naming the precision makes the folder say so.
-            "precision": dtype_name(handle.dtype),
+            "precision": handle.precision_name,
             "dim": handle.embedding_dim,
         }
         if kind == "image":
@@ -338,7 +333,7 @@ class TextMemo:
         self._next_token = 0
 
     def _model_token(self, handle):
-        signature = weights_signature(handle.model)
+        signature = handle._weights_signature()
         with self._lock:
             known = self._tokens.get(handle)
             if known is None or known[0] != signature:

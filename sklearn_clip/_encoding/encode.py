@@ -1,7 +1,10 @@
 """The one batched encoding path: rows -> tensors -> float32 embeddings.
 
-Features come from :mod:`sklearn_clip._models.forward`, the one place that knows how
-a model computes them.
+Each batch becomes embeddings through the handle (``_embed_image_batch``,
+``_embed_text_batch``): PyTorch's forward passes for a
+:class:`~sklearn_clip.ModelHandle`, an inference runtime for an exported model.
+Everything else (decoding, batching, caching, the rows that fail) is the same
+for both, and this module imports neither.
 
 Images are decoded ahead in threads (:mod:`~sklearn_clip._encoding.prefetch`)
 and run through the model in batches (:mod:`~sklearn_clip._encoding.batches`,
@@ -15,66 +18,27 @@ import warnings
 from contextlib import closing
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from sklearn_clip._encoding.batches import BatchSizer, run_batches
 from sklearn_clip._encoding.cache import encode_through_cache, text_memo
-from sklearn_clip._encoding.images import (
-    describe_source,
-    normalize_batch,
-)
+from sklearn_clip._encoding.images import describe_source
 from sklearn_clip._encoding.inputs import check_texts, index_label
 from sklearn_clip._encoding.prefetch import check_on_error, iter_prepared_batches
-from sklearn_clip._models.forward import text_features
+from sklearn_clip._encoding.tokens import token_ids
 from sklearn_clip.exceptions import ImageInputError, InputErrorWarning
 
 
 def tokenize(handle, texts, device=None):
-    """Token ids and attention mask (None where the family uses none).
+    """Token ids and attention mask as PyTorch tensors (mask None where the
+    family uses none), on ``device``: :func:`~sklearn_clip._encoding.tokens.token_ids`
+    for the PyTorch models and their training."""
+    import torch
 
-    The tokenizer pads and truncates, as transformers' zero-shot pipeline asks
-    it to: SigLIP-family text to exactly 64 tokens, other families to the
-    longest text of the batch and at most the model's context. Its
-    truncation keeps the end token, at which CLIP pools the text.
-    """
-    padding = "max_length" if handle.pad_to_max_length else True
-    # verbose=False: the one warning about truncation is ours, below.
-    batch = handle.tokenizer(
-        list(texts),
-        padding=padding,
-        truncation=True,
-        max_length=handle.context_length,
-        return_tensors="pt",
-        verbose=False,
-    )
-    too_long = _truncated(handle, texts, batch)
-    if too_long:
-        handle.warn_once(
-            "truncation",
-            f"{len(too_long)} text(s) are longer than the model's context of "
-            f"{handle.context_length} tokens and were truncated "
-            f"(first: {texts[too_long[0]][:60]!r}).",
-        )
-    mask = batch.get("attention_mask")
-    input_ids = batch["input_ids"].to(device or "cpu")
-    return input_ids, None if mask is None else mask.to(device or "cpu")
-
-
-def _truncated(handle, texts, batch):
-    """Positions of the texts the tokenizer truncated."""
-    encodings = getattr(batch, "encodings", None)
-    if encodings:
-        return [i for i, e in enumerate(encodings) if e.overflowing]
-    ids = handle.tokenizer(list(texts), verbose=False)["input_ids"]
-    return [i for i, seq in enumerate(ids) if len(seq) > handle.context_length]
-
-
-def _to_numpy(embeddings, normalize):
-    embeddings = embeddings.float()
-    if normalize:
-        embeddings = torch.nn.functional.normalize(embeddings, dim=-1)
-    return embeddings.cpu().numpy()
+    input_ids, mask = token_ids(handle, texts)
+    device = device or "cpu"
+    input_ids = torch.from_numpy(input_ids).to(device)
+    return input_ids, None if mask is None else torch.from_numpy(mask).to(device)
 
 
 TEXT_ORDERS = ("length", "prefix")
@@ -105,16 +69,14 @@ def encode_texts(
     sizer = BatchSizer(batch_size, handle.device, kind="text")
 
     def forward(chosen):
-        input_ids, mask = tokenize(handle, chosen, handle.device)
-        return _to_numpy(text_features(handle.model, input_ids, mask), normalize)
+        return handle._embed_text_batch(chosen, normalize)
 
     def encode(positions, items=None):
         if order == "prefix":
             chosen = sorted(positions)  # np.unique sorted the texts alphabetically
         else:
             chosen = sorted(positions, key=lambda i: len(unique[i]))
-        with torch.inference_mode():
-            run_batches([(i, unique[i]) for i in chosen], forward, out, sizer)
+        run_batches([(i, unique[i]) for i in chosen], forward, out, sizer)
         text_memo.store(token, [unique[i] for i in chosen], out[chosen], normalize)
 
     if cache is None:
@@ -223,9 +185,7 @@ def _encode_image_rows(
     failures, ready = [], []
 
     def forward(arrays):
-        config = handle.image_config
-        pixels = normalize_batch(arrays, config, handle.device, handle.dtype)
-        return _to_numpy(handle.image_features(pixels), normalize)
+        return handle._embed_image_batch(arrays, normalize)
 
     batches = iter_prepared_batches(
         rows,
@@ -236,7 +196,7 @@ def _encode_image_rows(
         n_workers=n_workers,
         positions=positions,
     )
-    with closing(batches), torch.inference_mode():
+    with closing(batches):
         for start, prepared in batches:
             for offset, item in enumerate(prepared):
                 position = positions[start + offset]

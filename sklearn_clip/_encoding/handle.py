@@ -7,20 +7,26 @@ which keeps one per model per process) or by a fine-tuner;
 came from (or its files, for weights that live only in memory).
 """
 
+import tempfile
 import threading
 from pathlib import Path
 
 import torch
 
-from sklearn_clip._encoding import encode as _encode
+from sklearn_clip._encoding.encode import tokenize
 from sklearn_clip._encoding.facts import ModelFacts
+from sklearn_clip._encoding.handle_base import DEFAULT_MODEL, EncoderHandle
 from sklearn_clip._encoding.handle_state import HandleState
-from sklearn_clip._encoding.inputs import as_rows
-from sklearn_clip._encoding.preprocess import image_preprocessing
-from sklearn_clip._models.fingerprints import weights_fingerprint
+from sklearn_clip._encoding.preprocess import image_preprocessing, normalize_batch
+from sklearn_clip._models.fingerprints import (
+    model_fingerprint,
+    weights_fingerprint,
+    weights_signature,
+)
 from sklearn_clip._models.forward import (
     compile_image_features,
     image_features,
+    text_features,
     use_fast_activations,
 )
 from sklearn_clip._models.loading import (
@@ -29,15 +35,26 @@ from sklearn_clip._models.loading import (
     quiet_transformers,
     read_checkpoint,
 )
+from sklearn_clip._models.precision import dtype_name
 from sklearn_clip._models.weights import (
     at_precision,
+    cast_weights,
+    resolve_device,
+    resolve_dtype,
     weights_dtype,
 )
 
-DEFAULT_MODEL = "openai/clip-vit-base-patch32"
+__all__ = ["DEFAULT_MODEL", "ModelHandle"]
 
 
-class ModelHandle(ModelFacts, HandleState):
+def _to_numpy(embeddings, normalize):
+    embeddings = embeddings.float()
+    if normalize:
+        embeddings = torch.nn.functional.normalize(embeddings, dim=-1)
+    return embeddings.cpu().numpy()
+
+
+class ModelHandle(EncoderHandle, ModelFacts, HandleState):
     """A loaded CLIP-family model with its tokenizer and image preprocessing.
 
     Do not build one directly: use :func:`load_model`, or take ``model_`` from
@@ -130,7 +147,6 @@ stored_dtype, compile_options
         # as the stored bytes are no longer in memory).
         self._stored_fingerprint = None
         self._compiled_image_features = None
-        self._warned = set()
         self._lock = threading.Lock()
 
     # -- what the model is -------------------------------------------------
@@ -169,98 +185,29 @@ stored_dtype, compile_options
             return self._stored_fingerprint
         return weights_fingerprint(self.model)
 
-    def warn_once(self, key, message):
-        # For the encoders: warn about ``key`` the first time only.
-        import warnings
+    @property
+    def run_fingerprint(self):
+        # The weights at the precision they run at: a bfloat16 copy of float32
+        # weights gives other embeddings, so the embedding cache keeps them apart.
+        return model_fingerprint(self)
 
-        if key not in self._warned:
-            self._warned.add(key)
-            warnings.warn(message, UserWarning, stacklevel=4)
+    @property
+    def precision_name(self):
+        return dtype_name(self.dtype)
+
+    def _weights_signature(self):
+        return weights_signature(self.model)
 
     # -- encoding ----------------------------------------------------------
-    def encode_images(
-        self,
-        images,
-        *,
-        batch_size=32,
-        normalize=True,
-        on_error="raise",
-        progress=False,
-        cache=None,
-    ):
-        """Embed images into a float32 array of shape ``(n, embedding_dim)``.
+    def _embed_image_batch(self, prepared, normalize):
+        pixels = normalize_batch(prepared, self.image_config, self.device, self.dtype)
+        with torch.inference_mode():
+            return _to_numpy(self.image_features(pixels), normalize)
 
-        Parameters
-        ----------
-        images : sequence of images
-            Paths, bytes, PIL images or arrays, in any container the
-            estimators accept.
-        batch_size : int, default=32
-            Images per forward pass.
-        normalize : bool, default=True
-            Scale each embedding to unit length.
-        on_error : {"raise", "nan"}, default="raise"
-            What an unreadable image does: raise an error naming the row, or
-            give a row of NaN.
-        progress : bool, default=False
-            Show a progress bar.
-        cache : EmbeddingCache, default=None
-            An embedding cache on disk (what ``cache_dir=`` builds).
-
-        Returns
-        -------
-        ndarray of shape (n_images, embedding_dim)
-            The embeddings, one row per image, in order.
-        """
-        rows, index = as_rows(images, kind="image")
-        embeddings, failures = _encode.encode_rows(
-            self,
-            rows,
-            index,
-            modality="image",
-            batch_size=batch_size,
-            normalize=normalize,
-            on_error=on_error,
-            progress=progress,
-            cache=cache,
-        )
-        _encode.report_failures(failures, rows, index)
-        return embeddings
-
-    def encode_texts(
-        self, texts, *, batch_size=256, normalize=True, cache=None, order="length"
-    ):
-        """Embed texts into a float32 array of shape ``(n, embedding_dim)``.
-
-        Parameters
-        ----------
-        texts : sequence of str
-            The texts, in any container the estimators accept.
-        batch_size : int, default=256
-            Texts per forward pass.
-        normalize : bool, default=True
-            Scale each embedding to unit length.
-        cache : EmbeddingCache, default=None
-            An embedding cache on disk (what ``cache_dir=`` builds).
-        order : str, default="length"
-            How texts are grouped into batches; it does not change the result.
-
-        Returns
-        -------
-        ndarray of shape (n_texts, embedding_dim)
-            The embeddings, one row per text, in order.
-        """
-        from sklearn_clip._encoding.inputs import check_texts
-
-        rows, index = as_rows(texts, kind="text")
-        return _encode.encode_texts(
-            self,
-            check_texts(rows, index),
-            batch_size=batch_size,
-            normalize=normalize,
-            cache=cache,
-            order=order,
-        )
+    def _embed_text_batch(self, texts, normalize):
+        input_ids, mask = tokenize(self, texts, self.device)
+        with torch.inference_mode():
+            return _to_numpy(text_features(self.model, input_ids, mask), normalize)
 
     def image_features(self, pixel_values):
         # For the encoders: image embeddings (n, embedding_dim), not
@@ -360,6 +307,18 @@ stored_dtype, compile_options
             master=master,
         )
 
+    trainable = True
+
+    def _reference(self):
+        return {
+            "source": self.source,
+            "revision": self.revision,
+            "device": self.device.type,
+            "dtype": dtype_name(self.dtype),
+            "compile": self.compile_options,
+            "fingerprint": self.fingerprint,
+        }
+
     def __sklearn_clone__(self):
         # A handle is a shared resource, not a parameter value to copy: cloning
         # an estimator must not duplicate the weights.
@@ -371,3 +330,41 @@ stored_dtype, compile_options
             f"ModelHandle({name!r}, {type(self.model).__name__}, "
             f"device={str(self.device)!r}, dtype={str(self.dtype)!r})"
         )
+
+
+def handle_from_directory(source, device, dtype):
+    """A handle around the checkpoint in ``source``, run at ``device``/``dtype``."""
+    model, tokenizer, processor = read_checkpoint(source, device, None)
+    stored_dtype = weights_dtype(model)
+    # The identity is of the weights as stored; casting replaces them.
+    fingerprint = weights_fingerprint(model) if stored_dtype != dtype else None
+    model = cast_weights(model, device, dtype)
+    handle = ModelHandle(
+        model,
+        tokenizer,
+        processor,
+        source=str(source),
+        device=device,
+        dtype=dtype,
+        stored_dtype=stored_dtype,
+    )
+    handle._directory = str(source)
+    handle._stored_fingerprint = fingerprint
+    return handle
+
+
+def handle_from_files(files, dtype="auto", device_type=None):
+    """A handle around checkpoint files carried in a pickle, ``{name: bytes}``."""
+    # Pickles written before the precision was recorded hold the files only;
+    # a GPU's precision does not carry over to a machine without one.
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            Path(tmp, Path(name).name).write_bytes(data)
+        stored, tokenizer, processor = read_checkpoint(tmp, torch.device("cpu"), None)
+    # The weights were written at their stored precision; they run at the
+    # pickled handle's precision, or at what "auto" means here.
+    device = resolve_device("auto")
+    if device_type is not None and device_type != device.type:
+        dtype = "auto"
+    model, master = at_precision(stored, device, resolve_dtype(dtype, device))
+    return ModelHandle(model, tokenizer, processor, master=master)

@@ -9,11 +9,13 @@ their files.
 import tempfile
 from pathlib import Path
 
-from sklearn_clip._models.precision import dtype_name
-
 
 class HandleState:
-    """What :class:`~sklearn_clip.ModelHandle` pickles, as plain values."""
+    """What a model handle pickles, as plain values.
+
+    The handle gives ``_reference()``: the :func:`~sklearn_clip.load_model`
+    arguments that load it again, with its ``fingerprint``.
+    """
 
     def __reduce__(self):
         # Pickle asks the registry for the handle: one loaded from a path is
@@ -28,12 +30,10 @@ class HandleState:
         # with the weights' fingerprint (weights rewritten there meanwhile are
         # refused on loading), or the files of weights that live in memory.
         if self.source is not None:
-            reference = (self.source, self.revision, self.device.type)
-            options = (dtype_name(self.dtype), self.compile_options, self.fingerprint)
-            return {"reference": reference + options}
+            return {"reference": self._reference()}
         return {
             "files": self._to_files(),
-            "dtype": dtype_name(self.dtype),
+            "dtype": self.precision_name,
             "device_type": self.device.type,
         }
 

@@ -14,7 +14,6 @@ import stat
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from sklearn_clip._encoding.inputs import is_missing
@@ -23,6 +22,7 @@ from sklearn_clip._encoding.preprocess import (
     normalize_batch,
     resize_and_crop,
 )
+from sklearn_clip._torch import is_tensor
 
 # ImageInputError stays importable from here, where it was defined, for old
 # imports and pickles; the modules that raise it import it from exceptions.
@@ -122,7 +122,7 @@ def describe_source(item):
     """A short description of an input for error messages."""
     if isinstance(item, dict) and item.get("path") is not None:
         return f"path {str(item['path'])!r}"
-    if isinstance(item, torch.Tensor):
+    if is_tensor(item):
         return f"tensor of shape {tuple(item.shape)} and dtype {item.dtype}"
     if is_missing(item):
         return f"a missing value ({item!r})"
@@ -258,7 +258,7 @@ def _plain_image_input(item):
         raise UnsupportedImageError(
             f"the image dict holds neither bytes nor a path: {item!r}"
         )
-    if isinstance(item, torch.Tensor):
+    if is_tensor(item):
         array = item.detach().cpu().numpy()
         channels_first = array.ndim == 3 and array.shape[0] in (1, 3, 4)
         if channels_first and array.shape[-1] not in (1, 3, 4):
@@ -320,7 +320,7 @@ def prepare_image(item, config):
     return resize_and_crop(to_rgb(item), config)
 
 
-def pixel_values(images, config, device="cpu", dtype=torch.float32):
+def pixel_values(images, config, device="cpu", dtype=None):
     """Any sequence of supported image inputs -> the model's pixel tensors.
 
     Examples

@@ -11,12 +11,12 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-import torch
 from threadpoolctl import ThreadpoolController
 
 from sklearn_clip._encoding.images import ROW_ERRORS, describe_source, prepare_image
 from sklearn_clip._encoding.inputs import row_label
 from sklearn_clip._options import ON_ERROR_OPTIONS
+from sklearn_clip._torch import torch_or_none
 from sklearn_clip.exceptions import ImageInputError
 
 
@@ -82,7 +82,9 @@ def _one_intra_op_thread():
     # team of intra-op threads, one per core, and crowd out the model's. The
     # OpenMP thread count is a per-thread setting, so the model's is untouched.
     # torch sets a thread's count on its first parallel call: make that first.
-    torch.get_num_threads()
+    torch = torch_or_none()
+    if torch is not None:
+        torch.get_num_threads()
     _thread_pools().limit(limits=1, user_api="openmp")
 
 

@@ -16,8 +16,10 @@ model takes (SigLIP 2's patch masks and shapes, for one) come with it.
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from PIL import Image
+
+from sklearn_clip._encoding.resample import resize_uint8
+from sklearn_clip._torch import torch_or_none
 
 _OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -29,7 +31,8 @@ _OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 # survives the centre crop is resampled, so memory stays bounded.
 _RESIZE_HEADROOM = 16
 
-# Pillow filters that PyTorch computes with the same antialiased kernel.
+# Pillow filters that PyTorch computes with the same antialiased kernel (and
+# sklearn_clip._encoding.resample, where PyTorch is not installed).
 _TORCH_RESIZE_MODES = {
     Image.Resampling.BICUBIC: "bicubic",
     Image.Resampling.BILINEAR: "bilinear",
@@ -185,6 +188,8 @@ class ProcessorImages:
         return record
 
     def collate(self, records, device, dtype):
+        import torch
+
         batch = np.stack(records) if isinstance(records, list) else records
         inputs = {}
         for key in batch.dtype.names:
@@ -225,13 +230,17 @@ def resize_and_crop(image, config):
 
 
 def _resize(image, new_size, resample):
-    """``image.resize(new_size, resample)`` as HWC ``uint8``, in torch if it can."""
+    """``image.resize(new_size, resample)`` as HWC ``uint8``, with PyTorch's
+    antialiased kernel where the filter has one (in NumPy without PyTorch)."""
     mode = _TORCH_RESIZE_MODES.get(resample)
     if mode is None:
         return np.asarray(image.resize(new_size, resample=resample), np.uint8)
+    width, height = new_size
+    torch = torch_or_none()
+    if torch is None:
+        return resize_uint8(np.asarray(image, np.uint8), height, width, mode)
     # np.array copies: torch refuses to wrap Pillow's read-only buffer.
     pixels = torch.from_numpy(np.array(image, np.uint8)).permute(2, 0, 1)
-    width, height = new_size
     resized = torch.nn.functional.interpolate(
         pixels[None], size=(height, width), mode=mode, antialias=True
     )
@@ -273,7 +282,26 @@ def _center_crop(array, crop):
     return array[top : top + crop_h, left : left + crop_w]
 
 
-def normalize_batch(arrays, config, device="cpu", dtype=torch.float32):
+def normalize_batch_numpy(arrays, config):
+    """Stack HWC ``uint8`` arrays into normalised NCHW float32 pixels, in NumPy.
+
+    The same float32 operations in the same order as :func:`normalize_batch`,
+    so the pixels are equal bit for bit. Under :class:`ProcessorImages` the
+    records become a dict of the model's inputs.
+    """
+    if isinstance(config, ProcessorImages):
+        batch = np.stack(arrays) if isinstance(arrays, list) else arrays
+        return {key: np.ascontiguousarray(batch[key]) for key in batch.dtype.names}
+    pixels = np.stack(arrays).transpose(0, 3, 1, 2).astype(np.float32)
+    mean = np.asarray(config.mean, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(config.std, np.float32).reshape(1, 3, 1, 1)
+    pixels *= np.float32(config.rescale_factor)
+    pixels -= mean
+    pixels /= std
+    return pixels
+
+
+def normalize_batch(arrays, config, device="cpu", dtype=None):
     """Stack HWC ``uint8`` arrays into normalised NCHW pixel tensors.
 
     The arithmetic runs once per batch on ``device``: on a GPU only the small
@@ -281,6 +309,9 @@ def normalize_batch(arrays, config, device="cpu", dtype=torch.float32):
     Under :class:`ProcessorImages` the processor's records are stacked into a
     dict of the model's inputs instead.
     """
+    import torch
+
+    dtype = dtype or torch.float32
     if isinstance(config, ProcessorImages):
         return config.collate(arrays, device, dtype)
     batch = torch.from_numpy(np.stack(arrays))

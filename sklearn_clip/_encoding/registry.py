@@ -8,32 +8,27 @@ checked to hold the weights it was pickled with.
 """
 
 import os
-import tempfile
 import threading
 from collections import OrderedDict
-from pathlib import Path
 
-import torch
-
-from sklearn_clip._encoding.handle import DEFAULT_MODEL, ModelHandle
-from sklearn_clip._models.fingerprints import weights_fingerprint
-from sklearn_clip._models.loading import (
-    check_source,
-    hub_snapshot,
-    is_local,
-    read_checkpoint,
-)
-from sklearn_clip._models.weights import (
-    at_precision,
-    cast_weights,
-    resolve_device,
-    resolve_dtype,
-    weights_dtype,
-)
+from sklearn_clip._encoding.handle_base import DEFAULT_MODEL, EncoderHandle
+from sklearn_clip._models.loading import check_source, hub_snapshot, is_local
+from sklearn_clip._options import BACKENDS
 
 # ModelHandle too: pickles of 0.1.0 name it sklearn_clip._model.ModelHandle,
 # and that old module name now leads here (sklearn_clip._compat).
-__all__ = ["ModelHandle", "clear_model_cache", "load_model", "model_cache_info"]
+__all__ = ["ModelHandle", "clear_model_cache", "load_model", "model_cache_info"]  # noqa: F822
+
+
+def __getattr__(name):
+    # PyTorch's handle is imported when asked for: exported models load
+    # without PyTorch.
+    if name == "ModelHandle":
+        from sklearn_clip._encoding.handle import ModelHandle
+
+        return ModelHandle
+    raise AttributeError(name)
+
 
 _cache = OrderedDict()
 _cache_lock = threading.RLock()
@@ -47,29 +42,10 @@ def _cache_size():
     return int(os.environ.get("SKLEARN_CLIP_MODEL_CACHE_SIZE", "4"))
 
 
-def _load_directory(source, device, dtype):
-    model, tokenizer, processor = read_checkpoint(source, device, None)
-    stored_dtype = weights_dtype(model)
-    # The identity is of the weights as stored; casting replaces them.
-    fingerprint = weights_fingerprint(model) if stored_dtype != dtype else None
-    model = cast_weights(model, device, dtype)
-    handle = ModelHandle(
-        model,
-        tokenizer,
-        processor,
-        source=str(source),
-        device=device,
-        dtype=dtype,
-        stored_dtype=stored_dtype,
-    )
-    handle._directory = str(source)
-    handle._stored_fingerprint = fingerprint
-    return handle
-
-
 def load_model(
     source=DEFAULT_MODEL,
     *,
+    backend=None,
     revision=None,
     device="auto",
     dtype="auto",
@@ -81,19 +57,31 @@ def load_model(
     Parameters
     ----------
     source : str, os.PathLike or ModelHandle, default="openai/clip-vit-base-patch32"
-        A Hugging Face hub id, a local directory written by ``save_pretrained``,
-        or a handle (returned as is).
+        A Hugging Face hub id, a local directory written by ``save_pretrained``
+        or by :func:`~sklearn_clip.export_model`, or a handle (returned as is).
+    backend : {"torch", "onnx", "openvino"}, default=None
+        What runs the model. ``"torch"`` is PyTorch. ``"onnx"`` (ONNX Runtime)
+        and ``"openvino"`` run an export of the model on the CPU, without
+        PyTorch: one found in ``source`` (a directory written by
+        :func:`~sklearn_clip.export_model`, or its ``onnx/`` or
+        ``openvino/`` folder), else one made now, once, in that folder (or,
+        where ``source`` cannot be written to, under ``$SKLEARN_CLIP_DATA``
+        or ``~/.cache/sklearn-clip``), which is logged. None means the
+        export's own backend for a directory written by ``export_model``,
+        else ``"torch"``. The deployment guide gives measured speeds.
     revision : str, default=None
         A hub branch, tag or commit to pin.
     device : {"auto", "cpu", "cuda", "mps"} or str, default="auto"
-        ``"auto"`` picks cuda, then mps, then cpu.
+        ``"auto"`` picks cuda, then mps, then cpu. Exported models run on
+        the CPU.
     dtype : {"auto", "float32", "bfloat16", "float16"}, default="auto"
         ``"auto"`` is bfloat16 (or float16) on a GPU, bfloat16 on a CPU with
         native bfloat16 matrix units (AMX, AVX512-BF16), else float32, as the
         hardware reports it; :func:`~sklearn_clip.set_config` forces one
         precision instead. ``handle.dtype`` shows the choice. Whatever it is,
         :meth:`ModelHandle.save_pretrained` writes the checkpoint's own
-        precision.
+        precision. An exported model runs at the precision it was exported
+        at (float32, or int8 weights).
     local_files_only : bool, default=None
         Never touch the network. None means: only when ``HF_HUB_OFFLINE`` is
         set, or when the hub cannot be reached.
@@ -109,8 +97,9 @@ def load_model(
 
     Returns
     -------
-    ModelHandle
-        Shared by every estimator that asks for the same model, device and dtype.
+    ModelHandle or ExportedModelHandle
+        Shared by every estimator that asks for the same model, backend,
+        device and dtype.
 
     Examples
     --------
@@ -120,20 +109,21 @@ def load_model(
     >>> handle.encode_texts(["a red circle", "a blue square"]).shape
     (2, 32)
     """
-    if isinstance(source, ModelHandle):
+    if isinstance(source, EncoderHandle):
         return source
     if not isinstance(source, str | os.PathLike):
         raise TypeError(
             "model must be a hub id, a local directory or a ModelHandle; got "
             f"{type(source).__name__}"
         )
-    device = resolve_device(device)
-    dtype = resolve_dtype(dtype, device)
-    compile_options = _compile_options(compile)
     check_source(source)
     local = is_local(source)
+    backend = _resolve_backend(backend, source, local)
+    device, dtype = _device_and_dtype(backend, device, dtype)
+    compile_options = _compile_options(compile, backend)
     key_source = os.path.realpath(source) if local else str(source)
     key = (key_source, revision, str(device), str(dtype), repr(compile_options))
+    key += (backend,)
     with _cache_lock:
         counts = _key_stats.setdefault(key, {"loads": 0, "hits": 0})
         if key in _cache:
@@ -141,9 +131,15 @@ def load_model(
             counts["hits"] += 1
             _cache.move_to_end(key)
             return _cache[key]
-        handle = _load_with_clear_errors(
-            source, revision, device, dtype, local_files_only, local
+        # Loading always happens from a local directory: hub ids are resolved
+        # to their cached snapshot first, so no library call can wander onto
+        # the network (and retry for a minute) when there is none.
+        directory = (
+            source if local else hub_snapshot(source, revision, local_files_only)
         )
+        handle = _load_directory(directory, backend, device, dtype)
+        if not local:
+            handle.source, handle.revision = str(source), revision
         handle.compile_options = compile_options
         _stats["loads"] += 1
         counts["loads"] += 1
@@ -153,10 +149,52 @@ def load_model(
         return handle
 
 
-def _compile_options(compile):
+def _resolve_backend(backend, source, local):
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS} or None; got {backend!r}")
+    if backend is None:
+        from sklearn_clip._encoding.exported.manifest import read_manifest
+
+        manifest = read_manifest(source) if local else None
+        backend = manifest["backend"] if manifest is not None else "torch"
+    return backend
+
+
+def _device_and_dtype(backend, device, dtype):
+    if backend == "torch":
+        from sklearn_clip._models.weights import resolve_device, resolve_dtype
+
+        device = resolve_device(device)
+        return device, resolve_dtype(dtype, device)
+    if str(device) not in ("auto", "cpu"):
+        raise ValueError(
+            f"the {backend!r} backend runs on the CPU; got device={device!r}. "
+            'Use device="cpu" (or "auto"), or backend="torch" for a GPU.'
+        )
+    if dtype not in ("auto", "float32"):
+        raise ValueError(
+            "an exported model runs at the precision it was exported at; got "
+            f'dtype={dtype!r}. Use dtype="auto", or export with quantize="int8".'
+        )
+    return "cpu", "auto"
+
+
+def _load_directory(directory, backend, device, dtype):
+    if backend == "torch":
+        from sklearn_clip._encoding.handle import handle_from_directory
+
+        return handle_from_directory(directory, device, dtype)
+    from sklearn_clip._encoding.exported.loading import load_exported
+
+    return load_exported(directory, backend)
+
+
+def _compile_options(compile, backend="torch"):
     """``torch.compile`` keyword arguments from ``load_model``'s ``compile``."""
     if compile is False or compile is None:
         return None
+    if backend != "torch":
+        raise ValueError(f"compile applies to PyTorch models, not to {backend!r}")
     if compile is True:
         return {}
     if isinstance(compile, dict):
@@ -165,17 +203,6 @@ def _compile_options(compile):
         "compile must be True, False or a dict of torch.compile arguments; "
         f"got {type(compile).__name__}"
     )
-
-
-def _load_with_clear_errors(source, revision, device, dtype, local_files_only, local):
-    # Loading always happens from a local directory: hub ids are resolved to
-    # their cached snapshot first, so no library call can wander onto the
-    # network (and retry for a minute) when there is none.
-    directory = source if local else hub_snapshot(source, revision, local_files_only)
-    handle = _load_directory(directory, device, dtype)
-    if not local:
-        handle.source, handle.revision = str(source), revision
-    return handle
 
 
 def model_cache_info():
@@ -219,10 +246,11 @@ def model_cache_info():
                 "device": device,
                 "dtype": dtype.removeprefix("torch."),
                 "compile": compile_options,
+                "backend": backend,
                 **_key_stats[key],
             }
             for key in _cache
-            for source, revision, device, dtype, compile_options in [key]
+            for source, revision, device, dtype, compile_options, backend in [key]
         ]
         return {
             "loads": _stats["loads"],
@@ -258,17 +286,40 @@ def cached_handles():
 def rebuild_handle(state):
     """The handle that :meth:`ModelHandle.__getstate__` described."""
     if "reference" in state:
-        return _load_reference(*state["reference"])
-    return _handle_from_files(state["files"], state["dtype"], state["device_type"])
+        reference = state["reference"]
+        # A tuple in pickles written before exported models existed.
+        if isinstance(reference, dict):
+            return _load_reference(**reference)
+        return _load_reference(*reference)
+    return handle_from_files(state["files"], state["dtype"], state.get("device_type"))
 
 
-def _load_reference(source, revision, device, dtype, compile=None, fingerprint=None):
+def _auto_device_type():
+    from sklearn_clip._models.weights import resolve_device
+
+    return resolve_device("auto").type
+
+
+def _load_reference(
+    source,
+    revision,
+    device="auto",
+    dtype="auto",
+    compile=None,
+    fingerprint=None,
+    backend=None,
+):
     """The handle a pickle refers to: loaded again, and checked to be the same."""
     # Weights pickled on a GPU machine may be read where there is none.
-    if device != "cpu" and resolve_device("auto").type != device:
+    if device not in ("cpu", "auto") and _auto_device_type() != device:
         device, dtype = "auto", "auto"
     handle = load_model(
-        source, revision=revision, device=device, dtype=dtype, compile=compile
+        source,
+        backend=backend,
+        revision=revision,
+        device=device,
+        dtype=dtype,
+        compile=compile,
     )
     check_same_model(handle, fingerprint, "a pickled model handle")
     return handle
@@ -292,17 +343,14 @@ def check_same_model(handle, fingerprint, what):
     )
 
 
-def _handle_from_files(files, dtype="auto", device_type=None):
-    # Pickles written before the precision was recorded hold the files only;
-    # a GPU's precision does not carry over to a machine without one.
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, data in files.items():
-            Path(tmp, Path(name).name).write_bytes(data)
-        stored, tokenizer, processor = read_checkpoint(tmp, torch.device("cpu"), None)
-    # The weights were written at their stored precision; they run at the
-    # pickled handle's precision, or at what "auto" means here.
-    device = resolve_device("auto")
-    if device_type is not None and device_type != device.type:
-        dtype = "auto"
-    model, master = at_precision(stored, device, resolve_dtype(dtype, device))
-    return ModelHandle(model, tokenizer, processor, master=master)
+def handle_from_files(files, dtype="auto", device_type=None):
+    """The handle of model files carried in a pickle, ``{name: bytes}``."""
+    from sklearn_clip._encoding.exported.manifest import MANIFEST_NAME
+
+    if MANIFEST_NAME in files:
+        from sklearn_clip._encoding.exported.loading import exported_from_files
+
+        return exported_from_files(files)
+    from sklearn_clip._encoding.handle import handle_from_files as torch_handle
+
+    return torch_handle(files, dtype, device_type)

@@ -81,6 +81,12 @@ class Family:
     load_noise : tuple of str or None
         ``(logger, message fragment)`` of a warning transformers logs on every
         load of this family that says nothing about the checkpoint at hand.
+    export : bool
+        :func:`~sklearn_clip.export_model` can export it for ONNX Runtime and
+        OpenVINO: fixed-size pixels that the package's own preprocessing
+        makes (so it runs without PyTorch) and towers that PyTorch's ONNX
+        exporter traces; each is checked against the PyTorch path in
+        ``tests/test_export.py``.
     """
 
     model_type: str
@@ -100,6 +106,7 @@ class Family:
     projections: tuple[str, ...]
     fast_paths: frozenset[str]
     load_noise: tuple[str, str] | None
+    export: bool
 
     @property
     def temperature_names(self):
@@ -124,11 +131,12 @@ def _clip_like(model_type, model_class, processor, **facts):
         "projections": _CLIP_PROJECTIONS,
         "fast_paths": frozenset(),
         "load_noise": None,
+        "export": True,
     }
     return Family(model_type, model_class, processor, **{**row, **facts})
 
 
-def _siglip_like(model_type, model_class, processor):
+def _siglip_like(model_type, model_class, processor, **facts):
     """A row for a SigLIP-style family: a sigmoid and a bias, attention-pooled."""
     return _clip_like(
         model_type,
@@ -142,6 +150,7 @@ def _siglip_like(model_type, model_class, processor):
         image_tower=("vision_model.",),
         text_tower=("text_model.",),
         projections=("vision_model.head.", "text_model.head."),
+        **facts,
     )
 
 
@@ -161,7 +170,8 @@ FAMILY_TABLE = (
     _clip_like("clip", "CLIPModel", "CLIPProcessor", fast_paths=_CLIP_FAST),
     _clip_like("metaclip_2", "MetaClip2Model", "CLIPProcessor", fast_paths=_CLIP_FAST),
     _siglip_like("siglip", "SiglipModel", "SiglipProcessor"),
-    _siglip_like("siglip2", "Siglip2Model", "Siglip2Processor"),
+    # Patches of varying number and shape (NaFlex): no fixed-size export.
+    _siglip_like("siglip2", "Siglip2Model", "Siglip2Processor", export=False),
     _clip_like(
         "align",
         "AlignModel",
@@ -172,6 +182,7 @@ FAMILY_TABLE = (
         lora_layers=None,
         image_tower=("vision_model.",),
         projections=("text_projection.",),  # the CNN's channels are the embedding
+        export=False,  # EfficientNet's own image processor runs: not without PyTorch
     ),
     _clip_like(
         "altclip",
@@ -185,6 +196,7 @@ FAMILY_TABLE = (
         "ChineseCLIPModel",
         "ChineseCLIPProcessor",
         fast_paths=frozenset({"quick_gelu"}),
+        export=False,  # its own image processor runs: not without PyTorch
     ),
     _clip_like(
         "blip",
@@ -192,6 +204,7 @@ FAMILY_TABLE = (
         "BlipProcessor",
         finetune=False,
         lora_layers=None,
+        export=False,
         # BlipModel is the class transformers' own zero-shot pipeline loads.
         load_noise=(
             "transformers.models.blip.modeling_blip",
@@ -206,6 +219,8 @@ SUPPORTED_FAMILIES = tuple(_BY_TYPE)
 SIGMOID_FAMILIES = tuple(f.model_type for f in FAMILY_TABLE if f.sigmoid)
 # Families with a learned contrastive temperature that fine-tuning trains.
 FINETUNE_FAMILIES = tuple(f.model_type for f in FAMILY_TABLE if f.finetune)
+# Families that export_model exports for ONNX Runtime and OpenVINO.
+EXPORT_FAMILIES = tuple(f.model_type for f in FAMILY_TABLE if f.export)
 
 
 def family_of(model_or_model_type):

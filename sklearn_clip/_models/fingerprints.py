@@ -4,7 +4,8 @@ A model's identity is :func:`weights_fingerprint`, a hash of every weight's
 bytes: fitted estimators, cache entries and embedding shards record it, so
 that weights rewritten under the same path are noticed. The embedding cache
 names its folders by :func:`model_fingerprint` (that hash at the precision the
-model runs at) and :func:`tokenizer_fingerprint`; the in-process text
+model runs at) and the tokenizer's fingerprint
+(:func:`sklearn_clip._encoding.tokens.tokenizer_fingerprint`); the in-process text
 memo keys its entries by :func:`weights_signature`, which is cheap enough to
 take on every call and changes with the weights.
 """
@@ -143,22 +144,3 @@ def _stable_config(config):
         for key, value in config.items()
         if not str(key).startswith("_") and key not in _UNSTABLE_CONFIG_KEYS
     }
-
-
-def tokenizer_fingerprint(handle):
-    """A hash of how the handle turns text into token ids."""
-    tokenizer = handle.tokenizer
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        # Each call sets the backend's truncation and padding to its own
-        # arguments; they say how the last call padded, not how text becomes
-        # ids (the padding policy is in ``extra`` below).
-        state = json.loads(backend.to_str())
-        state.pop("truncation", None)
-        state.pop("padding", None)
-        described = json.dumps(state, sort_keys=True)
-    else:
-        described = json.dumps(sorted(tokenizer.get_vocab().items()))
-    extra = f"{type(tokenizer).__name__}|{handle.context_length}|"
-    extra += f"{handle.pad_to_max_length}|{handle.pad_token_id}"
-    return hashlib.sha256((extra + described).encode()).hexdigest()

@@ -118,15 +118,18 @@ def image_features(model, pixels):
     return _features(model.get_image_features(pixel_values=pixels))
 
 
-def text_features(model, input_ids, attention_mask=None):
+def text_features(model, input_ids, attention_mask=None, *, share_prefixes=True):
     """Projected text embeddings (not normalised), as a tensor.
 
     ``input_ids`` are padded on the right, as
     :func:`~sklearn_clip._encoding.encode.tokenize` pads them;
     ``attention_mask`` is None for families whose tokenizer gives none
-    (SigLIP's text tower attends to its padding).
+    (SigLIP's text tower attends to its padding). ``share_prefixes=False``
+    leaves out the shared-prefix shortcut, whose grouping depends on the
+    values of the batch (a traced export cannot follow it).
     """
-    if attention_mask is not None and _takes(model, "prefix", "text_model"):
+    shortcut = share_prefixes and _takes(model, "prefix", "text_model")
+    if attention_mask is not None and shortcut:
         return _shared_prefix_features(model, input_ids, attention_mask)
     inputs = {"input_ids": input_ids}
     if attention_mask is not None:

@@ -12,7 +12,7 @@ from sklearn_clip._base import (
     CLIPEstimatorBase,
     fill_doc,
 )
-from sklearn_clip._encoding.handle import DEFAULT_MODEL
+from sklearn_clip._encoding.handle_base import DEFAULT_MODEL
 from sklearn_clip._retrieval import search as _search
 from sklearn_clip._retrieval.ann import APPROXIMATE_INDEXES, make_index
 

@@ -149,7 +149,13 @@ def draw_seed(random_state):
 
 
 def check_finetunable(handle):
-    """``handle``, or a ValueError when its family cannot be fine-tuned."""
+    """``handle``, or a ValueError when it cannot be fine-tuned."""
+    if not handle.trainable:
+        raise ValueError(
+            f"{handle!r} is an exported {handle.backend!r} model, which runs but "
+            "cannot be trained. Fine-tune the PyTorch model it was exported from "
+            f"({handle.source_model['source']!r}), then export the result."
+        )
     if not family_of(handle.family).finetune:
         raise ValueError(
             f"fine-tuning a {handle.family!r} model is not supported; "
