@@ -1,13 +1,16 @@
 """What each backend buys on a CPU: PyTorch, ONNX Runtime, OpenVINO; float32, int8.
 
-One table, every contender in one process, interleaved round by round, from
-the same 640x480 JPEG files through ``CLIPEmbeddingTransformer`` (decoding,
-resizing and batching included, as users run it), on a ViT-B/32-shaped CLIP
-with random weights:
+One table, every contender in one run of this script, interleaved round by
+round, each timed in a process of its own (as a deployment runs one runtime:
+two runtimes' thread pools in one process slow each other), from the same
+640x480 JPEG files through ``CLIPEmbeddingTransformer`` (decoding, resizing
+and batching included, as users run it), on a ViT-B/32-shaped CLIP with
+random weights:
 
 - ``torch float32`` and ``torch auto`` (bfloat16 where the CPU has native
   bfloat16 units, else float32: see ``dtype="auto"``);
-- ``onnx float32``, ``onnx int8`` (ONNX Runtime; dynamic quantization);
+- ``onnx float32``, ``onnx int8`` (ONNX Runtime; dynamic quantization,
+  7-bit weights per output channel);
 - ``openvino float32``, ``openvino int8`` (NNCF weight compression).
 
 Columns: images per second, the speed-up over ``torch float32`` (paired
@@ -24,20 +27,24 @@ Usage: ``python benchmarks/backends_cpu.py [--n 128] [--rounds 3]``.
 """
 
 import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 from _common import (
     CACHE,
     checkpoint,
-    interleaved,
     jpeg_files,
     machine,
     paired_ratio,
     print_table,
 )
 
-from sklearn_clip import CLIPEmbeddingTransformer, CLIPZeroShotClassifier, export_model
+from sklearn_clip import CLIPZeroShotClassifier, export_model
 from sklearn_clip.datasets import make_shapes
 from sklearn_clip.demo import HELD_OUT, IMAGE_SIZE, trained_model
 
@@ -54,6 +61,7 @@ CONTENDERS = {
 def model_for(source, name):
     """The ``model=`` of a contender: the checkpoint, or its export (made once)."""
     backend, option = CONTENDERS[name]
+    source = Path(source)
     if backend == "torch":
         return str(source)
     target = CACHE / "exports" / f"{source.name}-{backend}-{option or 'float32'}"
@@ -74,23 +82,55 @@ def _cosines(a, b):
     return (a * b).sum(axis=1)
 
 
+# One timed run of a contender, in a process of its own: a deployment runs one
+# runtime, and two runtimes' thread pools in one process slow each other
+# (PyTorch's and ONNX Runtime's threads spin a while after each call).
+TIMED_RUN = """
+import sys, time, numpy as np
+from sklearn_clip import CLIPEmbeddingTransformer
+model, dtype, batch_size, out, *files = sys.argv[1:]
+embedder = CLIPEmbeddingTransformer(model, dtype=dtype, batch_size=int(batch_size))
+embedder.fit(files[:1]).transform(files[: int(batch_size)])  # warm-up
+start = time.perf_counter()
+embeddings = embedder.transform(files)
+print(time.perf_counter() - start, embedder.dtype_)
+np.save(out, embeddings)
+"""
+
+
+def _timed_run(model, dtype, batch_size, files):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "embeddings.npy"
+        argv = [model, dtype, str(batch_size), str(out), *files]
+        done = subprocess.run(
+            [sys.executable, "-c", TIMED_RUN, *argv],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        seconds, runs_at = done.stdout.split()[-2:]
+        return float(seconds), runs_at, np.load(out)
+
+
 def speed(files, rounds, batch_size):
-    """Images/s and cosines of every contender on the ViT-B/32-shaped model."""
+    """Images/s and cosines of every contender on the ViT-B/32-shaped model,
+    each run in its own process, the contenders rotated round by round."""
     source = checkpoint("ViT-B/32")
-    embedders = {
-        name: CLIPEmbeddingTransformer(
-            model_for(source, name), dtype=_dtype(name), batch_size=batch_size
-        ).fit(files[:1])
-        for name in CONTENDERS
-    }
-    outputs = {name: e.transform(files) for name, e in embedders.items()}
-    runs = {name: (lambda e=e: e.transform(files)) for name, e in embedders.items()}
-    seconds, times = interleaved(runs, rounds=rounds, warmup=0)
+    models = {name: model_for(source, name) for name in CONTENDERS}
+    names = list(CONTENDERS)
+    times, runs_at, outputs = {name: [] for name in names}, {}, {}
+    for round_ in range(rounds):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            seconds, runs_at[name], outputs[name] = _timed_run(
+                models[name], _dtype(name), batch_size, files
+            )
+            times[name].append(seconds)
     reference = outputs["torch float32"]
     return {
         name: {
-            "runs at": embedders[name].dtype_,
-            "images/s": len(files) / seconds[name],
+            "runs at": runs_at[name],
+            "images/s": len(files) / statistics.median(times[name]),
             "vs torch float32": paired_ratio(times, name, "torch float32"),
             "min cosine": _cosines(outputs[name], reference).min(),
         }
@@ -120,6 +160,17 @@ def agreement():
     return {name: np.mean(p == reference) for name, p in predictions.items()}
 
 
+def cpu_flags():
+    """The CPU's vector and matrix extensions that decide these speeds."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            flags = next(line for line in file if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "unknown"
+    wanted = ("avx", "fma", "f16c", "vnni", "amx", "bf16")
+    return " ".join(f for f in flags if any(w in f for w in wanted)) or "none"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=128, help="JPEG files")
@@ -127,6 +178,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
     print(machine())
+    print(f"CPU flags: {cpu_flags()}")
     versions = ("torch", "onnxruntime", "openvino", "nncf")
     print(", ".join(f"{p} {metadata.version(p)}" for p in versions))
     agreeing = agreement()

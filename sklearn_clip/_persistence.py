@@ -26,23 +26,34 @@ def skops_trusted_types():
     True
     >>> clf = sio.loads(data, trusted=skops_trusted_types())
     """
-    # Imported on call: the estimators load torch, which importing the
-    # package defers.
-    from sklearn_clip._classify.few_shot import CLIPFewShotClassifier
+    classes = [_name(module, name) for module, name in _SAVED_CLASSES]
     from sklearn_clip._classify.few_shot_methods import METHODS
-    from sklearn_clip._classify.zero_shot import CLIPZeroShotClassifier
-    from sklearn_clip._embedding import CLIPEmbeddingTransformer
-    from sklearn_clip._encoding.handle import ModelHandle
-    from sklearn_clip._retrieval.neighbors import CLIPNearestNeighbors
-    from sklearn_clip._train.finetuner import CLIPContrastiveFinetuner
 
-    classes = [
-        CLIPContrastiveFinetuner,
-        CLIPEmbeddingTransformer,
-        CLIPFewShotClassifier,
-        CLIPNearestNeighbors,
-        CLIPZeroShotClassifier,
-        ModelHandle,
-        *METHODS.values(),  # the few-shot heads a fitted classifier keeps
-    ]
-    return sorted(f"{cls.__module__}.{cls.__qualname__}" for cls in classes)
+    # The few-shot heads a fitted classifier keeps.
+    classes += [f"{c.__module__}.{c.__qualname__}" for c in METHODS.values()]
+    return sorted(classes)
+
+
+# The classes a saved estimator may hold: the estimators and the model handles.
+_SAVED_CLASSES = (
+    ("sklearn_clip._train.finetuner", "CLIPContrastiveFinetuner"),
+    ("sklearn_clip._embedding", "CLIPEmbeddingTransformer"),
+    ("sklearn_clip._classify.few_shot", "CLIPFewShotClassifier"),
+    ("sklearn_clip._retrieval.neighbors", "CLIPNearestNeighbors"),
+    ("sklearn_clip._classify.zero_shot", "CLIPZeroShotClassifier"),
+    ("sklearn_clip._encoding.handle", "ModelHandle"),
+    ("sklearn_clip._encoding.exported.handle", "ExportedModelHandle"),
+)
+
+
+def _name(module, name):
+    """The class's qualified name, as the class itself gives it where it can
+    be imported (the modules that need PyTorch cannot, where only exported
+    models run)."""
+    import importlib
+
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except ImportError:
+        return f"{module}.{name}"
+    return f"{cls.__module__}.{cls.__qualname__}"

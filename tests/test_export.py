@@ -5,7 +5,9 @@ proves equal to transformers' own pipeline; here every exportable family, in
 both checkpoint layouts, must give the same probabilities through each
 runtime, and an export must classify in a process where PyTorch cannot be
 imported. Exports take seconds each, so the fast run covers CLIP with both
-runtimes and the full family x layout x runtime matrix is marked ``slow``.
+runtimes, and the full family x layout x runtime matrix and int8 are marked
+``slow`` (the int8 figures that matter, on ViT-B/32 shapes and a trained
+model, are ``benchmarks/backends_cpu.py``'s).
 """
 
 import json
@@ -39,6 +41,7 @@ from sklearn_clip._encoding.preprocess import (
 from sklearn_clip._encoding.resample import resize_uint8
 from sklearn_clip._models.families import EXPORT_FAMILIES, SUPPORTED_FAMILIES
 from sklearn_clip.cli import main
+from sklearn_clip.exceptions import InputErrorWarning
 from sklearn_clip.toy import make_tiny_clip
 
 pytest.importorskip("onnxruntime")
@@ -178,6 +181,7 @@ def test_exported_zero_shot_equals_torch_float32(
         assert cosines.min() >= 0.9999, (encode, cosines.min())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_int8_export_stays_close_to_float32(backend, exports, images):
     checkpoint, exported = exports("clip", backend=backend, quantize="int8")
@@ -232,6 +236,35 @@ def test_a_path_to_an_export_is_a_model_and_pickles_by_reference(exports, images
     np.testing.assert_array_equal(pickle.loads(data).predict_proba(images), expected)
 
 
+def test_an_export_caches_and_reports_bad_rows_as_the_torch_path_does(
+    exports, images, tmp_path
+):
+    _, exported = exports("clip")
+    rows = [images[0], tmp_path / "missing.jpg", images[1]]
+    embedder = CLIPEmbeddingTransformer(
+        str(exported), on_error="nan", cache_dir=tmp_path / "cache"
+    ).fit(rows[:1])
+    with pytest.warns(InputErrorWarning, match="1 of 3 images") as record:
+        first = embedder.transform(rows)
+    assert [e["position"] for e in record[0].message.errors] == [1]
+    assert np.isnan(first[1]).all() and np.isfinite(first[[0, 2]]).all()
+    cached = list((tmp_path / "cache").rglob("*.npy"))
+    assert len(cached) == 2
+    with pytest.warns(InputErrorWarning):
+        np.testing.assert_array_equal(embedder.transform(rows), first)
+
+
+def test_a_process_that_only_embeds_texts_never_reads_the_image_tower(
+    exports, tmp_path
+):
+    _, exported = exports("clip")
+    copy = load_model(exported).save_pretrained(tmp_path / "copy")
+    handle = load_model(copy)
+    handle.encode_texts(LABELS)
+    opened = {kind for kind, tower in handle._towers.items() if tower._run}
+    assert opened == {"text"}
+
+
 # -- a deployment without PyTorch ----------------------------------------------
 
 
@@ -255,6 +288,10 @@ def test_an_export_classifies_where_torch_cannot_be_imported(
         "model, labels, paths = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3:]\n"
         "clf = CLIPZeroShotClassifier(model, candidate_labels=labels).fit(None)\n"
         "proba = clf.predict_proba(paths)\n"
+        "import skops.io as sio\n"
+        "from sklearn_clip import skops_trusted_types\n"
+        "saved = sio.loads(sio.dumps(clf), trusted=skops_trusted_types())\n"
+        "assert (saved.predict_proba(paths) == proba).all()\n"
         "assert not any(name.startswith('torch') for name in sys.modules)\n"
         "print(json.dumps(proba.tolist()))\n"
     )
