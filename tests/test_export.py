@@ -97,7 +97,7 @@ def exports(tmp_path_factory):
         checkpoint = made[family, layout]
         key = (family, layout, backend, quantize)
         if key not in made:
-            target = checkpoint.parent / f"export-{backend}-{quantize}"
+            target = tmp_path_factory.mktemp("-".join(map(str, key))) / "export"
             made[key] = export_model(
                 checkpoint, target, backend=backend, quantize=quantize
             )
