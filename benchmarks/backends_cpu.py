@@ -23,7 +23,8 @@ to choose on this CPU.
 
 Exports are written once under the benchmark cache and reused.
 
-Usage: ``python benchmarks/backends_cpu.py [--n 128] [--rounds 3]``.
+Usage: ``python benchmarks/backends_cpu.py [--n 128] [--rounds 3]
+[--plot docs/images/backends_cpu.png]``.
 """
 
 import argparse
@@ -171,11 +172,33 @@ def cpu_flags():
     return " ".join(f for f in flags if any(w in f for w in wanted)) or "none"
 
 
+def plot(rows, path):
+    """One bar per contender: its speed-up, labelled with its agreement."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [row["contender"] for row in rows][::-1]
+    speedups = [float(row["vs torch float32"].rstrip("x")) for row in rows][::-1]
+    colours = ["C1" if "int8" in name else "C0" for name in names]
+    figure, axes = plt.subplots(figsize=(6.4, 3.4), layout="constrained")
+    bars = axes.barh(names, speedups, color=colours)
+    labels = [f"agreement {row['top-1 agreement']}" for row in rows][::-1]
+    axes.bar_label(bars, labels=labels, padding=4, fontsize=9)
+    axes.axvline(1.0, color="grey", linewidth=0.8)
+    axes.set_xlim(0, max(speedups) * 1.45)
+    axes.set_xlabel("images/s from JPEG files, times PyTorch float32")
+    axes.set_title("ViT-B/32 shapes on this CPU (orange: int8)")
+    figure.savefig(path, dpi=120)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=128, help="JPEG files")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--plot", help="write the figure here (e.g. a .png)")
     args = parser.parse_args()
     print(machine())
     print(f"CPU flags: {cpu_flags()}")
@@ -195,6 +218,8 @@ def main():
         for name, row in figures.items()
     ]
     print_table(rows, list(rows[0]))
+    if args.plot:
+        plot(rows, args.plot)
     fastest = max(figures, key=lambda name: figures[name]["images/s"])
     print(
         f"fastest on this CPU: {fastest} ({figures[fastest]['images/s']:.1f} images/s)"
