@@ -1,10 +1,13 @@
 """Getting a model handle: :func:`load_model` and the process-wide cache.
 
 Every estimator reaches its weights through :func:`load_model`, which keeps one
-:class:`~sklearn_clip.ModelHandle` per ``(source, revision, device, dtype,
-compile)`` in this process: a grid search over many candidates and folds loads
-the weights once. A handle read back from a pickle comes from here too, and is
-checked to hold the weights it was pickled with.
+handle per ``(source, revision, device, dtype, compile, backend)`` in this
+process: a grid search over many candidates and folds loads the weights once.
+PyTorch handles (:class:`~sklearn_clip.ModelHandle`) and exported ones
+(:class:`~sklearn_clip.ExportedModelHandle`, see
+:mod:`sklearn_clip._encoding.exported`) are made on demand, so this module
+imports neither PyTorch nor a runtime. A handle read back from a pickle comes
+from here too, and is checked to hold the weights it was pickled with.
 """
 
 import os
@@ -221,7 +224,7 @@ def model_cache_info():
         (``SKLEARN_CLIP_MODEL_CACHE_SIZE``, default 4); ``models``: one dict
         per model held, least recently used first, with its ``source``,
         ``revision``, ``device``, ``dtype``, ``compile`` (the repr of the
-        ``torch.compile`` options, ``"None"`` for eager) and its own
+        ``torch.compile`` options, ``"None"`` for eager), ``backend`` and its own
         ``loads`` and ``hits`` in this process (``loads`` above 1 means it was
         evicted or cleared and read again). Counts survive
         :func:`clear_model_cache`.
