@@ -17,6 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from sklearn_clip.datasets import make_photo
@@ -135,6 +136,24 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def cpu_flags():
+    """The CPU's vector and matrix extensions that decide CPU speeds."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            flags = next(line for line in file if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return "unknown"
+    wanted = ("avx", "fma", "f16c", "vnni", "amx", "bf16")
+    return " ".join(f for f in flags if any(w in f for w in wanted)) or "none"
+
+
+def row_cosines(a, b):
+    """The cosine of each row of ``a`` with the same row of ``b``."""
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return (a * b).sum(axis=1)
+
+
 def load_average():
     try:
         return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
@@ -148,7 +167,8 @@ def machine():
     import transformers
 
     return (
-        f"{os.cpu_count()} CPU cores ({cpu_model()}), torch {torch.__version__}, "
+        f"{os.cpu_count()} CPU cores ({cpu_model()}; flags {cpu_flags()}), "
+        f"torch {torch.__version__}, "
         f"transformers {transformers.__version__}, "
         f"{torch.get_num_threads()} intra-op threads, {load_average()}"
     )

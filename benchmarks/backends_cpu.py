@@ -43,6 +43,7 @@ from _common import (
     machine,
     paired_ratio,
     print_table,
+    row_cosines,
 )
 
 from sklearn_clip import CLIPZeroShotClassifier, export_model
@@ -75,12 +76,6 @@ def model_for(source, name):
 def _dtype(name):
     backend, option = CONTENDERS[name]
     return option if backend == "torch" else "auto"
-
-
-def _cosines(a, b):
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return (a * b).sum(axis=1)
 
 
 # One timed run of a contender, in a process of its own: a deployment runs one
@@ -133,7 +128,7 @@ def speed(files, rounds, batch_size):
             "runs at": runs_at[name],
             "images/s": len(files) / statistics.median(times[name]),
             "vs torch float32": paired_ratio(times, name, "torch float32"),
-            "min cosine": _cosines(outputs[name], reference).min(),
+            "min cosine": row_cosines(outputs[name], reference).min(),
         }
         for name in CONTENDERS
     }
@@ -159,17 +154,6 @@ def agreement():
     }
     reference = predictions["torch float32"]
     return {name: np.mean(p == reference) for name, p in predictions.items()}
-
-
-def cpu_flags():
-    """The CPU's vector and matrix extensions that decide these speeds."""
-    try:
-        with open("/proc/cpuinfo") as file:
-            flags = next(line for line in file if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "unknown"
-    wanted = ("avx", "fma", "f16c", "vnni", "amx", "bf16")
-    return " ".join(f for f in flags if any(w in f for w in wanted)) or "none"
 
 
 def plot(rows, path):
@@ -201,7 +185,6 @@ def main():
     parser.add_argument("--plot", help="write the figure here (e.g. a .png)")
     args = parser.parse_args()
     print(machine())
-    print(f"CPU flags: {cpu_flags()}")
     versions = ("torch", "onnxruntime", "openvino", "nncf")
     print(", ".join(f"{p} {metadata.version(p)}" for p in versions))
     agreeing = agreement()

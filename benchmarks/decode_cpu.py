@@ -26,6 +26,7 @@ from contextlib import closing
 from functools import partial
 
 from _common import (
+    cpu_flags,
     cpu_model,
     interleaved,
     jpeg_files,
@@ -68,20 +69,6 @@ def decode_in_processes(pool, files, config):
     """The same decoding in a pool of processes, batch by batch, in order."""
     for _ in pool.map(partial(prepare_image, config=config), files, chunksize=8):
         pass
-
-
-def cpu_flags():
-    """The CPU's vector and matrix extensions that matter here."""
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return " ".join(f for f in wanted if f in flags) or "none of"
-    except OSError:
-        pass
-    return "unknown"
 
 
 def main():

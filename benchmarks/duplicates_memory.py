@@ -21,21 +21,13 @@ Figures on a shared machine are noisy: the load average is printed with them.
 
 import argparse
 import json
-import re
 import resource
 import subprocess
 import sys
 
 import numpy as np
-from _common import machine, print_table
+from _common import cpu_flags, machine, print_table
 from search_cpu import DIM, peak_above_now
-
-
-def cpu_flags():
-    """The CPU's vector and matrix extensions that decide its speed here."""
-    with open("/proc/cpuinfo") as handle:
-        text = handle.read()
-    return " ".join(sorted(set(re.findall(r"avx2|avx512f|amx\w*|avx512_bf16", text))))
 
 
 def near_copies(n, seed=0):

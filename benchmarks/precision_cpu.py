@@ -24,7 +24,6 @@ Usage: ``python benchmarks/precision_cpu.py [--n 128] [--rounds 3]
 import argparse
 import tempfile
 
-import numpy as np
 import torch
 from _common import (
     checkpoint,
@@ -33,6 +32,7 @@ from _common import (
     machine,
     paired_ratio,
     print_table,
+    row_cosines,
 )
 
 from sklearn_clip import (
@@ -50,12 +50,6 @@ from sklearn_clip.demo import IMAGE_SIZE, MODEL_OPTIONS, TRAINING_OPTIONS
 from sklearn_clip.toy import make_tiny_clip
 
 CPU = torch.device("cpu")
-
-
-def _cosines(a, b):
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return (a * b).sum(axis=1)
 
 
 def inference_rows(files, rounds, batch_size=32):
@@ -76,7 +70,7 @@ def inference_rows(files, rounds, batch_size=32):
             "images/s": f"{len(files) / seconds[dtype]:.1f}",
             "vs float32": f"{paired_ratio(times, dtype, 'float32'):.2f}x",
             "min cosine to float32": (
-                f"{_cosines(outputs[dtype], outputs['float32']).min():.6f}"
+                f"{row_cosines(outputs[dtype], outputs['float32']).min():.6f}"
             ),
         }
         for dtype in runs
