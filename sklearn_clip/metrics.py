@@ -11,7 +11,6 @@ and :func:`make_recall_scorer` turns it into a scorer for
 from numbers import Integral
 
 import numpy as np
-import torch
 
 from sklearn_clip._retrieval.search import top_k
 
@@ -65,8 +64,8 @@ def recall_at_k(
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}; got {direction!r}")
-    images = torch.as_tensor(np.asarray(image_embeds, dtype=np.float32))
-    texts = torch.as_tensor(np.asarray(text_embeds, dtype=np.float32))
+    images = np.asarray(image_embeds, dtype=np.float32)
+    texts = np.asarray(text_embeds, dtype=np.float32)
     ids = np.asarray(caption_ids, dtype=np.int64).reshape(-1)
     in_range = len(ids) == 0 or 0 <= ids.min() <= ids.max() < len(texts)
     if len(ids) != len(images) or not in_range:
@@ -80,7 +79,7 @@ def recall_at_k(
         _, found = top_k(texts, images, min(k, len(texts)))
         return float(np.mean((found == ids[:, None]).any(axis=1)))
     captions = np.unique(ids)
-    _, found = top_k(images, texts[torch.as_tensor(captions)], min(k, len(images)))
+    _, found = top_k(images, texts[captions], min(k, len(images)))
     return float(np.mean((ids[found] == captions[:, None]).any(axis=1)))
 
 

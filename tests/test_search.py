@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from scipy.sparse.csgraph import connected_components
 
 from sklearn_clip._retrieval import search as _search
@@ -36,7 +35,7 @@ def test_top_k_is_brute_force(n, blocks, request):
         request.getfixturevalue("small_blocks")
     collection, queries = unit_rows(n), unit_rows(12, seed=1)
     k = min(n, 10)
-    sims, rows = _search.top_k(torch.from_numpy(collection), queries, k)
+    sims, rows = _search.top_k(collection, queries, k)
     expected_sims, expected_rows = brute_force(collection, queries, k)
     np.testing.assert_array_equal(rows, expected_rows)
     np.testing.assert_allclose(sims, expected_sims, atol=1e-6, rtol=0)
@@ -46,7 +45,7 @@ def test_top_k_is_brute_force(n, blocks, request):
 def test_top_k_float16_collection_is_search_over_its_rounded_rows(small_blocks):
     collection = unit_rows(300).astype(np.float16)
     queries = unit_rows(4, seed=1)
-    sims, rows = _search.top_k(torch.from_numpy(collection), queries, 20)
+    sims, rows = _search.top_k(collection, queries, 20)
     expected_sims, expected_rows = brute_force(
         collection.astype(np.float32), queries, 20
     )
@@ -57,7 +56,7 @@ def test_top_k_float16_collection_is_search_over_its_rounded_rows(small_blocks):
 def test_top_k_orders_ties_by_row(small_blocks):
     # Every row six times; one-hot rows make the tied products exactly equal.
     collection = np.repeat(np.eye(3, dtype=np.float32), 6, axis=0)
-    sims, rows = _search.top_k(torch.from_numpy(collection), collection[[0]], 6)
+    sims, rows = _search.top_k(collection, collection[[0]], 6)
     np.testing.assert_array_equal(
         rows, [np.flatnonzero(np.all(collection == collection[0], 1))]
     )
@@ -66,7 +65,7 @@ def test_top_k_orders_ties_by_row(small_blocks):
 @pytest.mark.parametrize("n", [1, 40, 2000])
 def test_within_is_brute_force(n, small_blocks):
     collection, queries = unit_rows(n, d=4), unit_rows(9, d=4, seed=1)
-    sims, rows = _search.within(torch.from_numpy(collection), queries, 0.6)
+    sims, rows = _search.within(collection, queries, 0.6)
     products = queries @ collection.T
     for q in range(len(queries)):
         expected = np.flatnonzero(products[q] >= 0.6)
@@ -97,7 +96,7 @@ def test_duplicate_groups_are_the_connected_components(threshold):
     # 2,000 rows in 16 dimensions: at 0.7 chance pairs join most rows into one
     # chain, at 0.9 the planted copies (some sharing an original) stand alone.
     rows = planted(2000, 300)
-    found = _search.similar_groups(torch.from_numpy(rows), threshold)
+    found = _search.similar_groups(rows, threshold)
     expected = reference_groups(rows, threshold)
     assert len(found) == len(expected) > 10
     for group, reference in zip(found, expected):
@@ -106,7 +105,7 @@ def test_duplicate_groups_are_the_connected_components(threshold):
 
 def test_similar_groups_in_small_blocks_equal_the_full_product(small_blocks):
     rows = planted(60, 10, d=4)
-    found = _search.similar_groups(torch.from_numpy(rows), 0.8)
+    found = _search.similar_groups(rows, 0.8)
     expected = reference_groups(rows, 0.8)
     assert [g.tolist() for g in found] == [g.tolist() for g in expected]
 
@@ -115,7 +114,7 @@ def test_verified_pairs_keep_only_pairs_above_the_threshold():
     rows = planted(200, 20)
     candidates = np.argsort(-(rows @ rows.T), axis=1)[:, :4]
     candidates[:, 3] = -1  # "no neighbour found" entries are skipped
-    pairs = _search.verified_pairs(torch.from_numpy(rows), candidates, 0.9)
+    pairs = _search.verified_pairs(rows, candidates, 0.9)
     sims = np.sum(rows[pairs[:, 0]] * rows[pairs[:, 1]], axis=1)
     assert len(pairs) >= 20 and np.all(sims >= np.float32(0.9))
     assert np.all(pairs[:, 0] < pairs[:, 1])
@@ -124,7 +123,7 @@ def test_verified_pairs_keep_only_pairs_above_the_threshold():
 
 def test_no_pairs_no_groups():
     assert _search.groups(5, np.empty((0, 2), np.int64)) == []
-    assert _search.similar_groups(torch.eye(3), 0.5) == []
+    assert _search.similar_groups(np.eye(3, dtype=np.float32), 0.5) == []
 
 
 def _status_bytes(field):
@@ -145,7 +144,7 @@ def test_exact_search_memory_does_not_grow_with_the_collection():
     for start in range(0, len(rows), 50_000):
         block = rng.standard_normal((50_000, 512), dtype=np.float32)
         rows[start : start + 50_000] = block / np.linalg.norm(block, axis=1)[:, None]
-    collection = torch.from_numpy(rows)
+    collection = rows
     queries = unit_rows(100, d=512, seed=1)
     _search.top_k(collection, queries[:2], 10)
     with open("/proc/self/clear_refs", "w") as handle:

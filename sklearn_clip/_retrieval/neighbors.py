@@ -184,7 +184,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         self : CLIPNearestNeighbors
             The fitted searcher.
         """
-        for name in ("_handle", "_ann", "_tensor"):
+        for name in ("_handle", "_ann", "_matchable"):
             self.__dict__.pop(name, None)
         if self.modality != "embedding":
             self._validate_rows(X, kind=self.modality, reset=True)
@@ -224,7 +224,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         new = embeddings.astype(self.embedding_dtype)
         self.embeddings_ = np.concatenate([self.embeddings_, new])
         self.n_samples_fit_ = len(self.embeddings_)
-        self.__dict__.pop("_tensor", None)
+        self.__dict__.pop("_matchable", None)
         if self.index != "exact":
             self._ann.add(new, start)
         return self
@@ -236,12 +236,10 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         return self._encode_rows(X, modality=modality)
 
     def _collection(self):
-        """The matchable rows as a tensor on the model's device, and their rows."""
-        if "_tensor" not in self.__dict__:
-            handle = self.__dict__.get("_handle")
-            device = handle.device if handle is not None else None
-            self._tensor = _search.matchable(self.embeddings_, device)
-        return self._tensor
+        """The matchable rows, contiguous, and their row numbers."""
+        if "_matchable" not in self.__dict__:
+            self._matchable = _search.matchable(self.embeddings_)
+        return self._matchable
 
     # -- searching -------------------------------------------------------------
     def kneighbors(
@@ -271,7 +269,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         """
         check_is_fitted(self)
         k = self.n_neighbors if n_neighbors is None else n_neighbors
-        tensor, rows = self._collection()
+        collection, rows = self._collection()
         if not isinstance(k, Integral) or not 1 <= k <= len(rows):
             raise ValueError(
                 f"n_neighbors must be an integer from 1 to {len(rows)} (the "
@@ -284,7 +282,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
             sims, indices = self._ann.search(queries, k)
         # Exact search answers every query the graph did not answer in full.
         short = np.flatnonzero((indices < 0).any(axis=1))
-        sims[short], found = _search.top_k(tensor, queries[short], k)
+        sims[short], found = _search.top_k(collection, queries[short], k)
         indices[short] = rows[found]
         distances = _search.cosine_distances(sims)
         distances[failed], indices[failed] = np.inf, -1
@@ -325,9 +323,9 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         """
         check_is_fitted(self)
         radius = self.radius if radius is None else radius
-        tensor, rows = self._collection()
+        collection, rows = self._collection()
         queries, failed = self._queries(X, query_modality)
-        sims, found = _search.within(tensor, queries, np.float32(1.0 - radius))
+        sims, found = _search.within(collection, queries, np.float32(1.0 - radius))
         distances = np.empty(len(sims), dtype=object)
         indices = np.empty(len(sims), dtype=object)
         for i, (s, f) in enumerate(zip(sims, found)):
@@ -383,17 +381,17 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         check_is_fitted(self)
         if not isinstance(threshold, Real) or not -1 <= threshold <= 1:
             raise ValueError(f"threshold must be in [-1, 1]; got {threshold!r}")
-        tensor, rows = self._collection()
+        collection, rows = self._collection()
         threshold = np.float32(threshold)
         if self.index == "exact":
-            found = _search.similar_groups(tensor, threshold)
+            found = _search.similar_groups(collection, threshold)
         else:
             candidates = self._ann.neighbour_positions(self.embeddings_, rows, 16)
-            pairs = _search.verified_pairs(tensor, candidates, threshold)
+            pairs = _search.verified_pairs(collection, candidates, threshold)
             found = _search.groups(len(rows), pairs)
         return [rows[group] for group in found]
 
     def __getstate__(self):
         state = super().__getstate__()
-        state.pop("_tensor", None)
+        state.pop("_matchable", None)
         return state

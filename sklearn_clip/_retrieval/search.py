@@ -1,8 +1,10 @@
 """Exact cosine search and near-duplicate grouping over unit-length embeddings.
 
-Everything here is a blocked matrix product: a block of queries against a
-block of collection rows at a time, so that memory is bounded by the block
-sizes, never by the collection. Collections may be stored as float16 (half
+Everything here is a blocked NumPy matrix product: a block of queries
+against a block of collection rows at a time, so that memory is bounded by
+the block sizes, never by the collection. NumPy, not PyTorch, so that search
+runs wherever the embeddings came from (an exported model serves without
+PyTorch installed). Collections may be stored as float16 (half
 the memory); each block is widened to float32 before the product, because
 CPUs have no fast float16 products and float32 keeps distances accurate to
 about 1e-7.
@@ -13,7 +15,6 @@ Thresholds are compared with the rounding of the stored rows allowed for
 """
 
 import numpy as np
-import torch
 
 # Similarities held at once (queries x collection rows), in float32: 64 MiB.
 BLOCK_ELEMENTS = 1 << 24
@@ -26,12 +27,12 @@ PAIR_BLOCK_ELEMENTS = 1 << 20
 # How far rounding can move a stored unit row's similarity below its true
 # value: float32 products are off by about 1e-7; a float16 row's length is
 # off by up to 2 ** -11 per component, about 1e-3 for its product with itself.
-TOLERANCE = {torch.float32: 1e-6, torch.float16: 1e-3}
+TOLERANCE = {np.dtype(np.float32): 1e-6, np.dtype(np.float16): 1e-3}
 
 
 def reaches(sims, threshold, dtype):
     """Whether each similarity reaches ``threshold``, rounding of ``dtype`` allowed."""
-    return sims >= threshold - TOLERANCE[dtype]
+    return sims >= threshold - TOLERANCE[np.dtype(dtype)]
 
 
 def _blocks(n, size):
@@ -43,15 +44,15 @@ def _row_block(n_queries):
     return int(min(MAX_BLOCK_ROWS, max(1024, BLOCK_ELEMENTS // max(n_queries, 1))))
 
 
-def _as_queries(queries, collection):
-    return torch.as_tensor(queries, dtype=torch.float32).to(collection.device)
+def _as_queries(queries):
+    return np.asarray(queries, dtype=np.float32)
 
 
 def _products(collection, queries):
     """Yield ``(first row, similarities)`` of the queries against row blocks."""
     block = _row_block(len(queries))
     for start, stop in _blocks(len(collection), block):
-        yield start, queries @ collection[start:stop].float().T
+        yield start, queries @ collection[start:stop].astype(np.float32).T
 
 
 def top_k(collection, queries, k):
@@ -59,8 +60,8 @@ def top_k(collection, queries, k):
 
     Parameters
     ----------
-    collection : torch.Tensor of shape (n, d)
-        Unit-length rows, float16 or float32, on any device.
+    collection : ndarray of shape (n, d)
+        Unit-length rows, float16 or float32.
     queries : array-like of shape (m, d)
         Unit-length queries.
     k : int
@@ -74,12 +75,12 @@ def top_k(collection, queries, k):
 
     Examples
     --------
-    >>> import torch
+    >>> import numpy as np
     >>> from sklearn_clip._retrieval.search import top_k
-    >>> top_k(torch.eye(3), [[0.6, 0.8, 0.0]], 2)
+    >>> top_k(np.eye(3, dtype=np.float32), [[0.6, 0.8, 0.0]], 2)
     (array([[0.8, 0.6]], dtype=float32), array([[1, 0]]))
     """
-    queries = _as_queries(queries, collection)
+    queries = _as_queries(queries)
     sims, rows = [], []
     for q0, q1 in _blocks(len(queries), QUERY_BLOCK):
         s, i = _top_k_block(collection, queries[q0:q1], k)
@@ -91,15 +92,18 @@ def top_k(collection, queries, k):
 
 
 def _top_k_block(collection, queries, k):
-    best_s = torch.empty((len(queries), 0), device=queries.device)
-    best_i = torch.empty((len(queries), 0), dtype=torch.int64, device=queries.device)
+    best_s = np.empty((len(queries), 0), np.float32)
+    best_i = np.empty((len(queries), 0), np.int64)
     for start, sims in _products(collection, queries):
-        s, i = sims.topk(min(k, sims.shape[1]), dim=1)
-        # Merge the block's best with the best so far; keep the k largest.
-        s, i = torch.cat([best_s, s], dim=1), torch.cat([best_i, i + start], dim=1)
-        order = s.argsort(dim=1, descending=True, stable=True)[:, :k]
-        best_s, best_i = s.gather(1, order), i.gather(1, order)
-    return best_s.cpu().numpy(), best_i.cpu().numpy()
+        keep = min(k, sims.shape[1])
+        # The block's k largest (in any order), merged with the best so far;
+        # tie_ordered puts the final k in order.
+        i = np.argpartition(-sims, keep - 1, axis=1)[:, :keep]
+        s = np.take_along_axis(sims, i, 1)
+        s, i = np.concatenate([best_s, s], 1), np.concatenate([best_i, i + start], 1)
+        best_s, best_i = tie_ordered(s, i)
+        best_s, best_i = best_s[:, :k], best_i[:, :k]
+    return best_s, best_i
 
 
 def tie_ordered(sims, rows):
@@ -118,19 +122,19 @@ def within(collection, queries, min_similarity):
 
     Examples
     --------
-    >>> import torch
+    >>> import numpy as np
     >>> from sklearn_clip._retrieval.search import within
-    >>> within(torch.eye(3), [[0.6, 0.8, 0.0]], 0.7)
+    >>> within(np.eye(3, dtype=np.float32), [[0.6, 0.8, 0.0]], 0.7)
     ([array([0.8], dtype=float32)], [array([1])])
     """
-    queries = _as_queries(queries, collection)
+    queries = _as_queries(queries)
     found = [([], []) for _ in range(len(queries))]
     for q0, q1 in _blocks(len(queries), QUERY_BLOCK):
         for start, sims in _products(collection, queries[q0:q1]):
             hit = reaches(sims, min_similarity, collection.dtype)
-            q, r = torch.nonzero(hit, as_tuple=True)
-            values = sims[q, r].cpu().numpy()
-            q, r = q.cpu().numpy(), r.cpu().numpy() + start
+            q, r = np.nonzero(hit)
+            values = sims[q, r]
+            r = r + start
             for query in np.unique(q):
                 hit = q == query
                 found[q0 + query][0].append(values[hit])
@@ -162,13 +166,11 @@ def similar_groups(collection, threshold):
     n = len(collection)
     labels = np.arange(n)
     for a0, a1 in _blocks(n, QUERY_BLOCK):
-        block = collection[a0:a1].float()
+        block = collection[a0:a1].astype(np.float32)
         for b0, b1 in _blocks(n - a0, max(1, PAIR_BLOCK_ELEMENTS // (a1 - a0))):
-            sims = block @ collection[a0 + b0 : a0 + b1].float().T
-            i, j = torch.nonzero(
-                reaches(sims, threshold, collection.dtype), as_tuple=True
-            )
-            i, j = i.cpu().numpy() + a0, j.cpu().numpy() + a0 + b0
+            sims = block @ collection[a0 + b0 : a0 + b1].astype(np.float32).T
+            i, j = np.nonzero(reaches(sims, threshold, collection.dtype))
+            i, j = i + a0, j + a0 + b0
             # Only pairs joining two groups change anything; when most pairs
             # pass, most of them are already in one group.
             new = labels[i] != labels[j]
@@ -191,10 +193,9 @@ def verified_pairs(collection, candidates, threshold):
         other = candidates[start:stop].ravel()
         keep = (other >= 0) & (other != rows)
         rows, other = rows[keep], other[keep]
-        left = collection[torch.as_tensor(rows)].float()
-        right = collection[torch.as_tensor(other)].float()
-        hit = reaches((left * right).sum(dim=1), threshold, collection.dtype).cpu()
-        hit = hit.numpy()
+        left = collection[rows].astype(np.float32)
+        right = collection[other].astype(np.float32)
+        hit = reaches((left * right).sum(axis=1), threshold, collection.dtype)
         pairs.append(np.stack([rows[hit], other[hit]], axis=1))
     if not pairs:
         return np.empty((0, 2), np.int64)
@@ -245,15 +246,12 @@ def _groups_of(labels):
     return sorted(np.split(shared, cuts) if len(shared) else [], key=lambda g: g[0])
 
 
-def matchable(embeddings, device=None):
-    """``(tensor, rows)``: the rows without NaN, as a tensor on ``device``."""
+def matchable(embeddings):
+    """``(collection, rows)``: the rows without NaN, contiguous, and their rows."""
     rows = np.flatnonzero(~np.isnan(embeddings).any(axis=1))
     if len(rows) < len(embeddings):
         embeddings = embeddings[rows]
-    tensor = torch.from_numpy(np.ascontiguousarray(embeddings))
-    if device is not None and device.type != "cpu":
-        tensor = tensor.to(device)
-    return tensor, rows
+    return np.ascontiguousarray(embeddings), rows
 
 
 def cosine_distances(similarities):
