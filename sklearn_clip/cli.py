@@ -39,7 +39,8 @@ def main(argv=None):
     """Run the ``sklearn-clip`` command; returns the exit status.
 
     0 on success; 2, with a one-line message and no traceback, for a bad
-    argument or input (as ``argparse`` does for bad options); 130 when
+    argument or input (as ``argparse`` does for bad options) or a missing
+    optional dependency (PyTorch where the command needs it); 130 when
     interrupted (Ctrl-C). Outputs are checked before any work and written
     atomically, so a failed or interrupted run leaves no partial output. A
     subcommand's ``run`` may return its own non-zero status (after saying why).
@@ -50,10 +51,50 @@ def main(argv=None):
     except (CommandError, OSError, ValueError) as exc:
         _error(args.command, exc)
         return 2
+    except ImportError as exc:
+        message = _missing_package(args.command, exc)
+        if message is None:  # not a missing dependency: a bug, with its traceback
+            raise
+        _error(args.command, message)
+        return 2
     except KeyboardInterrupt:
         print(f"sklearn-clip {args.command}: interrupted", file=sys.stderr)
         return 130
     return status or 0
+
+
+# What each command needs PyTorch for.
+_NEEDS_TORCH = {
+    "export": "to export a model",
+    "finetune": "to fine-tune a model",
+    "search": "to search with a PyTorch model",
+    "duplicates": "to find duplicates with a PyTorch model",
+    "embed": "to embed with a PyTorch model",
+    "zero-shot": "to classify with a PyTorch model",
+}
+# The commands that run on exported models, without PyTorch.
+_RUN_EXPORTS = {"search", "duplicates", "embed", "zero-shot"}
+
+
+def _missing_package(command, exc):
+    """The one-line message of a missing dependency, or None for another error.
+
+    PyTorch is imported only where a command needs it, so its absence shows
+    as a ``ModuleNotFoundError`` for ``torch`` at that point; the package's
+    own messages for other optional packages already say what to install.
+    """
+    if (getattr(exc, "name", None) or "").partition(".")[0] == "torch":
+        why = _NEEDS_TORCH.get(command, f"by sklearn-clip {command}")
+        instead = ""
+        if command in _RUN_EXPORTS:
+            instead = "; or give a model exported by sklearn-clip export"
+        return (
+            f"PyTorch is needed {why} and is not installed: pip install torch "
+            f"(see https://pytorch.org for GPU builds){instead}"
+        )
+    if "pip install" in str(exc):
+        return str(exc)
+    return None
 
 
 def _error(command, exc):

@@ -14,7 +14,16 @@ from sklearn_clip._compat import MOVED_MODULES
 PACKAGE = Path(sklearn_clip.__file__).parent
 MAX_LINES = 400
 # Imported by everything, importing nothing of the package but each other.
-FOUNDATION = {"exceptions", "_options", "_config", "_files", "_compat", "_torch"}
+FOUNDATION = {
+    "exceptions",
+    "_options",
+    "_config",
+    "_files",
+    "_folders",
+    "_persistence",
+    "_compat",
+    "_torch",
+}
 # Each lower part, and the parts it may import.
 BELOW = {
     "_models": FOUNDATION,

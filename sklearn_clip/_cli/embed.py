@@ -81,11 +81,20 @@ def _embedder(args, progress):
 
 
 def run(args):
+    from sklearn_clip._cli import shards as _shards
+
     folder = _is_folder(args.output)
     if not folder:
-        check_output(args.output, OUTPUT_SUFFIXES, overwrite=args.overwrite)
+        # Not --images: a table written inside it replaces no image there.
+        inputs = (args.file_list, args.table)
+        check_output(
+            args.output, OUTPUT_SUFFIXES, overwrite=args.overwrite, inputs=inputs
+        )
     elif Path(args.output.rstrip("/" + os.sep) or "/").is_file():
         raise CommandError(f"--output {args.output!r} names a file, not a folder")
+    else:
+        inputs = (args.images, args.file_list, args.table)
+        _shards.check_output_folder(args.output, inputs=inputs)
     rows = read_rows(args)
     if folder:
         return _run_shards(args, rows)

@@ -33,7 +33,12 @@ def register(commands):
     _add_data_options(parser)
     _add_training_options(parser)
     _add_run_options(parser)
-    parser.add_argument("--output", required=True, help="folder for the model")
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="folder for the model: new, empty, or one this command wrote before "
+        "(it is replaced); checked before training",
+    )
     parser.set_defaults(run=run)
 
 
@@ -190,8 +195,18 @@ def _estimator(args):
 
 
 def run(args):
+    from sklearn_clip._folders import check_save_path
     from sklearn_clip._models.weights import resolve_device
     from sklearn_clip._train import distributed as dist
+
+    # Refused now, not after every epoch has run: the same check as
+    # save_pretrained's, with the sources and inputs the command knows.
+    check_save_path(
+        args.output,
+        sources=(args.model,),
+        inputs=(args.table,),
+        keep=(args.checkpoint_dir,),
+    )
 
     # The command still needs the group after fit (rank 0 alone prints and
     # saves), so it joins the group itself and, having joined it, leaves it;

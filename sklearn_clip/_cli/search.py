@@ -70,7 +70,12 @@ def fit_folder(args):
 
 def run(args):
     if args.output:  # refused before the work, never after it
-        check_output(args.output, SHEET_SUFFIXES, overwrite=args.overwrite)
+        check_output(
+            args.output,
+            SHEET_SUFFIXES,
+            overwrite=args.overwrite,
+            inputs=(args.query_image,),
+        )
     searcher, paths = fit_folder(args)
     readable = searcher.n_samples_fit_ - len(searcher.input_errors_)
     k = min(args.k, readable)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sklearn_clip._files import replaced_atomically
+from sklearn_clip._files import check_replaceable, replaced_atomically
 
 MANIFEST = "_manifest.json"
 # The name before 0.2, still read: a folder written then resumes.
@@ -47,6 +47,29 @@ def rows_digest(rows):
     for row in rows:
         digest.update(str(row).encode("utf-8", "surrogateescape") + b"\0")
     return digest.hexdigest()
+
+
+def check_output_folder(output, *, inputs=()):
+    """Refuse a shard folder by the package's output rule, before any work.
+
+    The folder may be new, empty, or one of shards (it holds the manifest,
+    of either name; whether they are this run's is :func:`check_manifest`'s
+    question); never the current directory, nor a folder that overlaps one
+    of ``inputs`` (the images folder, a folder inside it or holding it).
+    See :func:`sklearn_clip._files.check_replaceable`.
+    """
+    return check_replaceable(
+        output,
+        overwrite=True,  # a folder of shards is resumed, not replaced
+        inputs=inputs,
+        recognise=_holds_shards,
+        kind=f"a folder of sklearn-clip shards (it has no {MANIFEST})",
+        option="--output",
+    )
+
+
+def _holds_shards(output):
+    return any((Path(output) / name).is_file() for name in (MANIFEST, LEGACY_MANIFEST))
 
 
 def check_manifest(output, description):

@@ -62,7 +62,12 @@ def run(args):
     from sklearn_clip import CLIPZeroShotClassifier
 
     # Every argument is checked before any model is loaded or image read.
-    check_output(args.output, OUTPUT_SUFFIXES, overwrite=args.overwrite)
+    check_output(
+        args.output,
+        OUTPUT_SUFFIXES,
+        overwrite=args.overwrite,
+        inputs=(args.file_list, args.table, args.labels_file),
+    )
     labels = _labels(args)
     rows = read_rows(args)
     template = args.template or [DEFAULT_TEMPLATE]

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from PIL import Image
 
-from sklearn_clip._files import display_path, write_output
+from sklearn_clip._files import check_output, display_path, write_output
 
 # Images only from the page itself (data: URIs), inline style, nothing else:
 # no script, no frame, no request anywhere.
@@ -113,7 +113,9 @@ def write_contact_sheet(
 ):
     """Write an HTML page showing each hit's image, rank, score and path.
 
-    The page is written atomically (the old file or the whole new one).
+    The page is written atomically (the old file or the whole new one), by
+    the package's output rule: ``path`` must end in ``.html``, and an existing
+    page is replaced, never one of the hits.
 
     Parameters
     ----------
@@ -154,7 +156,12 @@ def write_contact_sheet(
     >>> 'href="red%20%231.png"' in sheet.read_text()
     True
     """
-    path = Path(path)
+    hits = list(hits)
+    # The package's output rule (an existing page is replaced, an image
+    # never), checked before any thumbnail is made.
+    path = check_output(
+        path, (".html",), overwrite=True, inputs=[p for p, _ in hits], option="path"
+    )
     root = Path(root).resolve()
     sheet_folder = path.parent.resolve()  # resolved like the targets
     figures = [

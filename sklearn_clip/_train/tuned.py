@@ -8,13 +8,14 @@ mixed with the starting ones by ``wise_alpha``, see
 attribute; the only state they keep is the last WiSE-FT mix, a private cache.
 """
 
-from pathlib import Path
+import os
 
 import numpy as np
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
+from sklearn_clip._encoding.handle_base import EncoderHandle
 from sklearn_clip._encoding.inputs import as_rows, check_texts
-from sklearn_clip._files import replaced_atomically
+from sklearn_clip._folders import save_model_folder
 from sklearn_clip._train.fit_inputs import captions_of
 from sklearn_clip._train.history import plot_history
 from sklearn_clip._train.model_card import model_card
@@ -137,6 +138,13 @@ class TunedModelMixin:
         the weights: the base model, the training data's size, the settings,
         the validation results and the library versions.
 
+        The folder is written beside ``path`` and swapped in once complete.
+        ``path`` may be new, an empty folder, or a folder this method wrote
+        before (which is replaced whole); never another folder, the model it
+        was tuned from (or a folder holding it), ``checkpoint_dir`` (or a
+        folder holding it) or the current directory. The check runs before
+        anything is written.
+
         Parameters
         ----------
         path : str or os.PathLike
@@ -148,11 +156,31 @@ class TunedModelMixin:
             The directory, readable by :func:`~sklearn_clip.load_model`, by
             every estimator's ``model=`` and by ``transformers``'
             ``from_pretrained``.
+
+        Raises
+        ------
+        ValueError
+            ``path`` must not be replaced; the message names it and the fix.
         """
-        path = self.model_.save_pretrained(path)
-        with replaced_atomically(path / "README.md") as card:
-            Path(card).write_text(model_card(self), encoding="utf-8")
-        return path
+        check_is_fitted(self, "history_")
+        model = self.model_
+
+        def write(folder):
+            model._write_files(folder)
+            (folder / "README.md").write_text(model_card(self), encoding="utf-8")
+
+        return save_model_folder(
+            path, write, sources=self._source_folders(), keep=(self.checkpoint_dir,)
+        )
+
+    def _source_folders(self):
+        """The folders the starting weights are read from (None where unknown)."""
+        handle = self.__dict__.get("_handle")
+        return (
+            self.model if isinstance(self.model, (str, os.PathLike)) else None,
+            self.model.folder if isinstance(self.model, EncoderHandle) else None,
+            handle.folder if handle is not None else None,
+        )
 
     def plot_history(self, ax=None):
         """Plot the training and validation loss, and validation recall@1.

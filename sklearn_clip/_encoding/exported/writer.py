@@ -6,30 +6,33 @@ what the PyTorch path computes; OpenVINO's copy is converted from that ONNX
 graph. ``quantize="int8"`` stores the matrix weights in 8 bits: ONNX Runtime's
 dynamic quantization (weights per output channel, activations per batch), or
 NNCF's weight compression for OpenVINO. Everything is written into a
-temporary folder beside ``path`` and renamed onto it at the end, so an
-interrupted export leaves nothing half-written under that name.
+staging folder beside ``path`` and swapped in for it at the end
+(:func:`sklearn_clip._files.replaced_folder`), so an interrupted export leaves
+nothing half-written under that name, and staging folders of killed exports
+are removed by the next one.
 """
 
 import contextlib
 import copy
+import functools
 import io
 import logging
 import os
-import shutil
-import tempfile
 import warnings
 from importlib import metadata
-from pathlib import Path
 
 import torch
 
 from sklearn_clip._encoding.exported.manifest import (
+    MANIFEST_NAME,
     source_weight_digests,
     write_manifest,
 )
 from sklearn_clip._encoding.exported.runtime import TOWER_FILES
 from sklearn_clip._encoding.preprocess import ImageConfig
 from sklearn_clip._encoding.tokens import token_ids
+from sklearn_clip._files import check_replaceable
+from sklearn_clip._folders import folder_marker_recogniser, replaced_folder
 from sklearn_clip._models.families import EXPORT_FAMILIES
 from sklearn_clip._models.forward import image_features, text_features
 from sklearn_clip._models.weights import weights_dtype
@@ -93,12 +96,26 @@ def export_model(
     revision : str, default=None
         The hub revision, where ``model`` is a hub id.
     overwrite : bool, default=False
-        Replace ``path`` if it exists.
+        Replace ``path`` if it is an earlier export (it holds
+        ``sklearn_clip_export.json``). Whatever ``overwrite``, an empty
+        folder may be written, and nothing else is ever replaced: not a
+        folder the package did not write, the model's own folder (or one
+        holding it), nor the current directory (or one holding it). These
+        checks run before the model is loaded.
 
     Returns
     -------
     pathlib.Path
         ``path``.
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists (and is not an empty folder) and ``overwrite`` is
+        False.
+    ValueError
+        ``path`` must never be replaced (see ``overwrite``); the message names
+        it and says what to do instead.
 
     Examples
     --------
@@ -110,24 +127,48 @@ def export_model(
     ['image_model.onnx', 'text_model.onnx']
     """
     _check_options(backend, quantize)
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{str(path)!r} exists; pass overwrite=True (--overwrite) to replace "
-            "it, or choose another path."
-        )
+    check = functools.partial(
+        check_export_path, path, overwrite=overwrite, sources=_sources(model)
+    )
+    path = check()  # before the model is even loaded
     handle = _float32_handle(model, revision)
     _check_exportable(handle)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.partial-"))
-    try:
+    # Again with the folder the weights were read from (a hub id's snapshot).
+    check = functools.partial(check, sources=(*_sources(model), handle.folder))
+    check()
+    with replaced_folder(path, check=check) as staging:
         _write_export(handle, staging, backend, quantize)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(staging, path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return path
+
+
+def check_export_path(path, *, overwrite=False, sources=()):
+    """Refuse an export's ``path`` by the package's output rule, before any work.
+
+    ``path`` may be new, an empty folder, or (with ``overwrite``) a previous
+    export (it holds ``sklearn_clip_export.json``); never the current
+    directory or a folder holding it, nor a folder that is or holds one of
+    ``sources`` (a folder inside the source, such as a checkpoint's
+    ``onnx/``, is allowed). See :func:`sklearn_clip._files.check_replaceable`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    return check_replaceable(
+        path,
+        overwrite=overwrite,
+        sources=sources,
+        recognise=folder_marker_recogniser(MANIFEST_NAME),
+        kind=f"an sklearn-clip export (it has no {MANIFEST_NAME})",
+    )
+
+
+def _sources(model):
+    """The folders ``model`` is read from: a path, or a handle's folder."""
+    if isinstance(model, (str, os.PathLike)):
+        return (model,)
+    return (model.folder, model.source)
 
 
 def _check_options(backend, quantize):
