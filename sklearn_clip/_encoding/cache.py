@@ -316,7 +316,14 @@ def _encode_and_store(cache, folder, encode, keys, items, out, normalize):
 
 
 def _memo_size():
-    return int(os.environ.get("SKLEARN_CLIP_TEXT_CACHE_SIZE", "32768"))
+    value = os.environ.get("SKLEARN_CLIP_TEXT_CACHE_SIZE", "32768")
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(
+            "SKLEARN_CLIP_TEXT_CACHE_SIZE must be a whole number of texts to "
+            f"remember (0 turns the memo off; default 32768); got {value!r}"
+        ) from None
 
 
 class TextMemo:

@@ -18,7 +18,9 @@ from sklearn_clip._encoding.facts import ModelFacts
 from sklearn_clip._encoding.handle_base import DEFAULT_MODEL, EncoderHandle
 from sklearn_clip._encoding.handle_state import HandleState
 from sklearn_clip._encoding.preprocess import image_preprocessing, normalize_batch
+from sklearn_clip._folders import save_model_folder
 from sklearn_clip._models.fingerprints import (
+    check_reread_weights,
     model_fingerprint,
     weights_fingerprint,
     weights_signature,
@@ -226,7 +228,8 @@ stored_dtype, compile_options
 
         Where the handle runs a lower-precision copy (bfloat16 for inference),
         this is the float32 master copy of trained weights, or the checkpoint
-        read again from its directory on the CPU; otherwise the model itself.
+        read again from its directory on the CPU (refused if the weights there
+        are no longer those this handle loaded); otherwise the model itself.
 
         Returns
         -------
@@ -240,6 +243,7 @@ stored_dtype, compile_options
         model, _, _ = read_checkpoint(
             self._directory, torch.device("cpu"), self.stored_dtype
         )
+        check_reread_weights(model, self.fingerprint, self._directory)
         # The same activations as the handle's own model, so that training
         # from here equals training from a float32 handle bit for bit.
         return use_fast_activations(model.eval())
@@ -256,6 +260,10 @@ stored_dtype, compile_options
         ``preprocessor_config.json`` is written too, which transformers 4
         reads.
 
+        ``path`` may be new, an empty folder or a model saved here before
+        (replaced whole, once the new folder is complete); never the folder
+        the model was loaded from, one holding it, or the current directory.
+
         Parameters
         ----------
         path : str or pathlib.Path
@@ -266,14 +274,26 @@ stored_dtype, compile_options
         pathlib.Path
             The directory, readable by :func:`load_model` and ``transformers``.
         """
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        return save_model_folder(path, self._write_files, sources=(self.folder,))
+
+    @property
+    def folder(self):
+        """The folder the model's files are read from (None: held in memory).
+
+        Outputs never replace it (docs/reliability.md).
+        """
+        return self._directory
+
+    def _write_files(self, folder):
+        """Write the model's files into ``folder``, which exists, as it is."""
+        model = self.full_precision_model()  # refused before anything is written
+        folder = Path(folder)
         processor = family_processor(self.family, self.image_processor, self.tokenizer)
         with quiet_transformers():
-            self.full_precision_model().save_pretrained(path, safe_serialization=True)
-            processor.save_pretrained(path)
-            self.image_processor.save_pretrained(path)
-        return path
+            model.save_pretrained(folder, safe_serialization=True)
+            processor.save_pretrained(folder)
+            self.image_processor.save_pretrained(folder)
+        return folder
 
     def with_model(self, model, *, source=None, revision=None):
         """Return a new handle around ``model`` with this tokenizer and preprocessing.

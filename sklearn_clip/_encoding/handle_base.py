@@ -32,6 +32,14 @@ class EncoderHandle:
     #: Whether the model can be fine-tuned (its weights are PyTorch's).
     trainable = False
 
+    @property
+    def folder(self):
+        """The folder the model's files are read from (None: held in memory).
+
+        Outputs never replace it (docs/reliability.md).
+        """
+        return None
+
     def __sklearn_clone__(self):
         # A handle is a shared resource, not a parameter value to copy: cloning
         # an estimator must not duplicate the weights.

@@ -47,5 +47,5 @@ class HandleState:
         # What save_pretrained writes, as {file name: bytes}: how weights that
         # live only in memory travel in a pickle.
         with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp)
+            self._write_files(tmp)
             return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}

@@ -122,6 +122,8 @@ def describe_source(item):
     """A short description of an input for error messages."""
     if isinstance(item, dict) and item.get("path") is not None:
         return f"path {str(item['path'])!r}"
+    if isinstance(item, dict):
+        return "a datasets image dict"
     if is_tensor(item):
         return f"tensor of shape {tuple(item.shape)} and dtype {item.dtype}"
     if is_missing(item):
@@ -248,16 +250,45 @@ def _to_rgb_mode(image):
     return image.convert("RGB")
 
 
+def _datasets_image(item):
+    """The encoded bytes of a datasets image dict, else its path.
+
+    The ``"bytes"`` slot holds the file's bytes: anything else there (a path
+    string, say) is refused rather than read as something it is not.
+    """
+    data = item.get("bytes")
+    if data is not None:
+        if isinstance(data, memoryview):
+            data = data.tobytes()
+        if not isinstance(data, bytes | bytearray):
+            raise UnsupportedImageError(
+                "the 'bytes' slot of a datasets image dict must hold the encoded "
+                f"file's bytes; found {type(data).__name__} {_short(data)}. Put "
+                "a file's path in the 'path' slot instead."
+            )
+        return data
+    path = item.get("path")
+    if path is None:
+        raise UnsupportedImageError(
+            f"the image dict holds neither bytes nor a path: {_short(item)}"
+        )
+    if not isinstance(path, str | os.PathLike):
+        raise UnsupportedImageError(
+            "the 'path' slot of a datasets image dict must hold a file path; "
+            f"found {type(path).__name__} {_short(path)}"
+        )
+    return path
+
+
+def _short(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def _plain_image_input(item):
     """A datasets dict -> its bytes (else its path); a tensor -> an HWC array."""
     if isinstance(item, dict) and set(item) <= {"bytes", "path"}:
-        if item.get("bytes") is not None:
-            return item["bytes"]
-        if item.get("path") is not None:
-            return item["path"]
-        raise UnsupportedImageError(
-            f"the image dict holds neither bytes nor a path: {item!r}"
-        )
+        return _datasets_image(item)
     if is_tensor(item):
         array = item.detach().cpu().numpy()
         channels_first = array.ndim == 3 and array.shape[0] in (1, 3, 4)

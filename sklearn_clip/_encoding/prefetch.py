@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from threadpoolctl import ThreadpoolController
 
+from sklearn_clip._config import get_config, set_config
 from sklearn_clip._encoding.images import ROW_ERRORS, describe_source, prepare_image
 from sklearn_clip._encoding.inputs import row_label
 from sklearn_clip._options import ON_ERROR_OPTIONS
@@ -77,6 +78,14 @@ def _thread_pools():
     return ThreadpoolController()
 
 
+def _start_decoding_thread(settings):
+    # Decoding threads work for one call: they take the caller's settings
+    # (sklearn-clip's are per thread), as scikit-learn's Parallel passes its
+    # config to its workers.
+    set_config(**settings)
+    _one_intra_op_thread()
+
+
 def _one_intra_op_thread():
     # Decoding threads resize with torch. Each would otherwise start its own
     # team of intra-op threads, one per core, and crowd out the model's. The
@@ -112,7 +121,11 @@ def iter_prepared_batches(
     n_workers = n_workers or default_workers()
     positions = range(len(rows)) if positions is None else positions
     next_size = batch_size if callable(batch_size) else lambda: batch_size
-    pool = ThreadPoolExecutor(max_workers=n_workers, initializer=_one_intra_op_thread)
+    pool = ThreadPoolExecutor(
+        max_workers=n_workers,
+        initializer=_start_decoding_thread,
+        initargs=(get_config(),),
+    )
     try:
         pending = deque()
         queued = 0

@@ -42,7 +42,14 @@ _key_stats = {}
 
 
 def _cache_size():
-    return int(os.environ.get("SKLEARN_CLIP_MODEL_CACHE_SIZE", "4"))
+    value = os.environ.get("SKLEARN_CLIP_MODEL_CACHE_SIZE", "4")
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(
+            "SKLEARN_CLIP_MODEL_CACHE_SIZE must be a whole number of models to "
+            f"keep loaded (1 or more; default 4); got {value!r}"
+        ) from None
 
 
 def load_model(
@@ -124,6 +131,7 @@ def load_model(
     backend = _resolve_backend(backend, source, local)
     device, dtype = _device_and_dtype(backend, device, dtype)
     compile_options = _compile_options(compile, backend)
+    limit = max(1, _cache_size())  # checked before any work
     key_source = os.path.realpath(source) if local else str(source)
     key = (key_source, revision, str(device), str(dtype), repr(compile_options))
     key += (backend,)
@@ -147,7 +155,7 @@ def load_model(
         _stats["loads"] += 1
         counts["loads"] += 1
         _cache[key] = handle
-        while len(_cache) > max(1, _cache_size()):
+        while len(_cache) > limit:
             _cache.popitem(last=False)
         return handle
 
@@ -288,6 +296,9 @@ def cached_handles():
 
 def rebuild_handle(state):
     """The handle that :meth:`ModelHandle.__getstate__` described."""
+    from sklearn_clip._persistence import check_handle_state
+
+    check_handle_state(state)  # read from a file: plain, known values only
     if "reference" in state:
         reference = state["reference"]
         # A tuple in pickles written before exported models existed.

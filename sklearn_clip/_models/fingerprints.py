@@ -144,3 +144,22 @@ def _stable_config(config):
         for key, value in config.items()
         if not str(key).startswith("_") and key not in _UNSTABLE_CONFIG_KEYS
     }
+
+
+def check_reread_weights(model, fingerprint, directory):
+    """Refuse weights read again from ``directory`` unless they are ``fingerprint``'s.
+
+    A handle that runs below its stored precision reads its stored weights
+    again to save or export them; if the folder was rewritten since, those
+    are other weights, which must never be written under this handle's name.
+    """
+    if weights_fingerprint(model) == fingerprint:
+        return
+    raise ValueError(
+        f"the weights in {str(directory)!r} changed since this handle loaded "
+        "them: it runs a lower-precision copy and reads its stored weights from "
+        "there again to save or export them, and they are now other weights. "
+        "Put the original weights back, or load the model again "
+        f"(sklearn_clip.clear_model_cache(), then load_model({str(directory)!r})) "
+        "to save or export the weights there now."
+    )

@@ -16,7 +16,7 @@ same, whatever the load at that moment:
   the matrix products save (``docs/performance.md`` has the measurements).
 
 :func:`sklearn_clip.set_config` (or ``SKLEARN_CLIP_AUTO_DTYPE``) replaces the
-rule by one precision for the whole process.
+rule by one precision (per thread, like scikit-learn's settings).
 """
 
 import functools
@@ -138,7 +138,7 @@ def training_autocast_dtype(device, dtype, model):
         The fine-tuner's ``dtype``. ``"float32"`` trains in float32; so does
         ``"float16"`` (float16 autocast would need loss scaling), whose model
         is stored in float16 after training. ``"bfloat16"`` autocasts to
-        bfloat16 wherever it runs. ``"auto"`` follows the process-wide setting,
+        bfloat16 wherever it runs. ``"auto"`` follows the thread's setting,
         else the rule in this module's description.
     model : transformers model
         The model to be trained; its width decides on CPUs.

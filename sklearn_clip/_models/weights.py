@@ -22,7 +22,14 @@ def resolve_device(device="auto"):
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            "device (--device) must be 'auto', 'cpu', 'cuda', a GPU by index "
+            "such as 'cuda:0', 'mps', or another device type torch knows; got "
+            f"{device!r}"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device={str(device)!r} was asked for, but CUDA is not available"

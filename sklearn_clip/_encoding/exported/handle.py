@@ -14,12 +14,20 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from sklearn_clip._encoding.exported.manifest import MANIFEST_NAME, export_fingerprint
-from sklearn_clip._encoding.exported.runtime import TOWER_FILES, Tower
+from sklearn_clip._encoding.exported.manifest import (
+    MANIFEST_NAME,
+    changed_since_loading,
+    check_unchanged,
+    export_fingerprint,
+    file_digest,
+    read_manifest,
+)
+from sklearn_clip._encoding.exported.runtime import TOWER_FILES, Tower, tower_files
 from sklearn_clip._encoding.handle_base import EncoderHandle
 from sklearn_clip._encoding.handle_state import HandleState
 from sklearn_clip._encoding.preprocess import image_preprocessing, normalize_batch_numpy
 from sklearn_clip._encoding.tokens import token_ids
+from sklearn_clip._folders import save_model_folder
 from sklearn_clip._models.loading import quiet_transformers, read_image_processor
 
 #: Where an exported model runs.
@@ -80,15 +88,14 @@ class ExportedModelHandle(EncoderHandle, HandleState):
         self.device, self.dtype = CPU, None
         self.compile_options = None
         self.fingerprint = self.run_fingerprint = export_fingerprint(manifest)
-        with quiet_transformers():
-            self.image_processor = read_image_processor(directory)
-        self.image_config = image_preprocessing(self.image_processor)
-        self._tokenizer = None
         files = TOWER_FILES[self.backend]
         self._towers = {
-            kind: Tower(self.directory / name, self.backend)
+            kind: Tower(self.directory, name, self.backend, manifest["files"])
             for kind, name in files.items()
         }
+        self.image_processor = self._read_checked(read_image_processor)
+        self.image_config = image_preprocessing(self.image_processor)
+        self._tokenizer = None
 
     # -- what the model is ---------------------------------------------------
     family = property(lambda self: self.manifest["family"])
@@ -106,14 +113,29 @@ class ExportedModelHandle(EncoderHandle, HandleState):
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
-            with quiet_transformers():
-                self._tokenizer = AutoTokenizer.from_pretrained(
-                    str(self.directory), local_files_only=True
+            self._tokenizer = self._read_checked(
+                lambda directory: AutoTokenizer.from_pretrained(
+                    str(directory), local_files_only=True
                 )
+            )
         return self._tokenizer
 
+    def _read_checked(self, read):
+        """``read(directory)``, then a check that what transformers read is what
+        was checked at loading (the towers check their own files on opening)."""
+        with quiet_transformers():
+            value = read(self.directory)
+        towers = {
+            name
+            for tower in TOWER_FILES[self.backend].values()
+            for name in tower_files(self.backend, tower)
+        }
+        others = [name for name in self.manifest["files"] if name not in towers]
+        check_unchanged(self.directory, self.manifest, others)
+        return value
+
     def _weights_signature(self):
-        return self.fingerprint  # an export's files do not change under it
+        return self.fingerprint  # a file changed under it is refused, never run
 
     # -- encoding --------------------------------------------------------------
     def _embed_image_batch(self, prepared, normalize):
@@ -142,6 +164,13 @@ class ExportedModelHandle(EncoderHandle, HandleState):
     def save_pretrained(self, path):
         """Copy the export's files to ``path``, which :func:`load_model` reads.
 
+        Each copy is checked to be the file loaded: an export written again
+        in place since is refused, naming the file, never copied.
+
+        ``path`` may be new, an empty folder or a model saved here before
+        (replaced whole, once the copy is complete); never the export itself,
+        a folder holding it, or the current directory.
+
         Parameters
         ----------
         path : str or pathlib.Path
@@ -152,10 +181,32 @@ class ExportedModelHandle(EncoderHandle, HandleState):
         pathlib.Path
             The directory.
         """
+        return save_model_folder(
+            path, self._write_files, sources=(self.folder,), marker=MANIFEST_NAME
+        )
+
+    @property
+    def folder(self):
+        """The folder the model's files are read from (None: held in memory).
+
+        Outputs never replace it (docs/reliability.md).
+        """
+        return self.directory
+
+    def _write_files(self, path):
+        """Copy the export's files into the existing folder ``path``, checked."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        for name in [*self.manifest["files"], MANIFEST_NAME]:
+        for name, expected in self.manifest["files"].items():
+            if not (self.directory / name).is_file():
+                raise changed_since_loading(self.directory, name)
             shutil.copyfile(self.directory / name, path / name)
+            # The copy is checked, not the source: it is what was written.
+            if file_digest(path / name) != expected:
+                raise changed_since_loading(self.directory, name)
+        shutil.copyfile(self.directory / MANIFEST_NAME, path / MANIFEST_NAME)
+        if read_manifest(path) != self.manifest:
+            (path / MANIFEST_NAME).unlink()  # not an export of other files
+            raise changed_since_loading(self.directory, MANIFEST_NAME)
         return path
 
     def __repr__(self):

@@ -3,11 +3,14 @@
 A directory written by :func:`~sklearn_clip.export_model` is read as it is.
 For a PyTorch checkpoint, the export lives in its ``onnx/`` or ``openvino/``
 folder (the convention sentence-transformers follows): used when it was made
-from the weights there now, made (once, and logged) when it is missing or was
-made from other weights. A checkpoint that cannot be written to (a read-only
-mount, someone else's hub cache) gets its export under
+from the files there now (weights, config, tokenizer and preprocessing), made
+(once, and logged) when it is missing or was made from other files. A
+checkpoint that cannot be written to (a read-only mount, someone else's hub
+cache), or whose ``onnx/`` or ``openvino/`` folder holds files sklearn-clip
+did not write (Optimum's and transformers.js' layout), gets its export under
 ``$SKLEARN_CLIP_DATA/exports`` (default ``~/.cache/sklearn-clip/exports``),
-where the package keeps its other downloads and trained demo models.
+where the package keeps its other downloads and trained demo models: a
+folder the package did not write is never touched.
 """
 
 import atexit
@@ -21,7 +24,9 @@ from pathlib import Path
 from sklearn_clip._encoding.exported.handle import ExportedModelHandle
 from sklearn_clip._encoding.exported.manifest import (
     MANIFEST_NAME,
+    ManifestVersionError,
     check_files,
+    is_plain_name,
     read_manifest,
     source_weight_digests,
 )
@@ -43,10 +48,15 @@ def load_exported(directory, backend):
                 f"export the original model with backend={backend!r}."
             )
         return _open(directory, manifest)
-    target = _export_folder(directory, backend)
-    manifest = read_manifest(target)
-    if manifest is None or not _made_from_current_weights(directory, manifest):
-        _export_once(directory, target, backend, stale=manifest is not None)
+    target, foreign = _export_folder(directory, backend)
+    manifest, why = _current_export(directory, target, backend)
+    if why is not None:
+        if foreign is not None:
+            why += (
+                f"; {foreign} holds files not written by sklearn-clip, which are "
+                "left as they are"
+            )
+        _export_once(directory, target, backend, why)
         manifest = read_manifest(target)
     return _open(target, manifest)
 
@@ -62,11 +72,30 @@ def writable(directory):
 
 
 def _export_folder(directory, backend):
+    """``(folder of the export, foreign folder or None)``.
+
+    The checkpoint's own folder where it is ours (or new, or empty) and can
+    be written; else one under the package's data folder.
+    """
     inside = directory / backend
-    if writable(directory) and (not inside.exists() or writable(inside)):
-        return inside
+    if not _ours_or_new(inside):
+        foreign = inside
+    elif writable(directory) and (not inside.exists() or writable(inside)):
+        return inside, None
+    else:
+        foreign = None
     key = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:24]
-    return _cache_root() / "exports" / key / backend
+    return _cache_root() / "exports" / key / backend, foreign
+
+
+def _ours_or_new(folder):
+    # Recognised by its manifest: Optimum and transformers.js ship their own
+    # onnx/ folders, which an export must never replace.
+    if not folder.exists():
+        return True
+    return folder.is_dir() and (
+        (folder / MANIFEST_NAME).is_file() or not any(folder.iterdir())
+    )
 
 
 def _cache_root():
@@ -74,12 +103,26 @@ def _cache_root():
     return Path(configured or Path.home() / ".cache" / "sklearn-clip")
 
 
-def _made_from_current_weights(directory, manifest):
+def _current_export(directory, target, backend):
+    """``(manifest, None)`` of an export made from the files there now, else
+    ``(None, why it must be made)``."""
+    try:
+        manifest = read_manifest(target)
+    except ManifestVersionError:
+        return None, "written by another version of sklearn-clip"
+    if manifest is None:
+        return None, "missing"
+    if manifest["backend"] != backend:
+        return None, f"a {manifest['backend']!r} export"
     recorded = manifest["source_model"].get("weight_files")
-    return bool(recorded) and recorded == source_weight_digests(directory)
+    if not recorded or recorded != source_weight_digests(directory):
+        return None, (
+            "made from other weights or preprocessing files than those now there"
+        )
+    return manifest, None
 
 
-def _export_once(directory, target, backend, *, stale):
+def _export_once(directory, target, backend, why):
     try:
         from sklearn_clip._encoding.exported.writer import export_model
     except ImportError as exc:
@@ -89,7 +132,6 @@ def _export_once(directory, target, backend, *, stale):
             f"(sklearn-clip export {directory} DIR --backend {backend}) and "
             "load DIR here."
         ) from exc
-    why = "made from other weights than those now there" if stale else "missing"
     logger.warning(
         "The %s export of %s was %s: exporting it once into %s (later loads reuse it).",
         backend,
@@ -106,7 +148,12 @@ def exported_from_files(files):
     # The runtime reads the towers lazily from here, for the life of the process.
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     for name, data in files.items():
-        (folder / Path(name).name).write_bytes(data)
+        if not is_plain_name(name):
+            raise ValueError(
+                f"the pickled export holds a file named {name!r}, which is not a "
+                "plain file name; pickle the estimator again from a good export."
+            )
+        (folder / name).write_bytes(data)
     manifest = read_manifest(folder)
     if manifest is None:
         raise ValueError(f"the pickled export has no {MANIFEST_NAME}")
