@@ -29,6 +29,7 @@ from sklearn_clip._encoding.registry import (
     load_model,
 )
 from sklearn_clip._options import CACHE_DTYPES, DTYPE_NAMES, ON_ERROR_OPTIONS
+from sklearn_clip._persistence import check_estimator_state
 
 # Parameter descriptions written once and put into each estimator's docstring by
 # `fill_doc`, so the three estimators document shared parameters identically.
@@ -49,9 +50,9 @@ SHARED_PARAMETER_DOCS = {
         AVX512-BF16), else float32: decided from what the hardware reports,
         the same in every process of a machine. ``dtype_`` records the
         choice, and :func:`~sklearn_clip.set_config` (or the
-        ``SKLEARN_CLIP_AUTO_DTYPE`` environment variable) forces one
-        precision for every ``"auto"`` in the process. Outputs are always
-        float32.""",
+        ``SKLEARN_CLIP_AUTO_DTYPE`` environment variable, for every thread)
+        forces one precision for every ``"auto"`` in the calling thread, as
+        scikit-learn's settings are per thread. Outputs are always float32.""",
     "batch_size": """batch_size : int or "auto", default=32
         Rows encoded per forward pass. Outputs do not depend on it (beyond
         floating-point rounding). ``"auto"`` starts small on a GPU and doubles
@@ -230,6 +231,12 @@ class CLIPEstimatorBase(BaseEstimator):
             if handle is not None:
                 state["_pickled_model_files"] = handle._to_files()
         return state
+
+    def __setstate__(self, state):
+        # pickle, joblib and skops all restore through here: what a file holds
+        # is checked before it becomes this estimator's parameters.
+        check_estimator_state(type(self), state)
+        super().__setstate__(state)
 
 
 def _check_fitted_folder_is_here(model):

@@ -1,10 +1,15 @@
-"""Process-wide settings, in the shape of scikit-learn's ``set_config``.
+"""Settings per thread, in the shape of scikit-learn's ``set_config``.
 
-One setting so far, ``auto_dtype``: what ``dtype="auto"`` means in this
-process, for every estimator and :func:`~sklearn_clip.load_model` call that
-leaves ``dtype`` at ``"auto"``. Its starting value comes from the
+One setting so far, ``auto_dtype``: what ``dtype="auto"`` means for every
+estimator and :func:`~sklearn_clip.load_model` call that leaves ``dtype`` at
+``"auto"``. As in scikit-learn, each thread has its own copy of the settings:
+:func:`set_config` and :func:`config_context` change the calling thread's only,
+so a context in one thread never changes another's precision. A new thread
+starts from the process defaults, which come from the
 ``SKLEARN_CLIP_AUTO_DTYPE`` environment variable, so that every worker process
 of a job (Dask, joblib, ``torchrun``) can be given the same policy without code.
+Threads the package starts for one call (image decoding) take the caller's
+settings.
 """
 
 import os
@@ -19,8 +24,12 @@ AUTO_DTYPE_VARIABLE = "SKLEARN_CLIP_AUTO_DTYPE"
 #: What ``auto_dtype`` accepts: the hardware rule, or one precision for all.
 AUTO_DTYPE_OPTIONS = ("rule", *DTYPE_NAMES)
 
-_lock = threading.Lock()
-_settings = {}
+# The process defaults, read from the environment once (on first use, so that
+# a bad value is reported where a setting is asked for, not at import).
+_defaults_lock = threading.Lock()
+_defaults = {}
+# Each thread's own settings: a copy of the defaults, made on its first use.
+_local = threading.local()
 
 
 def _check_auto_dtype(value, origin):
@@ -38,8 +47,23 @@ def _from_environment():
     return {"auto_dtype": _check_auto_dtype(value, AUTO_DTYPE_VARIABLE)}
 
 
+def _process_defaults():
+    with _defaults_lock:
+        if not _defaults:
+            _defaults.update(_from_environment())
+        return dict(_defaults)
+
+
+def _thread_settings():
+    """This thread's settings, **mutable**; copied from the defaults on first use."""
+    settings = getattr(_local, "settings", None)
+    if settings is None:
+        settings = _local.settings = _process_defaults()
+    return settings
+
+
 def get_config():
-    """The current values of sklearn-clip's process-wide settings.
+    """The current values of sklearn-clip's settings in this thread.
 
     Returns
     -------
@@ -53,28 +77,34 @@ def get_config():
     >>> sorted(get_config())
     ['auto_dtype']
     """
-    with _lock:
-        if not _settings:
-            _settings.update(_from_environment())
-        return dict(_settings)
+    # A copy, so that changing the dict changes no setting.
+    return dict(_thread_settings())
 
 
 def set_config(auto_dtype=None):
-    """Set sklearn-clip's process-wide settings.
+    """Set sklearn-clip's settings in this thread.
 
     Parameters
     ----------
     auto_dtype : {"rule", "float32", "bfloat16", "float16"}, default=None
         What ``dtype="auto"`` means for every estimator and
-        :func:`~sklearn_clip.load_model` call in this process. ``"rule"``
+        :func:`~sklearn_clip.load_model` call in this thread. ``"rule"``
         (the default) follows the hardware: bfloat16 on GPUs that have it
         (float16 on older ones) and on CPUs with native bfloat16 matrix units
         (Intel AMX, AVX512-BF16), float32 on every other CPU; fine-tuning
         autocasts to bfloat16 only where that pays for the model being
         trained. A precision name forces it everywhere, training included
         (``"float32"`` turns autocast off). The environment variable
-        ``SKLEARN_CLIP_AUTO_DTYPE`` gives the starting value. None leaves the
-        setting unchanged. An explicit ``dtype=`` on an estimator always wins.
+        ``SKLEARN_CLIP_AUTO_DTYPE`` gives every thread's starting value. None
+        leaves the setting unchanged. An explicit ``dtype=`` on an estimator
+        always wins.
+
+    Notes
+    -----
+    Settings are per thread, as scikit-learn's: other threads, running or
+    started later, keep their own (those a thread starts begin from the
+    environment's value); threads the package starts for one call take the
+    caller's.
 
     Examples
     --------
@@ -84,15 +114,14 @@ def set_config(auto_dtype=None):
     'float32'
     >>> set_config(auto_dtype="rule")
     """
-    get_config()  # read the environment first, so it never overrides this call
-    with _lock:
-        if auto_dtype is not None:
-            _settings["auto_dtype"] = _check_auto_dtype(auto_dtype, "auto_dtype")
+    settings = _thread_settings()
+    if auto_dtype is not None:
+        settings["auto_dtype"] = _check_auto_dtype(auto_dtype, "auto_dtype")
 
 
 @contextmanager
 def config_context(*, auto_dtype=None):
-    """Change sklearn-clip's settings inside a ``with`` block only.
+    """Change sklearn-clip's settings inside a ``with`` block, in this thread only.
 
     Parameters
     ----------

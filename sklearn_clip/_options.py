@@ -20,3 +20,20 @@ EXPORT_BACKENDS = ("onnx", "openvino")
 
 #: How an export's weights are stored: None (float32) or ``"int8"``.
 QUANTIZATIONS = (None, "int8")
+
+#: What a saved model handle may ask of ``torch.compile``: each keyword and
+#: the values it may take. ``load_model(compile=...)`` in code takes any
+#: keywords; a file read back may not (``options`` reaches the C++ compiler's
+#: command line, a ``backend`` may name any registered callable).
+COMPILE_OPTIONS = {
+    "backend": ("inductor", "eager", "aot_eager", "cudagraphs"),
+    "mode": (
+        None,
+        "default",
+        "reduce-overhead",
+        "max-autotune",
+        "max-autotune-no-cudagraphs",
+    ),
+    "fullgraph": (True, False),
+    "dynamic": (None, True, False),
+}

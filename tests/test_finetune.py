@@ -197,7 +197,9 @@ def test_save_pretrained_writes_a_model_card(fitted, tmp_path):
     card = (fitted.save_pretrained(tmp_path / "tuned") / "README.md").read_text()
     history = fitted.history_
     assert card.startswith("---\nlibrary_name: transformers\n")
-    assert f"base_model: {fitted.model}" in card
+    # A local folder is not a base model a reader elsewhere can find (a hub id
+    # is; tests/test_reliability_settings.py checks both).
+    assert "base_model" not in card and str(fitted.model) not in card
     sizes = fitted._pair_counts
     assert f"{sizes['train']} training pairs, {sizes['validation']} validation" in card
     assert f"| `learning_rate` | `{fitted.learning_rate!r}` |" in card

@@ -10,6 +10,7 @@ import numpy as np
 from scipy.special import log_softmax, softmax
 from sklearn.metrics import accuracy_score
 from sklearn.utils.validation import (
+    _num_samples,
     check_consistent_length,
     check_is_fitted,
     column_or_1d,
@@ -22,6 +23,7 @@ from sklearn_clip._classify.prompts import (
     prompt_names,
     resolve_templates,
 )
+from sklearn_clip._classify.weights import check_weights
 from sklearn_clip._encoding.cache import make_cache
 
 
@@ -159,6 +161,8 @@ class LogitClassifierMixin:
         float
             The (weighted) fraction of correct predictions.
         """
+        if sample_weight is not None:  # checked before any image is encoded
+            sample_weight = check_weights(sample_weight, _num_samples(y))
         y_pred = self.predict(X)
         failed = np.array([label is None for label in y_pred], dtype=bool)
         if not failed.any():

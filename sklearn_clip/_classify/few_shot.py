@@ -8,8 +8,7 @@ import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.class_weight import compute_sample_weight
-from sklearn.utils.validation import _check_sample_weight, check_consistent_length
+from sklearn.utils.validation import check_consistent_length
 from threadpoolctl import threadpool_limits
 
 from sklearn_clip._base import (
@@ -35,6 +34,7 @@ from sklearn_clip._classify.heads import (
     cross_validation_folds,
     zero_shot_logits,
 )
+from sklearn_clip._classify.weights import check_weights
 from sklearn_clip._encoding.handle_base import DEFAULT_MODEL
 from sklearn_clip.exceptions import FewShotWarning
 
@@ -99,7 +99,8 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
     class_weight : dict, "balanced" or None, default=None
         Weights of the classes in the training loss, as in scikit-learn's
         linear models: ``"balanced"`` weighs each class inversely to its
-        number of images; they multiply ``sample_weight``.
+        number of images; they multiply ``sample_weight``. Weights must be
+        finite and non-negative, and not all zero (``fit`` names the class).
     cv : int, default=5
         Folds for the cross-validation; fewer when the rarest class has
         fewer images.
@@ -277,10 +278,18 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
             embeddings, targets = np.empty((0, self.embedding_dim_)), np.empty(0, int)
             weights = np.empty(0)
         else:
-            rows, _ = self._validate_rows(X, kind="image", reset=True)
+            rows, index = self._validate_rows(X, kind="image", reset=True)
             check_consistent_length(rows, y)
             fit_text_head(self, y, label_list=False)
-            weights = self._weights(y, sample_weight, len(rows))
+            # Checked before any image is encoded: a bad weight fails at once.
+            weights = check_weights(
+                sample_weight,
+                len(rows),
+                y=y,
+                class_weight=self.class_weight,
+                classes=self.classes_,
+                index=index,
+            )
             embeddings, errors = self._encode_rows(X, modality="image")
             if self.on_error == "nan":
                 self.input_errors_ = errors
@@ -303,13 +312,6 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
             head.fit(embeddings, targets, base, weights, setting)
         self._set_head(head, setting)
         return self
-
-    def _weights(self, y, sample_weight, n_samples):
-        """Each image's weight: ``sample_weight`` times ``class_weight``'s."""
-        weights = _check_sample_weight(sample_weight, np.empty(n_samples))
-        if self.class_weight is not None:
-            weights = weights * compute_sample_weight(self.class_weight, np.asarray(y))
-        return weights
 
     def _zero_shot(self, embeddings):
         return zero_shot_logits(

@@ -19,6 +19,7 @@ from sklearn_clip._classify.multilabel import (
     label_logits,
 )
 from sklearn_clip._classify.prompts import class_embeddings
+from sklearn_clip._classify.weights import check_weights
 from sklearn_clip._encoding.cache import make_cache
 
 
@@ -116,6 +117,8 @@ class MultiLabel:
 
     def score(self, estimator, X, y, sample_weight=None):
         _, Y = indicator_targets(y, estimator.classes_, len(y))
+        if sample_weight is not None:
+            sample_weight = check_weights(sample_weight, len(Y))
         correct = (self.predict(estimator, X) == Y).all(axis=1)
         return float(np.average(correct, weights=sample_weight))
 
