@@ -35,7 +35,7 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    from sklearn_clip._models.precision import cpu_bf16_units
+    from sklearn_clip._backends.torch.precision import cpu_bf16_units
 
     choice = config.getoption("--cpu-bf16")
     units = ", ".join(cpu_bf16_units()) or "none"

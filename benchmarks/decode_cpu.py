@@ -35,10 +35,10 @@ from _common import (
     print_table,
 )
 
+from sklearn_clip._backends.torch.precision import cpu_bf16_units
 from sklearn_clip._encoding.images import prepare_image
 from sklearn_clip._encoding.prefetch import iter_prepared_batches, usable_cores
 from sklearn_clip._encoding.preprocess import ImageConfig, normalize_batch
-from sklearn_clip._models.precision import cpu_bf16_units
 
 
 def decode(files, config, n_workers, batch_size, stack=False, profile=None):

@@ -13,7 +13,7 @@ round; images per second are medians over the rounds:
 - ``CLIPEmbeddingTransformer`` at its defaults but for ``batch_size``;
 - two model-only ceilings on ready pixel tensors: transformers'
   ``get_image_features`` on the model as ``from_pretrained`` gives it, and
-  sklearn-clip's own forward pass (``sklearn_clip._models.forward``), which does
+  sklearn-clip's own forward pass (``sklearn_clip._backends.torch.forward``), which does
   less work for the same embeddings. Ours is judged against the second.
 
 The peers load the checkpoint themselves, as their users would.
@@ -46,9 +46,9 @@ from _common import (
 from PIL import Image
 
 from sklearn_clip import CLIPEmbeddingTransformer, load_model
+from sklearn_clip._backends.torch.forward import image_features
 from sklearn_clip._encoding import encode as _encode
 from sklearn_clip._encoding.prefetch import default_workers
-from sklearn_clip._models.forward import image_features
 
 PIPELINE = "transformers pipeline (defaults)"
 PLAIN = "CLIPProcessor + get_image_features loop"

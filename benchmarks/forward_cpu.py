@@ -1,9 +1,10 @@
 """The image tower on ready tensors: transformers' forward pass against ours.
 
 Same ViT-B/32-shaped checkpoint, same pixel tensors, interleaved round by
-round; each of sklearn-clip's two changes (``sklearn_clip._models.forward``) alone
-and both together, against ``get_image_features`` on the model as
-``from_pretrained`` gives it. The embeddings agree to float rounding
+round; each of sklearn-clip's two changes
+(``sklearn_clip._backends.torch.forward``) alone and both together, against
+``get_image_features`` on the model as ``from_pretrained`` gives it. The
+embeddings agree to float rounding
 (``tests/test_forward.py``); this measures only the time.
 
 Usage: ``python benchmarks/forward_cpu.py [--batch-size 32] [--rounds 7]``.
@@ -16,7 +17,7 @@ import torch
 from _common import checkpoint, interleaved, machine, paired_ratio, print_table
 from transformers import CLIPModel
 
-from sklearn_clip._models.forward import (
+from sklearn_clip._backends.torch.forward import (
     _class_token_features,
     image_features,
     use_fast_activations,

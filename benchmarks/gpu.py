@@ -35,9 +35,9 @@ import torch
 from _common import CACHE, checkpoint, jpeg_files, machine, print_table
 
 from sklearn_clip import CLIPEmbeddingTransformer, load_model
+from sklearn_clip._backends.torch.forward import _features, image_features
 from sklearn_clip._encoding import encode as _encode
 from sklearn_clip._encoding.prefetch import default_workers
-from sklearn_clip._models.forward import _features, image_features
 from sklearn_clip.toy import make_tiny_clip
 
 

@@ -10,7 +10,7 @@ Two tables, every contender in one process, interleaved round by round:
    against bfloat16 autocast (``dtype="bfloat16"``) for the demo's model and
    for 224-pixel models of growing width, with what ``"auto"`` picks for each.
    These rows are the evidence behind
-   :data:`sklearn_clip._models.precision.CPU_BF16_TRAINING_MIN_WIDTH`.
+   :data:`sklearn_clip._backends.torch.precision.CPU_BF16_TRAINING_MIN_WIDTH`.
 
 The CPU's model, its bfloat16 units as torch reports them and the load are
 printed first: the figures mean nothing without them. Set
@@ -40,7 +40,7 @@ from sklearn_clip import (
     CLIPEmbeddingTransformer,
     load_model,
 )
-from sklearn_clip._models.precision import (
+from sklearn_clip._backends.torch.precision import (
     cpu_bf16_units,
     model_width,
     training_autocast_dtype,

@@ -14,9 +14,9 @@ torch threads, 100 labels:
 A second table times the text tower alone on those 8,000 prompts: a plain
 ``get_text_features`` loop (batches of 128 prompts sorted by length, padded to
 the longest) against sklearn-clip, which runs the first tokens that a
-template's prompts share once (see ``sklearn_clip._models.forward``). A third times a
-grid search over three template sets with and without the in-process text memo
-(``SKLEARN_CLIP_TEXT_CACHE_SIZE=0`` turns it off).
+template's prompts share once (see ``sklearn_clip._backends.torch.forward``).
+A third times a grid search over three template sets with and without the
+in-process text memo (``SKLEARN_CLIP_TEXT_CACHE_SIZE=0`` turns it off).
 
 Usage: ``python benchmarks/zero_shot_cpu.py [--n 500] [--rounds 3]``.
 """

@@ -6,6 +6,10 @@ import importlib
 from sklearn_clip import _compat
 from sklearn_clip._config import config_context, get_config, set_config
 
+# Installs how saved model handles are read back (a light import), so that a
+# pickle naming a backend's module finds the loader ready.
+from sklearn_clip._loader import pickling as _pickling  # noqa: F401
+
 # Importable from here as in 0.1.0; documented with the other warnings in
 # sklearn_clip.exceptions, so it has one API page.
 from sklearn_clip.exceptions import FewShotWarning  # noqa: F401
@@ -23,12 +27,12 @@ _LAZY = {
     "CLIPFewShotClassifier": "sklearn_clip._classify.few_shot",
     "CLIPNearestNeighbors": "sklearn_clip._retrieval.neighbors",
     "CLIPZeroShotClassifier": "sklearn_clip._classify.zero_shot",
-    "ExportedModelHandle": "sklearn_clip._encoding.exported.handle",
-    "ModelHandle": "sklearn_clip._encoding.handle",
-    "clear_model_cache": "sklearn_clip._encoding.registry",
-    "export_model": "sklearn_clip._encoding.exported.writer",
-    "load_model": "sklearn_clip._encoding.registry",
-    "model_cache_info": "sklearn_clip._encoding.registry",
+    "ExportedModelHandle": "sklearn_clip._backends.exported.handle",
+    "ModelHandle": "sklearn_clip._backends.torch.handle",
+    "clear_model_cache": "sklearn_clip._loader.registry",
+    "export_model": "sklearn_clip._loader.export",
+    "load_model": "sklearn_clip._loader.registry",
+    "model_cache_info": "sklearn_clip._loader.registry",
     "skops_trusted_types": "sklearn_clip._persistence",
 }
 

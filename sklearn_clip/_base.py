@@ -15,19 +15,16 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import validate_data
 
+from sklearn_clip._backends.interface import EncoderHandle
 from sklearn_clip._encoding.cache import make_cache
 from sklearn_clip._encoding.encode import (
     encode_rows,
     failure_records,
     report_failures,
 )
-from sklearn_clip._encoding.handle_base import EncoderHandle
 from sklearn_clip._encoding.inputs import as_rows
-from sklearn_clip._encoding.registry import (
-    check_same_model,
-    handle_from_files,
-    load_model,
-)
+from sklearn_clip._loader.pickling import check_same_model, handle_from_files
+from sklearn_clip._loader.registry import load_model
 from sklearn_clip._options import CACHE_DTYPES, DTYPE_NAMES, ON_ERROR_OPTIONS
 from sklearn_clip._persistence import check_estimator_state
 

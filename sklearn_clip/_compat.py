@@ -25,18 +25,18 @@ MOVED_MODULES = {
     "sklearn_clip._families": "sklearn_clip._models.families",
     "sklearn_clip._few_shot": "sklearn_clip._classify.few_shot",
     "sklearn_clip._finetune": "sklearn_clip._train.finetuner",
-    "sklearn_clip._fingerprints": "sklearn_clip._models.fingerprints",
-    "sklearn_clip._forward": "sklearn_clip._models.forward",
+    "sklearn_clip._fingerprints": "sklearn_clip._backends.torch.fingerprints",
+    "sklearn_clip._forward": "sklearn_clip._backends.torch.forward",
     "sklearn_clip._heads": "sklearn_clip._classify.heads",
     "sklearn_clip._images": "sklearn_clip._encoding.images",
     "sklearn_clip._inputs": "sklearn_clip._encoding.inputs",
     "sklearn_clip._loading": "sklearn_clip._models.loading",
     "sklearn_clip._losses": "sklearn_clip._train.losses",
-    "sklearn_clip._model": "sklearn_clip._encoding.registry",
+    "sklearn_clip._model": "sklearn_clip._loader.pickling",
     "sklearn_clip._multilabel": "sklearn_clip._classify.multilabel",
     "sklearn_clip._neighbors": "sklearn_clip._retrieval.neighbors",
     "sklearn_clip._pairs": "sklearn_clip._train.pairs",
-    "sklearn_clip._precision": "sklearn_clip._models.precision",
+    "sklearn_clip._precision": "sklearn_clip._backends.torch.precision",
     "sklearn_clip._prompts": "sklearn_clip._classify.prompts",
     "sklearn_clip._schedule": "sklearn_clip._train.schedule",
     "sklearn_clip._search": "sklearn_clip._retrieval.search",
@@ -45,6 +45,19 @@ MOVED_MODULES = {
     "sklearn_clip._training": "sklearn_clip._train.loop",
     "sklearn_clip._zero_shot": "sklearn_clip._classify.zero_shot",
 }
+
+# Names of the release after 0.1.0 that moved when the backends became peers:
+# its pickles name the loader's rebuild function, its skops files the handles.
+MOVED_MODULES.update(
+    {
+        "sklearn_clip._encoding.registry": "sklearn_clip._loader.pickling",
+        "sklearn_clip._encoding.exported": "sklearn_clip._backends.exported",
+        "sklearn_clip._encoding.handle": "sklearn_clip._backends.torch.handle",
+        "sklearn_clip._encoding.exported.handle": (
+            "sklearn_clip._backends.exported.handle"
+        ),
+    }
+)
 
 
 class _MovedModuleLoader(importlib.abc.Loader):
@@ -74,4 +87,7 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder):
 def install():
     """Answer imports of the 0.1.0 module names (idempotent)."""
     if not any(isinstance(f, _MovedModuleFinder) for f in sys.meta_path):
-        sys.meta_path.append(_MovedModuleFinder())
+        # First: an old name inside a moved package (``_encoding.exported``)
+        # would otherwise be found again by the path finder in the package's
+        # new folder, a second copy with classes of its own.
+        sys.meta_path.insert(0, _MovedModuleFinder())

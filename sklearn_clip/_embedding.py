@@ -5,12 +5,12 @@ from sklearn.base import TransformerMixin, _fit_context
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
+from sklearn_clip._backends.interface import DEFAULT_MODEL
 from sklearn_clip._base import (
     ENCODING_PARAMETER_CONSTRAINTS,
     CLIPEstimatorBase,
     fill_doc,
 )
-from sklearn_clip._encoding.handle_base import DEFAULT_MODEL
 
 
 @fill_doc

@@ -80,8 +80,8 @@ _SAVED_CLASSES = (
     ("sklearn_clip._classify.few_shot", "CLIPFewShotClassifier"),
     ("sklearn_clip._retrieval.neighbors", "CLIPNearestNeighbors"),
     ("sklearn_clip._classify.zero_shot", "CLIPZeroShotClassifier"),
-    ("sklearn_clip._encoding.handle", "ModelHandle"),
-    ("sklearn_clip._encoding.exported.handle", "ExportedModelHandle"),
+    ("sklearn_clip._backends.torch.handle", "ModelHandle"),
+    ("sklearn_clip._backends.exported.handle", "ExportedModelHandle"),
 )
 
 

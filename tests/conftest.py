@@ -1,6 +1,7 @@
 """Shared fixtures: tiny offline models written with save_pretrained, test images."""
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 from PIL import Image
 
 from sklearn_clip import clear_model_cache, config_context, load_model
-from sklearn_clip._encoding import registry as _model
+from sklearn_clip._loader import registry as _model
 from sklearn_clip.toy import make_tiny_clip
 
 
@@ -164,3 +165,37 @@ def demo_model_path():
     from sklearn_clip.demo import trained_model
 
     return trained_model(n_train=4000, max_epochs=20)
+
+
+# A sitecustomize that hides PyTorch from every import finder, as where it is
+# not installed: `import torch` raises ModuleNotFoundError and
+# importlib.util.find_spec("torch") is None, which is how transformers and
+# scipy decide it is absent.
+_WITHOUT_TORCH = """
+import sys
+
+class _WithoutTorch:
+    def __init__(self, finder):
+        self.finder = finder
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("torch", "torchvision"):
+            return None
+        find = getattr(self.finder, "find_spec", None)
+        return find(name, path, target) if find else None
+
+    def __getattr__(self, attribute):
+        return getattr(self.finder, attribute)
+
+sys.meta_path[:] = [_WithoutTorch(finder) for finder in sys.meta_path]
+"""
+
+
+@pytest.fixture(scope="session")
+def without_torch(tmp_path_factory):
+    """The environment of a child process in which PyTorch cannot be imported,
+    as on a machine that serves exported models only."""
+    site = tmp_path_factory.mktemp("without-torch")
+    (site / "sitecustomize.py").write_text(_WITHOUT_TORCH)
+    paths = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}

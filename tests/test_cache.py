@@ -15,13 +15,13 @@ import torch
 from PIL import Image
 
 from sklearn_clip import CLIPEmbeddingTransformer, CLIPZeroShotClassifier
+from sklearn_clip._backends.torch.handle import ModelHandle
 from sklearn_clip._encoding.cache import (
     EmbeddingCache,
     encode_through_cache,
     text_memo,
 )
 from sklearn_clip._encoding.content_keys import content_key
-from sklearn_clip._encoding.handle import ModelHandle
 from sklearn_clip.exceptions import InputErrorWarning
 
 LABELS = ["bird", "cat", "dog"]

@@ -32,7 +32,7 @@ from sklearn_clip import (
     export_model,
     load_model,
 )
-from sklearn_clip._encoding.exported.manifest import MANIFEST_NAME
+from sklearn_clip._backends.exported.manifest import MANIFEST_NAME
 from sklearn_clip._encoding.preprocess import (
     ImageConfig,
     normalize_batch,
@@ -48,30 +48,6 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
 
 LABELS = ["a red circle", "a blue square", "a green star"]
-# Run first in a child process: every import finder is wrapped so that PyTorch
-# is not found, as where it is not installed (`import torch` raises
-# ModuleNotFoundError and importlib.util.find_spec("torch") is None, which is
-# how transformers and scipy decide it is absent).
-WITHOUT_TORCH = """
-import sys
-class _WithoutTorch:
-    def __init__(self, finder):
-        self.finder = finder
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in ("torch", "torchvision"):
-            return None
-        find = getattr(self.finder, "find_spec", None)
-        return find(name, path, target) if find else None
-    def __getattr__(self, attribute):
-        return getattr(self.finder, attribute)
-sys.meta_path[:] = [_WithoutTorch(finder) for finder in sys.meta_path]
-try:
-    import torch
-except ImportError:
-    pass
-else:
-    raise AssertionError("torch is still importable")
-"""
 BACKENDS = ("onnx", "openvino")
 FAST_CASES = {("clip", "transformers5")}
 
@@ -270,7 +246,7 @@ def test_a_process_that_only_embeds_texts_never_reads_the_image_tower(
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_an_export_classifies_where_torch_cannot_be_imported(
-    backend, exports, images, tmp_path
+    backend, exports, images, tmp_path, without_torch
 ):
     checkpoint, exported = exports("clip", backend=backend)
     paths = []
@@ -282,8 +258,8 @@ def test_an_export_classifies_where_torch_cannot_be_imported(
         .fit(None)
         .predict_proba(paths)
     )
-    code = WITHOUT_TORCH + (
-        "import json\n"
+    code = (
+        "import json, sys\n"
         "from sklearn_clip import CLIPZeroShotClassifier\n"
         "model, labels, paths = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3:]\n"
         "clf = CLIPZeroShotClassifier(model, candidate_labels=labels).fit(None)\n"
@@ -300,9 +276,51 @@ def test_an_export_classifies_where_torch_cannot_be_imported(
         capture_output=True,
         text=True,
         timeout=300,
+        env=without_torch,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     np.testing.assert_allclose(json.loads(done.stdout), expected, atol=1e-4)
+
+
+def test_search_and_metrics_run_on_an_export_where_torch_cannot_be_imported(
+    exports, images, tmp_path, without_torch
+):
+    checkpoint, exported = exports("clip")
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(str(tmp_path / f"image_{i}.png"))
+        image.save(paths[-1])
+    expected = (
+        CLIPNearestNeighbors(_reference(checkpoint), n_neighbors=3)
+        .fit(paths)
+        .kneighbors(LABELS, query_modality="text")
+    )
+    code = (
+        "import json, sys\n"
+        "import numpy as np\n"
+        "from sklearn_clip import CLIPEmbeddingTransformer, CLIPNearestNeighbors\n"
+        "from sklearn_clip.metrics import recall_at_k\n"
+        "model, labels, paths = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3:]\n"
+        "search = CLIPNearestNeighbors(model, n_neighbors=3).fit(paths)\n"
+        "distances, rows = search.kneighbors(labels, query_modality='text')\n"
+        "texts = CLIPEmbeddingTransformer(model, modality='text').fit(labels)\n"
+        "texts = texts.transform(labels)\n"
+        "recall = recall_at_k(search.embeddings_, texts, [0] * len(paths), k=3)\n"
+        "assert not any(name.startswith('torch') for name in sys.modules)\n"
+        "print(json.dumps([distances.tolist(), rows.tolist(), recall]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(exported), json.dumps(LABELS), *paths],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=without_torch,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    distances, rows, recall = json.loads(done.stdout)
+    np.testing.assert_array_equal(rows, expected[1])
+    np.testing.assert_allclose(distances, expected[0], atol=1e-4)
+    assert 0.0 <= recall <= 1.0
 
 
 # -- load_model(backend=...) on a PyTorch checkpoint ----------------------------
@@ -332,9 +350,7 @@ def test_a_checkpoint_that_cannot_be_written_exports_into_the_cache(
 ):
     checkpoint = Path(make_tiny_clip(tmp_path / "model"))
     monkeypatch.setenv("SKLEARN_CLIP_DATA", str(tmp_path / "cache"))
-    monkeypatch.setattr(
-        "sklearn_clip._encoding.exported.loading.writable", lambda path: False
-    )
+    monkeypatch.setattr("sklearn_clip._loader.auto_export.writable", lambda path: False)
     handle = load_model(checkpoint, backend="openvino")
     assert (tmp_path / "cache") in handle.directory.parents
     assert not (checkpoint / "openvino").exists()

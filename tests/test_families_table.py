@@ -26,9 +26,9 @@ from transformers.models.auto.modeling_auto import (
 from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
 
 import sklearn_clip
+from sklearn_clip._backends.torch.forward import logit_scale
 from sklearn_clip._models import loading as _loading
 from sklearn_clip._models.families import FAMILY_TABLE, Family, family_of
-from sklearn_clip._models.forward import logit_scale
 from sklearn_clip._train.trainable import _lora_targets
 from sklearn_clip.toy import make_tiny_clip
 

@@ -19,8 +19,8 @@ from sklearn_clip import (
     load_model,
     model_cache_info,
 )
-from sklearn_clip._encoding.registry import cached_handles
-from sklearn_clip._models.weights import as_numpy_state
+from sklearn_clip._loader.registry import cached_handles
+from sklearn_clip._backends.torch.weights import as_numpy_state
 from sklearn_clip.datasets import COLORS, SHAPES, make_shapes
 from sklearn_clip.toy import make_tiny_clip
 

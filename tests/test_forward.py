@@ -6,7 +6,7 @@ import torch
 from transformers import AutoModel
 from transformers.activations import QuickGELUActivation
 
-from sklearn_clip._models.forward import (
+from sklearn_clip._backends.torch.forward import (
     FAST_PATHS,
     QuickGELU,
     fast_paths,
@@ -230,8 +230,8 @@ def test_shared_prefix_text_features_match_get_text_features(
 
 
 def test_templated_prompts_share_their_prefix(tiny_clip, monkeypatch):
+    from sklearn_clip._backends.torch import forward as _forward
     from sklearn_clip._encoding.encode import tokenize
-    from sklearn_clip._models import forward as _forward
 
     monkeypatch.setattr(_forward, "_MIN_GROUP_ROWS", 4)
     rows = [f"a photo of a {label}." for label in ("cat", "dog", "cow", "fox")]

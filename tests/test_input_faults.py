@@ -67,7 +67,7 @@ def no_hub(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the hub was consulted")
 
-    monkeypatch.setattr("sklearn_clip._encoding.registry.hub_snapshot", refuse)
+    monkeypatch.setattr("sklearn_clip._loader.registry.hub_snapshot", refuse)
     monkeypatch.setattr(_loading, "hub_reachable", refuse)
 
 
@@ -106,7 +106,7 @@ def test_a_valid_hub_id_still_goes_to_the_hub(monkeypatch, isolated_cache):
         asked.append(source)
         raise OSError("not cached")
 
-    monkeypatch.setattr("sklearn_clip._encoding.registry.hub_snapshot", snapshot)
+    monkeypatch.setattr("sklearn_clip._loader.registry.hub_snapshot", snapshot)
     with pytest.raises(OSError, match="not cached"):
         load_model("someone/clip-vit-base")
     assert asked == ["someone/clip-vit-base"]

@@ -1,5 +1,6 @@
-"""The package's layout: subpackages that import downwards only, short modules,
-and the 0.1.0 module names still answering (for old pickles)."""
+"""The package's layout: subpackages that import downwards only, no import
+cycle between files, PyTorch imported only where it is needed, short modules
+and functions, and the old module names still answering (for old pickles)."""
 
 import ast
 import importlib
@@ -24,11 +25,21 @@ FOUNDATION = {
     "_compat",
     "_torch",
 }
-# Each lower part, and the parts it may import.
+# Each lower part, and the parts it may import: facts about models, the
+# backend-free encoding pipeline, the backends, then the one entry point.
 BELOW = {
     "_models": FOUNDATION,
     "_encoding": FOUNDATION | {"_models"},
+    "_backends": FOUNDATION | {"_models", "_encoding"},
+    "_loader": FOUNDATION | {"_models", "_encoding", "_backends"},
 }
+# The only modules that may import PyTorch when they are imported.
+TORCH_AT_IMPORT = (
+    "sklearn_clip._backends.torch",
+    "sklearn_clip._train",
+    "sklearn_clip.toy",
+)
+MAX_FUNCTION_LINES = 60
 
 
 def _modules():
@@ -49,18 +60,45 @@ def _name(path):
     return ".".join(parts)
 
 
-def _imports(path):
-    """Every ``sklearn_clip`` module ``path`` imports, at any depth of its code."""
+def _module_names():
+    return {_name(path) for path in _modules()}
+
+
+def _imported(node, modules):
+    """The ``sklearn_clip`` modules one import statement imports."""
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names if a.name.startswith("sklearn_clip")}
+    if not (isinstance(node, ast.ImportFrom) and node.module):
+        return set()
+    if node.module == "sklearn_clip":
+        return {f"sklearn_clip.{a.name}" for a in node.names}
+    if not node.module.startswith("sklearn_clip."):
+        return set()
+    # ``from package import module`` imports that module.
+    named = {f"{node.module}.{a.name}" for a in node.names}
+    return (named & modules) or {node.module}
+
+
+def _imports(path, modules=None):
+    """Every ``sklearn_clip`` module ``path`` imports, at any depth of its code
+    (imports inside functions count: they run too)."""
+    modules = _module_names() if modules is None else modules
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith("sklearn_clip")}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            if node.module == "sklearn_clip":
-                found |= {f"sklearn_clip.{a.name}" for a in node.names}
-            elif node.module.startswith("sklearn_clip."):
-                found.add(node.module)
+        found |= _imported(node, modules)
     return found
+
+
+def _import_time_nodes(tree):
+    """The statements that run when a module is imported: everything but the
+    bodies of functions."""
+    pending = list(tree.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        yield node
+        pending.extend(ast.iter_child_nodes(node))
 
 
 def _unit_graph():
@@ -71,6 +109,71 @@ def _unit_graph():
             if _unit(imported) not in (importer, "__init__"):
                 graph.setdefault(importer, set()).add(_unit(imported))
     return graph
+
+
+def _file_graph():
+    modules = _module_names()
+    return {
+        _name(path): _imports(path, modules) - {"sklearn_clip", _name(path)}
+        for path in _modules()
+        if _name(path) != "sklearn_clip"
+    }
+
+
+def test_no_import_cycle_between_files():
+    try:
+        list(TopologicalSorter(_file_graph()).static_order())
+    except CycleError as error:
+        pytest.fail(f"an import cycle between modules: {error.args[1]}")
+
+
+def test_the_backends_import_neither_each_other_nor_the_loader():
+    for module, imported in _file_graph().items():
+        for backend in ("torch", "exported"):
+            if module.startswith(f"sklearn_clip._backends.{backend}"):
+                others = {"torch", "exported"} - {backend}
+                assert not any(
+                    name.startswith(("sklearn_clip._loader",))
+                    or any(
+                        name.startswith(f"sklearn_clip._backends.{other}")
+                        for other in others
+                    )
+                    for name in imported
+                ), (module, imported)
+
+
+def test_torch_is_imported_on_import_only_by_the_torch_backend_training_and_toy():
+    found = []
+    for path in _modules():
+        for node in _import_time_nodes(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n.partition(".")[0] == "torch" for n in names):
+                found.append(_name(path))
+    assert sorted({m for m in found if not m.startswith(TORCH_AT_IMPORT)}) == []
+
+
+def _code_lines(function, lines):
+    """Lines of a function's code: no docstring, blank lines or comments."""
+    body = function.body
+    if ast.get_docstring(function) is not None and len(body) > 1:
+        body = body[1:]
+    text = lines[body[0].lineno - 1 : function.end_lineno]
+    return sum(1 for line in text if line.strip() and not line.strip().startswith("#"))
+
+
+def test_no_function_is_longer_than_the_guide():
+    long = {}
+    for path in _modules():
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if (n := _code_lines(node, lines)) > MAX_FUNCTION_LINES:
+                    long[f"{_name(path)}.{node.name}"] = n
+    assert long == {}
 
 
 def test_no_module_is_longer_than_the_guide():
@@ -87,7 +190,10 @@ def test_the_parts_import_each_other_without_a_cycle():
         order = list(TopologicalSorter(_unit_graph()).static_order())
     except CycleError as error:
         pytest.fail(f"an import cycle between parts of the package: {error.args[1]}")
-    assert order.index("_models") < order.index("_encoding") < order.index("_base")
+    parts = ("_models", "_encoding", "_backends", "_loader", "_base")
+    assert [order.index(part) for part in parts] == sorted(
+        order.index(part) for part in parts
+    )
 
 
 @pytest.mark.parametrize("unit", sorted(FOUNDATION | set(BELOW)))
@@ -127,6 +233,38 @@ def _fresh_import(code):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout.split()
+
+
+INFERENCE = (
+    "CLIPEmbeddingTransformer",
+    "CLIPZeroShotClassifier",
+    "CLIPFewShotClassifier",
+    "CLIPNearestNeighbors",
+    "ExportedModelHandle",
+    "load_model",
+    "export_model",
+)
+
+
+def test_every_inference_estimator_imports_without_torch(without_torch):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        f"from sklearn_clip import {', '.join(INFERENCE)}\n"
+        "import sklearn_clip.metrics, sklearn_clip.datasets\n"
+        "print(any(m.partition('.')[0] == 'torch' for m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=without_torch,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False"]
 
 
 def test_importing_the_package_defers_torch_and_transformers():

@@ -11,7 +11,7 @@ from sklearn.base import clone
 from sklearn.preprocessing import FunctionTransformer
 
 from sklearn_clip import ModelHandle, load_model, model_cache_info
-from sklearn_clip._models.weights import resolve_device, resolve_dtype
+from sklearn_clip._backends.torch.weights import resolve_device, resolve_dtype
 
 
 def test_same_source_loads_once(tiny_clip_path):

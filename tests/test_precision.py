@@ -23,8 +23,8 @@ from sklearn_clip import (
     load_model,
     set_config,
 )
-from sklearn_clip._models import precision
-from sklearn_clip._models.weights import as_numpy_state, weights_dtype
+from sklearn_clip._backends.torch import precision
+from sklearn_clip._backends.torch.weights import as_numpy_state, weights_dtype
 from sklearn_clip.datasets import make_shapes
 
 CPU = torch.device("cpu")
@@ -110,7 +110,7 @@ def test_nothing_is_timed(native, monkeypatch):
 @pytest.mark.slow
 def test_auto_agrees_across_processes_beside_cpu_burners():
     code = (
-        "import torch; from sklearn_clip._models.precision import auto_dtype; "
+        "import torch; from sklearn_clip._backends.torch.precision import auto_dtype; "
         "print(auto_dtype(torch.device('cpu')))"
     )
     burn = "import time\nend = time.time() + 120\nwhile time.time() < end: pass"
@@ -151,7 +151,7 @@ def test_set_config_checks_its_value():
 def test_the_environment_variable_sets_the_policy_of_a_new_process():
     code = (
         "import torch; from sklearn_clip import get_config; "
-        "from sklearn_clip._models.precision import auto_dtype; "
+        "from sklearn_clip._backends.torch.precision import auto_dtype; "
         "print(get_config()['auto_dtype'], auto_dtype(torch.device('cpu')))"
     )
     environment = {

@@ -25,7 +25,7 @@ from sklearn_clip import (
     load_model,
     model_cache_info,
 )
-from sklearn_clip._encoding.exported.manifest import MANIFEST_NAME, file_digest
+from sklearn_clip._backends.exported.manifest import MANIFEST_NAME, file_digest
 from sklearn_clip.cli import main
 from sklearn_clip.toy import make_tiny_clip
 

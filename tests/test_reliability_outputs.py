@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -22,8 +21,8 @@ import pytest
 from PIL import Image
 
 from sklearn_clip import CLIPContrastiveFinetuner, export_model, load_model
-from sklearn_clip._encoding.exported import writer
 from sklearn_clip._files import OutputPathError
+from sklearn_clip._loader import export as _export
 from sklearn_clip.cli import main
 from sklearn_clip.toy import make_tiny_clip
 
@@ -60,7 +59,7 @@ def no_export_work(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the output was checked")
 
-    monkeypatch.setattr(writer, "_float32_handle", refuse)
+    monkeypatch.setattr(_export, "_float32_handle", refuse)
 
 
 @pytest.fixture(scope="module")
@@ -290,38 +289,10 @@ def test_output_rule_a_table_output_never_replaces_an_input(
 
 # -- 10. a command that needs PyTorch says so in one line --------------------------
 
-# A sitecustomize that hides PyTorch from every import finder, as where it is
-# not installed (`import torch` raises ModuleNotFoundError and
-# importlib.util.find_spec("torch") is None, as transformers checks).
-_WITHOUT_TORCH = textwrap.dedent(
-    """
-    import sys
-
-    class _WithoutTorch:
-        def __init__(self, finder):
-            self.finder = finder
-
-        def find_spec(self, name, path=None, target=None):
-            if name.partition(".")[0] in ("torch", "torchvision"):
-                return None
-            find = getattr(self.finder, "find_spec", None)
-            return find(name, path, target) if find else None
-
-        def __getattr__(self, attribute):
-            return getattr(self.finder, attribute)
-
-    sys.meta_path[:] = [_WithoutTorch(finder) for finder in sys.meta_path]
-    """
-)
-
 
 def test_output_rule_missing_pytorch_is_one_line_in_search_and_export(
-    checkpoint, images, tmp_path
+    checkpoint, images, tmp_path, without_torch
 ):
-    site = tmp_path / "site"
-    site.mkdir()
-    (site / "sitecustomize.py").write_text(_WITHOUT_TORCH)
-    environment = {**os.environ, "PYTHONPATH": str(site)}
     commands = {
         "export": [str(checkpoint), str(tmp_path / "exported")],
         "search": ["--model", str(checkpoint), "--index", str(images), "--query", "x"],
@@ -329,7 +300,7 @@ def test_output_rule_missing_pytorch_is_one_line_in_search_and_export(
     for command, argv in commands.items():
         done = subprocess.run(
             [sys.executable, "-m", "sklearn_clip.cli", command, *argv],
-            env=environment,
+            env=without_torch,
             capture_output=True,
             text=True,
             timeout=120,

@@ -25,9 +25,9 @@ from sklearn_clip import (
     load_model,
     skops_trusted_types,
 )
+from sklearn_clip._backends.torch.precision import auto_dtype
 from sklearn_clip._encoding import prefetch
 from sklearn_clip._encoding.preprocess import ImageConfig
-from sklearn_clip._models.precision import auto_dtype
 from sklearn_clip._train.model_card import model_card
 from sklearn_clip.datasets import make_shapes
 from sklearn_clip.exceptions import ImageInputError

@@ -26,8 +26,8 @@ from PIL import Image, ImageFile
 
 import sklearn_clip
 from sklearn_clip import load_model
+from sklearn_clip._backends.torch.loading import handle_from_directory
 from sklearn_clip._encoding.encode import encode_images
-from sklearn_clip._encoding.handle import handle_from_directory
 from sklearn_clip._models import loading as _loading
 
 

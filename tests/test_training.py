@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sklearn_clip._backends.torch.weights import as_numpy_state
 from sklearn_clip._encoding.images import prepare_image
-from sklearn_clip._models.weights import as_numpy_state
 from sklearn_clip._train import distributed as dist
 from sklearn_clip._train import loop as _training
 from sklearn_clip._train.loop import (

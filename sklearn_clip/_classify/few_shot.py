@@ -11,6 +11,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_consistent_length
 from threadpoolctl import threadpool_limits
 
+from sklearn_clip._backends.interface import DEFAULT_MODEL
 from sklearn_clip._base import (
     ENCODING_PARAMETER_CONSTRAINTS,
     CLIPEstimatorBase,
@@ -35,7 +36,6 @@ from sklearn_clip._classify.heads import (
     zero_shot_logits,
 )
 from sklearn_clip._classify.weights import check_weights
-from sklearn_clip._encoding.handle_base import DEFAULT_MODEL
 from sklearn_clip.exceptions import FewShotWarning
 
 

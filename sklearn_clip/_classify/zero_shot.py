@@ -4,6 +4,7 @@ from scipy.special import expit
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils.validation import check_is_fitted
 
+from sklearn_clip._backends.interface import DEFAULT_MODEL
 from sklearn_clip._base import (
     ENCODING_PARAMETER_CONSTRAINTS,
     CLIPEstimatorBase,
@@ -15,7 +16,6 @@ from sklearn_clip._classify.classifier import (
 )
 from sklearn_clip._classify.heads import zero_shot_logits
 from sklearn_clip._classify.outputs import OUTPUT_MODES
-from sklearn_clip._encoding.handle_base import DEFAULT_MODEL
 
 
 @fill_doc

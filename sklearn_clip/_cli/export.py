@@ -30,7 +30,7 @@ def register(commands):
 
 
 def run(args):
-    from sklearn_clip._encoding.exported.writer import export_model
+    from sklearn_clip._loader.export import export_model
 
     path = export_model(
         args.model,

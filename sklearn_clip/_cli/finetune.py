@@ -196,7 +196,7 @@ def _estimator(args):
 
 def run(args):
     from sklearn_clip._folders import check_save_path
-    from sklearn_clip._models.weights import resolve_device
+    from sklearn_clip._backends.torch.weights import resolve_device
     from sklearn_clip._train import distributed as dist
 
     # Refused now, not after every epoch has run: the same check as

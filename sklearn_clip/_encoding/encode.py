@@ -53,9 +53,10 @@ def encode_texts(
     padding (wasted work) small for free text such as captions;
     ``order="prefix"`` batches them in alphabetical order, which keeps the
     prompts of one template together, so that their shared first tokens run
-    once (see :mod:`sklearn_clip._models.forward`). Texts this model encoded recently
-    in this process come from a memo (:data:`sklearn_clip._encoding.cache.text_memo`),
-    then from ``cache`` if given.
+    once (see :mod:`sklearn_clip._backends.torch.forward`). Texts this model
+    encoded recently in this process come from a memo
+    (:data:`sklearn_clip._encoding.cache.text_memo`), then from ``cache`` if
+    given.
     """
     if order not in TEXT_ORDERS:
         raise ValueError(f"order must be one of {TEXT_ORDERS}; got {order!r}")

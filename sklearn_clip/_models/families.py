@@ -76,7 +76,7 @@ class Family:
         Parameter-name prefixes of what maps each tower into the shared space
         (``train_parts="projections"``).
     fast_paths : frozenset of str
-        The shortcuts of :mod:`sklearn_clip._models.forward` proven for
+        The shortcuts of :mod:`sklearn_clip._backends.torch.forward` proven for
         ``model_class``; empty where transformers' own forward runs.
     load_noise : tuple of str or None
         ``(logger, message fragment)`` of a warning transformers logs on every
@@ -154,10 +154,10 @@ def _siglip_like(model_type, model_class, processor, **facts):
     )
 
 
-# Which shortcuts of sklearn_clip._models.forward a family takes: "class_token" (the
-# last image layer for the class token only), "prefix" (shared text prefixes
-# run once; a causal text tower), "quick_gelu" (the fused activation). Each is
-# proven against the class's own forward in tests/test_forward.py.
+# Which shortcuts of sklearn_clip._backends.torch.forward a family takes:
+# "class_token" (the last image layer for the class token only), "prefix"
+# (shared text prefixes run once; a causal text tower), "quick_gelu" (the fused
+# activation). Each is proven against the class's own forward in tests/test_forward.py.
 _CLIP_FAST = frozenset({"class_token", "prefix", "quick_gelu"})
 
 # One row per family, in the order error messages list them. These are the

@@ -7,12 +7,12 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from sklearn_clip._backends.interface import DEFAULT_MODEL
 from sklearn_clip._base import (
     ENCODING_PARAMETER_CONSTRAINTS,
     CLIPEstimatorBase,
     fill_doc,
 )
-from sklearn_clip._encoding.handle_base import DEFAULT_MODEL
 from sklearn_clip._retrieval import search as _search
 from sklearn_clip._retrieval.ann import APPROXIMATE_INDEXES, make_index
 

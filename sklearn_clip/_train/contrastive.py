@@ -10,10 +10,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sklearn_clip._backends.torch.forward import (
+    image_features,
+    logit_scale,
+    text_features,
+)
 from sklearn_clip._encoding.encode import tokenize
 from sklearn_clip._encoding.preprocess import normalize_batch
 from sklearn_clip._models.families import family_of
-from sklearn_clip._models.forward import image_features, logit_scale, text_features
 from sklearn_clip._train import distributed as dist
 from sklearn_clip._train.losses import contrastive_loss, sigmoid_loss
 from sklearn_clip.metrics import recall_at_k

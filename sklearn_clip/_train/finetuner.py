@@ -13,10 +13,10 @@ from numbers import Integral, Real
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from sklearn_clip._backends.torch.handle import DEFAULT_MODEL
+from sklearn_clip._backends.torch.precision import dtype_name
+from sklearn_clip._backends.torch.weights import resolve_device
 from sklearn_clip._base import CLIPEstimatorBase, fill_doc
-from sklearn_clip._encoding.handle import DEFAULT_MODEL
-from sklearn_clip._models.precision import dtype_name
-from sklearn_clip._models.weights import resolve_device
 from sklearn_clip._options import PAIR_ON_ERROR_OPTIONS
 from sklearn_clip._train import distributed as dist
 from sklearn_clip._train.fit_inputs import (

@@ -19,10 +19,10 @@ import pandas as pd
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_consistent_length
 
+from sklearn_clip._backends.torch.precision import dtype_name, training_autocast_dtype
 from sklearn_clip._classify.prompts import check_template
 from sklearn_clip._encoding.inputs import as_rows, check_texts, row_label
 from sklearn_clip._models.families import FINETUNE_FAMILIES, family_of
-from sklearn_clip._models.precision import dtype_name, training_autocast_dtype
 from sklearn_clip._train.schedule import TrainingConfig
 
 

@@ -39,8 +39,8 @@ import warnings
 import torch
 from tqdm.auto import tqdm
 
+from sklearn_clip._backends.torch.forward import logit_scale
 from sklearn_clip._models.families import family_of
-from sklearn_clip._models.forward import logit_scale
 from sklearn_clip._train import distributed as dist
 from sklearn_clip._train.checkpoints import (
     latest_checkpoint,

@@ -121,7 +121,7 @@ class RunState:
 
 
 def _autocast(device, name):
-    # The fine-tuner chose the precision (sklearn_clip._models.precision); None
+    # The fine-tuner chose the precision (sklearn_clip._backends.torch.precision); None
     # trains in float32.
     amp = None if name is None else getattr(torch, name)
     return torch.autocast(

@@ -13,7 +13,7 @@ import os
 import numpy as np
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
-from sklearn_clip._encoding.handle_base import EncoderHandle
+from sklearn_clip._backends.interface import EncoderHandle
 from sklearn_clip._encoding.inputs import as_rows, check_texts
 from sklearn_clip._folders import save_model_folder
 from sklearn_clip._train.fit_inputs import captions_of

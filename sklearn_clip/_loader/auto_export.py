@@ -21,14 +21,19 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from sklearn_clip._encoding.exported.handle import ExportedModelHandle
-from sklearn_clip._encoding.exported.manifest import (
+from sklearn_clip._backends.exported.handle import ExportedModelHandle
+from sklearn_clip._backends.exported.manifest import (
     MANIFEST_NAME,
     ManifestVersionError,
     check_files,
     is_plain_name,
     read_manifest,
     source_weight_digests,
+)
+from sklearn_clip._backends.exported.writing import (
+    check_export_options,
+    check_exportable,
+    export_handle,
 )
 
 logger = logging.getLogger("sklearn_clip")
@@ -124,7 +129,7 @@ def _current_export(directory, target, backend):
 
 def _export_once(directory, target, backend, why):
     try:
-        from sklearn_clip._encoding.exported.writer import export_model
+        from sklearn_clip._backends.torch.loading import float32_cpu_handle
     except ImportError as exc:
         raise ImportError(
             f"{str(directory)!r} has no {backend!r} export yet, and making one "
@@ -139,7 +144,12 @@ def _export_once(directory, target, backend, why):
         why,
         target,
     )
-    export_model(directory, target, backend=backend, overwrite=True)
+    check_export_options(backend, None)
+    handle = float32_cpu_handle(directory)
+    check_exportable(handle)
+    export_handle(
+        handle, target, backend=backend, quantize=None, overwrite=True, sources=()
+    )
 
 
 def exported_from_files(files):

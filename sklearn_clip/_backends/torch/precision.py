@@ -73,7 +73,7 @@ def cpu_bf16_units():
 
     Examples
     --------
-    >>> from sklearn_clip._models.precision import cpu_bf16_units
+    >>> from sklearn_clip._backends.torch.precision import cpu_bf16_units
     >>> set(cpu_bf16_units()) <= {"amx", "avx512_bf16"}
     True
     """
@@ -99,7 +99,7 @@ def auto_dtype(device):
     Examples
     --------
     >>> import torch
-    >>> from sklearn_clip._models.precision import auto_dtype, cpu_bf16_units
+    >>> from sklearn_clip._backends.torch.precision import auto_dtype, cpu_bf16_units
     >>> auto_dtype(torch.device("cpu")) == (
     ...     torch.bfloat16 if cpu_bf16_units() else torch.float32
     ... )
@@ -151,7 +151,7 @@ def training_autocast_dtype(device, dtype, model):
     --------
     >>> import torch
     >>> from sklearn_clip import load_model
-    >>> from sklearn_clip._models.precision import training_autocast_dtype
+    >>> from sklearn_clip._backends.torch.precision import training_autocast_dtype
     >>> from sklearn_clip.toy import make_tiny_clip
     >>> tiny = load_model(make_tiny_clip(), device="cpu").model
     >>> print(training_autocast_dtype(torch.device("cpu"), "auto", tiny))

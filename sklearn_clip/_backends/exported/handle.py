@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from sklearn_clip._encoding.exported.manifest import (
+from sklearn_clip._backends.exported.manifest import (
     MANIFEST_NAME,
     changed_since_loading,
     check_unchanged,
@@ -22,9 +22,9 @@ from sklearn_clip._encoding.exported.manifest import (
     file_digest,
     read_manifest,
 )
-from sklearn_clip._encoding.exported.runtime import TOWER_FILES, Tower, tower_files
-from sklearn_clip._encoding.handle_base import EncoderHandle
-from sklearn_clip._encoding.handle_state import HandleState
+from sklearn_clip._backends.exported.runtime import TOWER_FILES, Tower, tower_files
+from sklearn_clip._backends.interface import EncoderHandle
+from sklearn_clip._backends.state import HandleState
 from sklearn_clip._encoding.preprocess import image_preprocessing, normalize_batch_numpy
 from sklearn_clip._encoding.tokens import token_ids
 from sklearn_clip._folders import save_model_folder

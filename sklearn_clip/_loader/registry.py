@@ -5,7 +5,7 @@ handle per ``(source, revision, device, dtype, compile, backend)`` in this
 process: a grid search over many candidates and folds loads the weights once.
 PyTorch handles (:class:`~sklearn_clip.ModelHandle`) and exported ones
 (:class:`~sklearn_clip.ExportedModelHandle`, see
-:mod:`sklearn_clip._encoding.exported`) are made on demand, so this module
+:mod:`sklearn_clip._backends.exported`) are made on demand, so this module
 imports neither PyTorch nor a runtime. A handle read back from a pickle comes
 from here too, and is checked to hold the weights it was pickled with.
 """
@@ -14,23 +14,11 @@ import os
 import threading
 from collections import OrderedDict
 
-from sklearn_clip._encoding.handle_base import DEFAULT_MODEL, EncoderHandle
+from sklearn_clip._backends.interface import DEFAULT_MODEL, EncoderHandle
 from sklearn_clip._models.loading import check_source, hub_snapshot, is_local
 from sklearn_clip._options import BACKENDS
 
-# ModelHandle too: pickles of 0.1.0 name it sklearn_clip._model.ModelHandle,
-# and that old module name now leads here (sklearn_clip._compat).
-__all__ = ["ModelHandle", "clear_model_cache", "load_model", "model_cache_info"]  # noqa: F822
-
-
-def __getattr__(name):
-    # PyTorch's handle is imported when asked for: exported models load
-    # without PyTorch.
-    if name == "ModelHandle":
-        from sklearn_clip._encoding.handle import ModelHandle
-
-        return ModelHandle
-    raise AttributeError(name)
+__all__ = ["clear_model_cache", "load_model", "model_cache_info"]
 
 
 _cache = OrderedDict()
@@ -164,7 +152,7 @@ def _resolve_backend(backend, source, local):
     if backend is not None and backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS} or None; got {backend!r}")
     if backend is None:
-        from sklearn_clip._encoding.exported.manifest import read_manifest
+        from sklearn_clip._backends.exported.manifest import read_manifest
 
         manifest = read_manifest(source) if local else None
         backend = manifest["backend"] if manifest is not None else "torch"
@@ -173,7 +161,7 @@ def _resolve_backend(backend, source, local):
 
 def _device_and_dtype(backend, device, dtype):
     if backend == "torch":
-        from sklearn_clip._models.weights import resolve_device, resolve_dtype
+        from sklearn_clip._backends.torch.weights import resolve_device, resolve_dtype
 
         device = resolve_device(device)
         return device, resolve_dtype(dtype, device)
@@ -192,10 +180,10 @@ def _device_and_dtype(backend, device, dtype):
 
 def _load_directory(directory, backend, device, dtype):
     if backend == "torch":
-        from sklearn_clip._encoding.handle import handle_from_directory
+        from sklearn_clip._backends.torch.loading import handle_from_directory
 
         return handle_from_directory(directory, device, dtype)
-    from sklearn_clip._encoding.exported.loading import load_exported
+    from sklearn_clip._loader.auto_export import load_exported
 
     return load_exported(directory, backend)
 
@@ -292,79 +280,3 @@ def cached_handles():
     """The handles held by the cache, for checks that they are never modified."""
     with _cache_lock:
         return list(_cache.values())
-
-
-def rebuild_handle(state):
-    """The handle that :meth:`ModelHandle.__getstate__` described."""
-    from sklearn_clip._persistence import check_handle_state
-
-    check_handle_state(state)  # read from a file: plain, known values only
-    if "reference" in state:
-        reference = state["reference"]
-        # A tuple in pickles written before exported models existed.
-        if isinstance(reference, dict):
-            return _load_reference(**reference)
-        return _load_reference(*reference)
-    return handle_from_files(state["files"], state["dtype"], state.get("device_type"))
-
-
-def _auto_device_type():
-    from sklearn_clip._models.weights import resolve_device
-
-    return resolve_device("auto").type
-
-
-def _load_reference(
-    source,
-    revision,
-    device="auto",
-    dtype="auto",
-    compile=None,
-    fingerprint=None,
-    backend=None,
-):
-    """The handle a pickle refers to: loaded again, and checked to be the same."""
-    # Weights pickled on a GPU machine may be read where there is none.
-    if device not in ("cpu", "auto") and _auto_device_type() != device:
-        device, dtype = "auto", "auto"
-    handle = load_model(
-        source,
-        backend=backend,
-        revision=revision,
-        device=device,
-        dtype=dtype,
-        compile=compile,
-    )
-    check_same_model(handle, fingerprint, "a pickled model handle")
-    return handle
-
-
-def check_same_model(handle, fingerprint, what):
-    """Refuse ``handle`` unless its weights are those ``fingerprint`` names.
-
-    None (pickles of 0.1.0, which did not record it) is not checked.
-    """
-    if fingerprint is None or handle.fingerprint == fingerprint:
-        return
-    where = "in memory" if handle.source is None else f"at {handle.source!r}"
-    raise ValueError(
-        f"{what} was made with other weights than those now {where}: that "
-        "folder was rewritten with another model, so "
-        "its answers would be in another embedding space. Put the original "
-        "weights back at that path, or fit again with the weights there now "
-        "(to carry the weights inside a pickle, fit with "
-        "store_weights_in_pickle=True)."
-    )
-
-
-def handle_from_files(files, dtype="auto", device_type=None):
-    """The handle of model files carried in a pickle, ``{name: bytes}``."""
-    from sklearn_clip._encoding.exported.manifest import MANIFEST_NAME
-
-    if MANIFEST_NAME in files:
-        from sklearn_clip._encoding.exported.loading import exported_from_files
-
-        return exported_from_files(files)
-    from sklearn_clip._encoding.handle import handle_from_files as torch_handle
-
-    return torch_handle(files, dtype, device_type)

@@ -1,49 +1,45 @@
 """The model handle: a loaded CLIP-family model and how to feed it.
 
 A :class:`ModelHandle` is what estimators share. It is made by
-:func:`~sklearn_clip.load_model` (see :mod:`sklearn_clip._encoding.registry`,
+:func:`~sklearn_clip.load_model` (see :mod:`sklearn_clip._loader.registry`,
 which keeps one per model per process) or by a fine-tuner;
 ``sklearn.base.clone`` keeps it by identity, and pickling sends only where it
 came from (or its files, for weights that live only in memory).
 """
 
-import tempfile
 import threading
 from pathlib import Path
 
 import torch
 
-from sklearn_clip._encoding.encode import tokenize
-from sklearn_clip._encoding.facts import ModelFacts
-from sklearn_clip._encoding.handle_base import DEFAULT_MODEL, EncoderHandle
-from sklearn_clip._encoding.handle_state import HandleState
-from sklearn_clip._encoding.preprocess import image_preprocessing, normalize_batch
-from sklearn_clip._folders import save_model_folder
-from sklearn_clip._models.fingerprints import (
+from sklearn_clip._backends.interface import DEFAULT_MODEL, EncoderHandle
+from sklearn_clip._backends.state import HandleState
+from sklearn_clip._backends.torch.checkpoint import read_checkpoint
+from sklearn_clip._backends.torch.facts import ModelFacts
+from sklearn_clip._backends.torch.fingerprints import (
     check_reread_weights,
     model_fingerprint,
     weights_fingerprint,
     weights_signature,
 )
-from sklearn_clip._models.forward import (
+from sklearn_clip._backends.torch.forward import (
     compile_image_features,
     image_features,
     text_features,
     use_fast_activations,
 )
+from sklearn_clip._backends.torch.precision import dtype_name
+from sklearn_clip._backends.torch.weights import (
+    at_precision,
+    weights_dtype,
+)
+from sklearn_clip._encoding.encode import tokenize
+from sklearn_clip._encoding.preprocess import image_preprocessing, normalize_batch
+from sklearn_clip._folders import save_model_folder
 from sklearn_clip._models.loading import (
     family_processor,
     image_processor_from_settings,
     quiet_transformers,
-    read_checkpoint,
-)
-from sklearn_clip._models.precision import dtype_name
-from sklearn_clip._models.weights import (
-    at_precision,
-    cast_weights,
-    resolve_device,
-    resolve_dtype,
-    weights_dtype,
 )
 
 __all__ = ["DEFAULT_MODEL", "ModelHandle"]
@@ -344,47 +340,26 @@ stored_dtype, compile_options
         # an estimator must not duplicate the weights.
         return self
 
+    def _export_onnx_towers(self, paths):
+        """Trace the image and text towers into ONNX files.
+
+        ``paths`` maps ``"image"`` and ``"text"`` to the files to write; the
+        towers compute what this handle's forward passes compute (see
+        :func:`sklearn_clip.export_model`, which writes whole exports).
+        """
+        from sklearn_clip._backends.torch.tracing import export_onnx_towers
+
+        export_onnx_towers(self, paths)
+
+    def _float32_cpu_copy(self):
+        """This model at float32 on the CPU: itself, or a copy of its weights."""
+        from sklearn_clip._backends.torch.tracing import float32_cpu_copy
+
+        return float32_cpu_copy(self)
+
     def __repr__(self):
         name = self.source if self.source is not None else "in-memory weights"
         return (
             f"ModelHandle({name!r}, {type(self.model).__name__}, "
             f"device={str(self.device)!r}, dtype={str(self.dtype)!r})"
         )
-
-
-def handle_from_directory(source, device, dtype):
-    """A handle around the checkpoint in ``source``, run at ``device``/``dtype``."""
-    model, tokenizer, processor = read_checkpoint(source, device, None)
-    stored_dtype = weights_dtype(model)
-    # The identity is of the weights as stored; casting replaces them.
-    fingerprint = weights_fingerprint(model) if stored_dtype != dtype else None
-    model = cast_weights(model, device, dtype)
-    handle = ModelHandle(
-        model,
-        tokenizer,
-        processor,
-        source=str(source),
-        device=device,
-        dtype=dtype,
-        stored_dtype=stored_dtype,
-    )
-    handle._directory = str(source)
-    handle._stored_fingerprint = fingerprint
-    return handle
-
-
-def handle_from_files(files, dtype="auto", device_type=None):
-    """A handle around checkpoint files carried in a pickle, ``{name: bytes}``."""
-    # Pickles written before the precision was recorded hold the files only;
-    # a GPU's precision does not carry over to a machine without one.
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, data in files.items():
-            Path(tmp, Path(name).name).write_bytes(data)
-        stored, tokenizer, processor = read_checkpoint(tmp, torch.device("cpu"), None)
-    # The weights were written at their stored precision; they run at the
-    # pickled handle's precision, or at what "auto" means here.
-    device = resolve_device("auto")
-    if device_type is not None and device_type != device.type:
-        dtype = "auto"
-    model, master = at_precision(stored, device, resolve_dtype(dtype, device))
-    return ModelHandle(model, tokenizer, processor, master=master)

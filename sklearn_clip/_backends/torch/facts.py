@@ -6,8 +6,8 @@ the scale and bias that turn cosines into logits. Everything here
 is read from ``self.model``, ``self.tokenizer`` and ``self.image_processor``.
 """
 
+from sklearn_clip._backends.torch.forward import logit_scale
 from sklearn_clip._models.families import family_of
-from sklearn_clip._models.forward import logit_scale
 
 
 class ModelFacts:

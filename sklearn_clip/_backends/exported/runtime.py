@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sklearn_clip._encoding.exported.manifest import changed_since_loading
+from sklearn_clip._backends.exported.manifest import changed_since_loading
 
 #: The file of each tower, by backend.
 TOWER_FILES = {

@@ -4,10 +4,32 @@ A handle from a path is saved as that path with the weights' fingerprint, and
 read back through the process-wide cache (refused if the weights there
 changed); a handle whose weights live only in memory (fine-tuned) carries
 their files.
+
+Reading one back is the loader's work, which sits above the backends: it
+installs its rebuilder here (:func:`install_rebuilder`) when the package is
+imported, and a pickle names :func:`rebuild_handle`, so a backend never
+imports the loader.
 """
 
 import tempfile
 from pathlib import Path
+
+_rebuilder = []
+
+
+def install_rebuilder(rebuild):
+    """Make ``rebuild(state) -> handle`` the way saved handles are read back."""
+    _rebuilder[:] = [rebuild]
+
+
+def rebuild_handle(state):
+    """The handle a saved state describes, made by the installed rebuilder."""
+    if not _rebuilder:
+        raise RuntimeError(
+            "no rebuilder is installed: import sklearn_clip before reading a "
+            "saved model handle"
+        )
+    return _rebuilder[0](state)
 
 
 class HandleState:
@@ -18,10 +40,8 @@ class HandleState:
     """
 
     def __reduce__(self):
-        # Pickle asks the registry for the handle: one loaded from a path is
+        # Pickle asks the loader for the handle: one loaded from a path is
         # the process's cached one, shared as load_model shares it.
-        from sklearn_clip._encoding.registry import rebuild_handle
-
         return (rebuild_handle, (self.__getstate__(),))
 
     def __getstate__(self):
@@ -39,8 +59,6 @@ class HandleState:
 
     def __setstate__(self, state):
         # skops makes an empty handle and gives it the state.
-        from sklearn_clip._encoding.registry import rebuild_handle
-
         self.__dict__.update(rebuild_handle(state).__dict__)
 
     def _to_files(self):

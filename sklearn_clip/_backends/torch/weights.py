@@ -10,7 +10,7 @@ import copy
 
 import torch
 
-from sklearn_clip._models.precision import auto_dtype
+from sklearn_clip._backends.torch.precision import auto_dtype
 from sklearn_clip._options import DTYPE_NAMES
 
 
@@ -38,7 +38,7 @@ def resolve_device(device="auto"):
 
 
 def resolve_dtype(dtype, device):
-    """``"auto"`` follows :func:`~sklearn_clip._models.precision.auto_dtype`.
+    """``"auto"`` follows :func:`~sklearn_clip._backends.torch.precision.auto_dtype`.
 
     That is bfloat16 on GPUs that have it (else float16), and on CPUs with
     native bfloat16 matrix units; float32 elsewhere, unless

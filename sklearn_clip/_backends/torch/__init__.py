@@ -1,0 +1,2 @@
+"""The PyTorch backend: transformers' models, the package's forward passes,
+precision, weights' fingerprints, and the tracing of towers for exports."""
