@@ -10,6 +10,8 @@ that parses cleanly.
 import argparse
 from pathlib import Path
 
+from sklearn_clip._cli.options import estimator_option
+
 # check_output is re-exported: every subcommand checks its --output through it.
 from sklearn_clip._files import check_output as check_output
 from sklearn_clip._files import write_output
@@ -122,26 +124,40 @@ def add_output_options(parser, suffixes):
     )
 
 
-def add_model_options(parser):
-    parser.add_argument(
+def add_model_options(parser, estimator, *, batch_note=None):
+    """``--model``, ``--batch-size`` and ``--device``, as ``estimator`` takes them.
+
+    ``estimator`` is a ``"module:Class"`` of :mod:`sklearn_clip._cli.options`,
+    whose defaults and descriptions the options take; ``batch_note`` adds what
+    the batch means to this command.
+    """
+    estimator_option(
+        parser,
+        estimator,
+        "model",
         "--model",
-        default="openai/clip-vit-base-patch32",
-        help="hub id or local model directory (default: %(default)s)",
+        # The estimator's sentence also offers Python handles, which no
+        # command line can pass.
+        help="hub id or local model directory",
     )
-    parser.add_argument("--batch-size", type=positive_int, default=32)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    estimator_option(
+        parser,
+        estimator,
+        "batch_size",
+        "--batch-size",
+        type=positive_int,
+        note=batch_note,
+    )
+    estimator_option(parser, estimator, "device", "--device")
 
 
-def add_input_options(parser, *, with_errors=True):
+def add_input_options(parser, estimator):
+    """Where the rows come from, and ``--on-error`` as ``estimator`` takes it."""
     group = parser.add_argument_group("input (give exactly one)")
     group.add_argument("--images", help="a folder of images (searched recursively)")
     group.add_argument("--file-list", help="a text file with one path per line")
     group.add_argument("--table", help="a .csv or .parquet file; see --column")
     parser.add_argument("--column", help="the column of --table to read")
-    if with_errors:
-        parser.add_argument(
-            "--on-error",
-            choices=ON_ERROR_OPTIONS,
-            default="raise",
-            help="unreadable images: stop (raise) or give NaN rows",
-        )
+    estimator_option(
+        parser, estimator, "on_error", "--on-error", choices=ON_ERROR_OPTIONS
+    )

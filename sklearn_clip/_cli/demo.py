@@ -1,5 +1,9 @@
 """``sklearn-clip demo``: train a small CLIP offline, then zero-shot."""
 
+import functools
+
+from sklearn_clip._cli.options import DEMO, estimator_option
+
 
 def register(commands):
     parser = commands.add_parser(
@@ -8,24 +12,11 @@ def register(commands):
         description="Train a small CLIP from random weights on generated (image, "
         "caption) pairs, then classify held-out images zero-shot from prompts.",
     )
-    parser.add_argument(
-        "--output",
-        default="sklearn-clip-demo",
-        help="folder for plots, results and the model (%(default)s)",
-    )
-    parser.add_argument(
-        "--n-train",
-        type=int,
-        default=8000,
-        help="generated training pairs (%(default)s)",
-    )
-    parser.add_argument(
-        "--epochs",
-        type=int,
-        default=None,
-        help="training epochs (default: the demo's tuned value)",
-    )
-    parser.add_argument("--seed", type=int, default=0)
+    option = functools.partial(estimator_option, parser, DEMO)
+    option("output_dir", "--output", dest="output")
+    option("n_train", "--n-train", type=int, help="generated training pairs")
+    option("max_epochs", "--epochs", type=int)
+    option("random_state", "--seed", type=int)
     parser.set_defaults(run=run)
 
 

@@ -1,6 +1,7 @@
 """``sklearn-clip duplicates``: groups of near-identical images in a folder."""
 
 from sklearn_clip._cli.common import add_model_options
+from sklearn_clip._cli.options import NEIGHBORS, estimator_option
 from sklearn_clip._cli.search import add_collection_options, fit_folder
 from sklearn_clip._files import display_path
 
@@ -15,13 +16,15 @@ def register(commands):
             "Unreadable files are listed and left out."
         ),
     )
-    add_model_options(parser)
+    add_model_options(parser, NEIGHBORS)
     add_collection_options(parser, "--images")
-    parser.add_argument(
+    estimator_option(
+        parser,
+        f"{NEIGHBORS}.find_duplicates",
+        "threshold",
         "--threshold",
         type=float,
-        default=0.95,
-        help="cosine similarity of near-copies (default %(default)s); see the docs",
+        note="See the docs' search and duplicates page to choose it.",
     )
     parser.set_defaults(run=run)
 

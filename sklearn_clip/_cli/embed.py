@@ -17,6 +17,7 @@ from sklearn_clip._cli.common import (
     read_rows,
     write_frame,
 )
+from sklearn_clip._cli.options import EMBEDDER, estimator_option
 
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".npy")
 
@@ -31,9 +32,11 @@ def register(commands):
             "rows that a rerun of the same command resumes."
         ),
     )
-    add_model_options(parser)
-    add_input_options(parser)
-    parser.add_argument("--modality", choices=["image", "text"], default="image")
+    add_model_options(parser, EMBEDDER)
+    add_input_options(parser, EMBEDDER)
+    estimator_option(
+        parser, EMBEDDER, "modality", "--modality", choices=["image", "text"]
+    )
     parser.add_argument(
         "--output",
         required=True,
@@ -51,11 +54,13 @@ def register(commands):
         default=10_000,
         help="rows per parquet shard in folder mode (default: %(default)s)",
     )
-    parser.add_argument(
+    estimator_option(
+        parser,
+        EMBEDDER,
+        "n_jobs",
         "--workers",
         type=int,
-        default=None,
-        help="image decoding threads (default: one per usable core)",
+        note="None: one per core this process may use, at most 32.",
     )
     parser.set_defaults(run=run)
 

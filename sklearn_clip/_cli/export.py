@@ -1,6 +1,9 @@
 """``sklearn-clip export``: a model for ONNX Runtime or OpenVINO, without PyTorch."""
 
-from sklearn_clip._options import EXPORT_BACKENDS
+import functools
+
+from sklearn_clip._cli.options import EXPORT, estimator_option
+from sklearn_clip._options import EXPORT_BACKENDS, QUANTIZATIONS
 
 
 def register(commands):
@@ -13,18 +16,20 @@ def register(commands):
     )
     parser.add_argument("model", help="hub id or local model directory")
     parser.add_argument("output", help="the directory to write")
-    parser.add_argument("--backend", choices=EXPORT_BACKENDS, default="onnx")
-    parser.add_argument(
+    option = functools.partial(estimator_option, parser, EXPORT)
+    option("backend", "--backend", choices=EXPORT_BACKENDS)
+    option(
+        "quantize",
         "--quantize",
-        choices=("int8",),
-        default=None,
-        help="store the matrix weights in 8 bits (default: float32)",
+        choices=[q for q in QUANTIZATIONS if q is not None],
+        note="None keeps float32.",
     )
-    parser.add_argument("--revision", help="hub branch, tag or commit to pin")
-    parser.add_argument(
+    option("revision", "--revision")
+    option(
+        "overwrite",
         "--overwrite",
         action="store_true",
-        help="replace the output directory if it exists",
+        help="replace the output directory if it is an earlier export",
     )
     parser.set_defaults(run=run)
 

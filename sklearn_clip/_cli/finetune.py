@@ -5,9 +5,17 @@ table, the command joins the process group ``torchrun`` describes (and leaves
 it at the end), and rank 0 alone prints and saves the model.
 """
 
+import functools
 import sys
 
-from sklearn_clip._cli.common import CommandError, add_model_options, column, read_table
+from sklearn_clip._cli.common import (
+    CommandError,
+    add_model_options,
+    column,
+    positive_int,
+    read_table,
+)
+from sklearn_clip._cli.options import FINETUNER, estimator_option
 from sklearn_clip._options import DTYPE_NAMES, PAIR_ON_ERROR_OPTIONS
 
 #: Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
@@ -23,13 +31,11 @@ def register(commands):
         "the model with save_pretrained. Runs unchanged under torchrun, where "
         "--batch-size is the global batch over all processes.",
     )
-    add_model_options(parser)
-    for action in parser._actions:  # the shared option means more here
-        if action.dest == "batch_size":
-            action.help = (
-                "pairs per contrastive batch; under torchrun the global batch, "
-                "shared evenly by the processes (default: %(default)s)"
-            )
+    add_model_options(
+        parser,
+        FINETUNER,
+        batch_note="Under torchrun, the global batch, shared evenly by the processes.",
+    )
     _add_data_options(parser)
     _add_training_options(parser)
     _add_run_options(parser)
@@ -61,104 +67,78 @@ def _add_data_options(parser):
         help="column of class labels to train on instead of captions; each becomes "
         "a caption through --caption-template (default: none, captions are used)",
     )
-    parser.add_argument(
+    estimator_option(
+        parser,
+        FINETUNER,
+        "caption_template",
         "--caption-template",
-        help='turns each label into a caption, e.g. "a photo of a {}." (default: '
-        "none; with --label-column and no template, the labels are the captions)",
+        # The command's labels come from --label-column, not from y.
+        help='turns each label of --label-column into a caption, e.g. "a photo of '
+        'a {}."; with --label-column and no template, the labels are the captions',
     )
 
 
 def _add_training_options(parser):
     """How the model trains: the fine-tuner's parameters."""
-    parser.add_argument(
-        "--epochs",
-        type=int,
-        default=5,
-        help="passes over the pairs (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--learning-rate",
-        type=float,
-        default=1e-5,
-        help="peak AdamW learning rate (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--gradient-accumulation-steps",
-        type=int,
-        default=1,
-        help="micro-batches averaged into one optimizer step (default: %(default)s)",
-    )
-    parser.add_argument(
+    option = functools.partial(estimator_option, parser, FINETUNER)
+    option("max_epochs", "--epochs", type=positive_int)
+    option("learning_rate", "--learning-rate", type=float)
+    option("gradient_accumulation_steps", "--gradient-accumulation-steps", type=int)
+    option(
+        "train_parts",
         "--train-parts",
         choices=["all", "lock_image", "lock_text", "projections"],
-        default="all",
-        help="what trains: both towers, the text tower only (lock_image), the image "
-        "tower only (lock_text) or the projections (default: %(default)s)",
     )
-    parser.add_argument(
-        "--lora",
-        type=int,
-        metavar="RANK",
-        help="train LoRA adapters of this rank instead of the full weights; needs "
-        "peft (default: none, full weights)",
-    )
-    parser.add_argument(
+    option("lora", "--lora", type=int, metavar="RANK", note="Needs peft.")
+    option(
+        "validation_fraction",
         "--validation-fraction",
         type=float,
-        default=0.1,
-        help="share of the pairs held out for validation; 0 for none "
-        "(default: %(default)s)",
+        note="0 holds out none.",
     )
-    parser.add_argument(
+    option(
+        "n_iter_no_change",
         "--early-stopping",
         type=int,
         metavar="EPOCHS",
-        help="stop after this many epochs without a better validation recall@1 and "
-        "keep the best epoch (default: none, train every epoch)",
+        note="None trains every epoch.",
     )
-    parser.add_argument(
-        "--wise-alpha",
-        type=float,
-        default=1.0,
-        help="WiSE-FT: mix (1 - alpha) * start + alpha * tuned weights "
-        "(default: %(default)s)",
-    )
+    option("wise_alpha", "--wise-alpha", type=float)
 
 
 def _add_run_options(parser):
     """Precision, checkpoints, unusable pairs and the seed."""
-    parser.add_argument(
+    option = functools.partial(estimator_option, parser, FINETUNER)
+    option(
+        "dtype",
         "--dtype",
         choices=["auto", *DTYPE_NAMES],
-        default="auto",
+        # The estimator's sentence is about the precision the tuned model
+        # runs at; the command's user chooses how training runs.
         help="training precision: float32, bfloat16 autocast, or auto (bfloat16 "
         "autocast on GPUs and, for models 768 wide or more, on CPUs with native "
-        "bfloat16 units); the saved weights are always float32 master weights "
-        "(default: %(default)s)",
+        "bfloat16 units); the saved weights are always float32 master weights",
     )
-    parser.add_argument(
-        "--checkpoint-dir",
-        help="folder for a checkpoint after every epoch and on Ctrl-C (default: none)",
-    )
-    parser.add_argument(
+    option("checkpoint_dir", "--checkpoint-dir")
+    option(
+        "resume",
         "--resume",
         action="store_true",
+        # The flag passes resume="auto", not the True the estimator describes.
         help="continue this run from its newest checkpoint in --checkpoint-dir if "
-        "there is one, else start it (default: off)",
+        "there is one, else start it",
     )
-    parser.add_argument(
-        "--on-error",
-        choices=PAIR_ON_ERROR_OPTIONS,
-        default="raise",
-        help="pairs whose image cannot be read or whose caption is missing: stop "
-        "(raise) or leave them out (skip) (default: %(default)s)",
-    )
-    parser.add_argument(
+    option("on_error", "--on-error", choices=PAIR_ON_ERROR_OPTIONS)
+    option(
+        "random_state",
         "--seed",
         type=int,
+        # Departs from the estimator's None, which draws a new seed each run:
+        # the same command rerun with --resume must continue the same run.
         default=0,
-        help="seeds the validation split, the batch order and LoRA's initialisation "
-        "(default: %(default)s)",
+        help="seeds the validation split, the batch order and LoRA's "
+        "initialisation; 0 unlike the estimator's None (a fresh seed), so that "
+        "the same command rerun with --resume continues the run",
     )
 
 
@@ -195,8 +175,8 @@ def _estimator(args):
 
 
 def run(args):
-    from sklearn_clip._folders import check_save_path
     from sklearn_clip._backends.torch.weights import resolve_device
+    from sklearn_clip._folders import check_save_path
     from sklearn_clip._train import distributed as dist
 
     # Refused now, not after every epoch has run: the same check as

@@ -4,6 +4,7 @@ import sys
 import warnings
 
 from sklearn_clip._cli.common import CommandError, add_model_options, image_files
+from sklearn_clip._cli.options import NEIGHBORS, estimator_option
 from sklearn_clip._files import check_output, display_path
 
 SHEET_SUFFIXES = (".html",)
@@ -19,12 +20,20 @@ def register(commands):
             "cosine similarities. Unreadable files are listed and left out."
         ),
     )
-    add_model_options(parser)
+    add_model_options(parser, NEIGHBORS)
     add_collection_options(parser, "--index")
     query = parser.add_mutually_exclusive_group(required=True)
     query.add_argument("--query", help="a text, for example 'a red car at night'")
     query.add_argument("--query-image", help="an image file to search by example")
-    parser.add_argument("-k", type=int, default=12, help="hits to show (%(default)s)")
+    estimator_option(
+        parser,
+        NEIGHBORS,
+        "n_neighbors",
+        "-k",
+        type=int,
+        dest="k",
+        help="hits to show (the searcher's n_neighbors)",
+    )
     parser.add_argument("--output", help="an .html contact sheet of the hits")
     parser.add_argument(
         "--overwrite",
@@ -38,9 +47,12 @@ def register(commands):
 def add_collection_options(parser, flag):
     parser.add_argument(flag, dest="folder", required=True, help="a folder of images")
     parser.set_defaults(folder_option=flag)
-    parser.add_argument(
+    estimator_option(
+        parser,
+        NEIGHBORS,
+        "cache_dir",
         "--cache-dir",
-        help="a folder caching the embeddings, so a second run reads them",
+        note="A second run reads the embeddings from it.",
     )
 
 

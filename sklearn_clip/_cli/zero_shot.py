@@ -1,5 +1,6 @@
 """``sklearn-clip zero-shot``: predictions and probabilities from label names."""
 
+import argparse
 from pathlib import Path
 
 from sklearn_clip._cli.common import (
@@ -11,8 +12,8 @@ from sklearn_clip._cli.common import (
     read_rows,
     write_frame,
 )
+from sklearn_clip._cli.options import ZERO_SHOT, estimator_option
 
-DEFAULT_TEMPLATE = "a photo of a {}."
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 
 
@@ -22,19 +23,34 @@ def register(commands):
         help="classify images from label names and prompt templates",
         description="Zero-shot classification: a CSV of predictions and probabilities.",
     )
-    add_model_options(parser)
-    add_input_options(parser)
+    add_model_options(parser, ZERO_SHOT)
+    add_input_options(parser, ZERO_SHOT)
     parser.add_argument("--labels", help="comma-separated label names")
     parser.add_argument("--labels-file", help="a text file with one label per line")
-    parser.add_argument(
+    estimator_option(
+        parser,
+        ZERO_SHOT,
+        "templates",
         "--template",
-        action="append",
-        default=None,
-        help="a prompt with {} for the label, or a named set "
-        f"(repeat to ensemble; default: {DEFAULT_TEMPLATE!r})",
+        action=_AppendOverDefault,
+        note="Give a prompt with {} for the label, or the name of a set; repeat "
+        "to ensemble.",
     )
     add_output_options(parser, OUTPUT_SUFFIXES)
     parser.set_defaults(run=run)
+
+
+class _AppendOverDefault(argparse.Action):
+    """``action="append"`` whose first use replaces the default.
+
+    argparse's own ``append`` adds to the default, which here is the
+    estimator's named set: ``--template X`` must mean X alone.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        held = getattr(namespace, self.dest)
+        given = [] if held is self.default else list(held)
+        setattr(namespace, self.dest, [*given, values])
 
 
 def _labels(args):
@@ -70,8 +86,9 @@ def run(args):
     )
     labels = _labels(args)
     rows = read_rows(args)
-    template = args.template or [DEFAULT_TEMPLATE]
-    templates = template[0] if len(template) == 1 else tuple(template)
+    templates = args.template  # the default: the estimator's named set
+    if not isinstance(templates, str):
+        templates = templates[0] if len(templates) == 1 else tuple(templates)
     classifier = CLIPZeroShotClassifier(
         model=args.model,
         candidate_labels=labels,
