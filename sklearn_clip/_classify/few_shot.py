@@ -28,6 +28,7 @@ from sklearn_clip._classify.few_shot_methods import (
     TIP_DEFAULT_BETA,
     ZERO_SHOT,
     check_regularization,
+    head_from_0_1_0,
 )
 from sklearn_clip._classify.heads import (
     best_candidate,
@@ -387,6 +388,13 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "regularization_")
+
+    def __setstate__(self, state):
+        # A 0.1.0 pickle: its head as coef_ or a cache, fewer parameters.
+        head = head_from_0_1_0(state) if "_head" not in state else None
+        super().__setstate__(state)
+        if head is not None:
+            self._set_head(*head)
 
 
 _CACHE_ATTRIBUTES = ("cache_embeddings_", "cache_labels_", "cache_weights_")

@@ -180,3 +180,34 @@ class TipHead:
 
 
 METHODS = {"linear": LinearHead, "tip": TipHead}
+
+
+def head_from_0_1_0(state):
+    """``(head, setting)`` of a classifier pickled by sklearn-clip 0.1.0, or
+    None if it was not fitted.
+
+    0.1.0 kept the linear head as ``coef_`` (the prompts included: logits
+    ``X @ coef_.T``, plus SigLIP's bias) and Tip-Adapter's as its cache, with
+    ``regularization_ = (alpha, beta)``; it had no ``prompt_weight`` (it always
+    started from the prompts) nor ``class_weight``: ``state`` gets those.
+    """
+    state.setdefault("prompt_weight", 1.0)
+    state.setdefault("class_weight", None)
+    if "regularization_" not in state:
+        return None
+    scale, n_classes = state["logit_scale_"], len(state["classes_"])
+    if state["method"] == "linear":
+        head = LinearHead(scale, state["max_iter"])
+        head.prompt_weight, head.state = 1.0, None
+        head.correction = state["coef_"] - scale * state["class_embeddings_"]
+        head.intercept = np.zeros(n_classes)
+        return head, {"regularization": state["regularization_"], "prompt_weight": 1.0}
+    alpha, beta = state["regularization_"]
+    setting = {
+        "regularization": TIP_ALPHA_UNIT / alpha if alpha > 0 else np.inf,
+        "prompt_weight": 1.0,
+        "beta": beta,
+    }
+    cache, labels = state["cache_embeddings_"], state["cache_labels_"]
+    head = TipHead(scale).fit(cache, labels, np.empty((0, n_classes)), None, setting)
+    return head, setting

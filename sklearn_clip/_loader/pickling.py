@@ -90,6 +90,15 @@ def check_same_model(handle, fingerprint, what):
     )
 
 
+def _handle_from_files(files):
+    """The handle of a 0.1.0 pickle's in-memory weights (a fine-tuned model).
+
+    0.1.0 pickled it as ``sklearn_clip._model._handle_from_files(files)``, a
+    name that leads here, and ran it at the precision its files hold.
+    """
+    return handle_from_files(files, None)
+
+
 def handle_from_files(files, dtype="auto", device_type=None):
     """The handle of model files carried in a pickle, ``{name: bytes}``."""
     from sklearn_clip._backends.exported.manifest import MANIFEST_NAME

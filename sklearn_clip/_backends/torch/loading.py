@@ -57,5 +57,7 @@ def handle_from_files(files, dtype="auto", device_type=None):
     device = resolve_device("auto")
     if device_type is not None and device_type != device.type:
         dtype = "auto"
-    model, master = at_precision(stored, device, resolve_dtype(dtype, device))
+    # None (pickles of 0.1.0): the precision the files hold, as 0.1.0 ran them.
+    dtype = weights_dtype(stored) if dtype is None else resolve_dtype(dtype, device)
+    model, master = at_precision(stored, device, dtype)
     return ModelHandle(model, tokenizer, processor, master=master)
