@@ -5,7 +5,7 @@ round; each of sklearn-clip's two changes
 (``sklearn_clip._backends.torch.forward``) alone and both together, against
 ``get_image_features`` on the model as ``from_pretrained`` gives it. The
 embeddings agree to float rounding
-(``tests/test_forward.py``); this measures only the time.
+(``tests/backends/test_forward.py``); this measures only the time.
 
 Usage: ``python benchmarks/forward_cpu.py [--batch-size 32] [--rounds 7]``.
 """

@@ -17,7 +17,7 @@ from sklearn_clip import CLIPContrastiveFinetuner
 from sklearn_clip.datasets import make_shapes
 from sklearn_clip.toy import make_tiny_clip
 
-# The small fine-tuning run of tests/test_finetune.py (FAST and TRAIN there).
+# The small fine-tuning run of tests/train/test_finetune.py (FAST and TRAIN there).
 MODEL = {
     "image_size": 16,
     "patch_size": 4,

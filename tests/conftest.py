@@ -18,7 +18,7 @@ def quiet_reference_loads():
     """No transformers progress bars from the tests' own reference loads.
 
     sklearn-clip's loads and saves are quiet by themselves (checked with the
-    bars switched on in tests/test_model.py); the references that tests build
+    bars switched on in tests/loader/test_model.py); the references that tests build
     with transformers directly (its pipeline, ``from_pretrained``) would
     otherwise draw a "Loading weights" bar each.
     """
@@ -43,7 +43,8 @@ def tiny_siglip_path(tmp_path_factory):
 def tiny_clip(tiny_clip_path):
     # On CPU even where a GPU is present, and in float32 whatever the CPU's
     # bfloat16 units: tests compare it with float32 CPU references
-    # (tests/test_gpu.py asks for the GPU, tests/test_precision.py for bf16).
+    # (tests/backends/test_gpu.py asks for the GPU, tests/backends/test_precision.py
+    # for bf16).
     return load_model(tiny_clip_path, device="cpu", dtype="float32")
 
 
@@ -57,7 +58,7 @@ def float32():
     """Pin ``dtype="auto"`` to float32 for a test that compares with a float32
     reference (transformers' own forward passes, pipelines, losses and saved
     weights), so it passes alike on CPUs with and without native bfloat16
-    units. The bfloat16 path has tests of its own (tests/test_precision.py)."""
+    units. The bfloat16 path has tests of its own (tests/backends/test_precision.py)."""
     with config_context(auto_dtype="float32"):
         yield
 

@@ -4,7 +4,7 @@ An option such as ``finetune --epochs`` stands for one parameter of what the
 subcommand runs (``CLIPContrastiveFinetuner(max_epochs=...)``).
 :func:`estimator_option` adds it with that parameter's default and the first
 sentence of its description, so the command cannot drift from the estimator;
-``tests/test_cli_defaults.py`` walks every subcommand and checks.
+``tests/cli/test_cli_defaults.py`` walks every subcommand and checks.
 
 The estimator's module is read, not imported: ``sklearn-clip --help`` must
 answer without importing PyTorch, which the fine-tuner's module imports at

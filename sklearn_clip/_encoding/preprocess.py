@@ -3,7 +3,7 @@
 The checkpoint's image processor (resolved by transformers) decides the
 preprocessing. For the processors whose steps are proven equal here (CLIP's
 and SigLIP's: resize, centre crop, rescale, normalise; see
-``tests/test_images.py``) an :class:`ImageConfig` takes those settings and
+``tests/encoding/test_images.py``) an :class:`ImageConfig` takes those settings and
 runs them faster: bicubic and bilinear resizes through PyTorch's antialiased
 ``uint8`` interpolation, the kernel that transformers' default (torchvision)
 image processors use, four times faster than Pillow's on one core and within
@@ -84,7 +84,7 @@ class ImageConfig:
 
 
 # Image processors whose steps ImageConfig reproduces (proven against each in
-# tests/test_images.py), by class name: the Pillow and torchvision variants.
+# tests/encoding/test_images.py), by class name: the Pillow and torchvision variants.
 FAST_PROCESSORS = (
     "CLIPImageProcessor",
     "CLIPImageProcessorPil",

@@ -6,7 +6,7 @@ PyTorch (the ONNX Runtime and OpenVINO backends) resizes here instead, with
 the same arithmetic: the same filter taps (Pillow's bicubic, ``a = -0.5``, and
 triangle filters, widened by the scale when shrinking), the same weights
 rounded to 16-bit integers at the same precision, a horizontal then a
-vertical pass, each rounded to ``uint8``. ``tests/test_export.py`` checks the
+vertical pass, each rounded to ``uint8``. ``tests/backends/test_export.py`` checks the
 results equal PyTorch's bit for bit on a few hundred random sizes.
 
 Each pass is one sparse matrix product in float64, exact for these integer

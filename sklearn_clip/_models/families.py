@@ -6,7 +6,7 @@ which forward shortcuts it takes) is a lookup in :data:`FAMILY_TABLE`, by the
 transformers model type: nothing elsewhere in the package names a family or
 probes a model for an attribute. Adding a family is adding a row; every row
 is checked against the family's real (tiny) model in
-``tests/test_families_table.py``.
+``tests/models/test_families_table.py``.
 
 This module imports nothing from the rest of the package.
 """
@@ -86,7 +86,7 @@ class Family:
         OpenVINO: fixed-size pixels that the package's own preprocessing
         makes (so it runs without PyTorch) and towers that PyTorch's ONNX
         exporter traces; each is checked against the PyTorch path in
-        ``tests/test_export.py``.
+        ``tests/backends/test_export.py``.
     """
 
     model_type: str
@@ -157,13 +157,14 @@ def _siglip_like(model_type, model_class, processor, **facts):
 # Which shortcuts of sklearn_clip._backends.torch.forward a family takes:
 # "class_token" (the last image layer for the class token only), "prefix"
 # (shared text prefixes run once; a causal text tower), "quick_gelu" (the fused
-# activation). Each is proven against the class's own forward in tests/test_forward.py.
+# activation). Each is proven against the class's own forward in
+# tests/backends/test_forward.py.
 _CLIP_FAST = frozenset({"class_token", "prefix", "quick_gelu"})
 
 # One row per family, in the order error messages list them. These are the
 # model types of transformers' zero-shot-image-classification mapping that run
 # end to end here, each checked against transformers' own pipeline in
-# tests/test_families.py; the others in that mapping (BLIP-2's retrieval head,
+# tests/models/test_families.py; the others in that mapping (BLIP-2's retrieval head,
 # CLIPSeg, ...) score image-text pairs in ways these estimators do not
 # reproduce, and are refused at load.
 FAMILY_TABLE = (

@@ -20,7 +20,7 @@ gradients flow the same way, so fine-tuning uses them too):
   the text tower's time (``benchmarks/zero_shot_cpu.py``).
 
 Each shortcut is used only for the model classes in :data:`FAST_PATHS`, where
-``tests/test_forward.py`` proves it equal to the class's own
+``tests/backends/test_forward.py`` proves it equal to the class's own
 ``get_image_features`` / ``get_text_features``; every other model takes the
 stock methods (SigLIP pools its image with an attention head rather than a
 token, and its text tower is not causal; ALIGN's image tower is a CNN).
@@ -44,7 +44,7 @@ class QuickGELU(nn.Module):
 
 # Which shortcuts each model class takes, by class name, from the family
 # table (sklearn_clip._models.families); each pairing is proven in
-# tests/test_forward.py. "class_token": the last image layer for the class
+# tests/backends/test_forward.py. "class_token": the last image layer for the class
 # token only; "prefix": shared text prefixes run once; "quick_gelu": the fused
 # activation.
 FAST_PATHS = {

@@ -1,6 +1,6 @@
 """Fit the fine-tuner on generated shapes, in one process or under torchrun.
 
-``tests/test_distributed.py`` runs this script with plain ``python`` and with
+``tests/train/test_distributed.py`` runs this script with plain ``python`` and with
 ``torchrun --nproc_per_node=2`` and compares what each rank wrote to
 ``OUT/rank-R.pt``: the loss of every optimiser step and every parameter after
 it. Rank 0 also saves the model to ``OUT/model``. ``--kill-at-step N`` sends

@@ -216,7 +216,7 @@ def _globals():
 
 def test_encoding_changes_no_process_wide_setting(tiny_clip, gradient, tmp_path):
     truncated = tmp_path / "truncated.png"
-    data = (Path(__file__).parent / "conftest.py").read_bytes()  # not an image
+    data = (Path(__file__).parents[1] / "conftest.py").read_bytes()  # not an image
     truncated.write_bytes(b"\x89PNG\r\n\x1a\n" + data[:100])
     rows = [gradient(20, 20, 0), str(truncated), None, np.full((4, 4), 2.0)]
     with warnings.catch_warnings(record=True):

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 OLD = DATA / "estimators-0.1.0.pkl"
 MORE = DATA / "estimators-0.1.0-more.pkl"
 

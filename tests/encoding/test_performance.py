@@ -267,7 +267,7 @@ def test_gpu_benchmark_script_runs_in_smoke_mode(tmp_path):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu.py"
     env = {**os.environ, "SKLEARN_CLIP_BENCH_DIR": str(tmp_path)}
     done = subprocess.run(
         [sys.executable, str(script), "--smoke", "--compile"],

@@ -29,14 +29,6 @@ from sklearn_clip.datasets import COLORS, SHAPES, make_shapes
 from sklearn_clip.toy import make_tiny_clip
 
 # A model small enough that a few epochs take well under a second.
-FAST = {
-    "image_size": 16,
-    "patch_size": 4,
-    "hidden_size": 32,
-    "num_layers": 1,
-    "num_heads": 2,
-    "context_length": 16,
-}
 TRAIN = {
     "learning_rate": 3e-3,
     "weight_decay": 0.05,
@@ -48,23 +40,13 @@ TRAIN = {
 
 # The tests here compare trained weights with float32 references (transformers'
 # from_pretrained, saved files, mixed weights); the bfloat16 path of
-# fine-tuning is tested in tests/test_precision.py.
+# fine-tuning is tested in tests/backends/test_precision.py.
 pytestmark = pytest.mark.usefixtures("float32_module")
 
 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
-
-
-@pytest.fixture(scope="module")
-def fast_path(tmp_path_factory):
-    return make_tiny_clip(tmp_path_factory.mktemp("fast-clip"), **FAST)
-
-
-@pytest.fixture(scope="module")
-def shapes():
-    return make_shapes(32, image_size=16, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -444,8 +426,10 @@ def test_siglip_models_train_with_the_sigmoid_loss(tiny_siglip_path, shapes):
 
 
 # -- acceptance 3: model selection ---------------------------------------------
-def test_grid_search_selects_the_learning_rate_by_score(tmp_path, shapes):
-    path = make_tiny_clip(tmp_path / "grid-clip", **FAST)
+def test_grid_search_selects_the_learning_rate_by_score(
+    tmp_path, shapes, make_fast_clip
+):
+    path = make_fast_clip(tmp_path / "grid-clip")
     loads = model_cache_info()["loads"]
     search = GridSearchCV(
         CLIPContrastiveFinetuner(path, **{**TRAIN, "validation_fraction": None}),
@@ -738,7 +722,7 @@ def test_acceptance_training_from_random_weights(from_random_weights):
 @pytest.mark.slow
 def test_acceptance_wise_ft_traces_the_trade_off(tmp_path):
     # The experiment is the benchmark's, run as its users run it.
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "wise_ft.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "wise_ft.py"
     out = tmp_path / "rows.json"
     done = subprocess.run(
         [sys.executable, str(script), "--json", str(out)],

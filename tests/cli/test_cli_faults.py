@@ -153,7 +153,7 @@ def _bad_outputs(tmp_path):
             "parent is a file",
             "an existing file",
         )
-        # embed writes parquet shards into a folder (tests/test_embed_shards.py)
+        # embed writes parquet shards into a folder (tests/cli/test_embed_shards.py)
         if not (command == "embed" and case == "a directory")
     ],
 )

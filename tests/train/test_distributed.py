@@ -1,6 +1,6 @@
 """Several processes train as one: torchrun (gloo, CPU) against a single process.
 
-The torchrun runs start real processes (``tests/torchrun_fit.py``), so they are
+The torchrun runs start real processes (``tests/train/torchrun_fit.py``), so they are
 marked slow; the gradient reduction they rely on is checked fast, with two
 spawned processes.
 """
@@ -22,20 +22,11 @@ from sklearn_clip._train import distributed as dist
 from sklearn_clip._train import finetuner as _finetuner
 from sklearn_clip._train.losses import contrastive_loss
 from sklearn_clip.datasets import make_shapes
-from sklearn_clip.toy import make_tiny_clip
 
 # The repository this file is in: torchrun's processes import the package from
 # it, whatever is installed (a clone in CI, a worktree here).
-ROOT = Path(__file__).resolve().parents[1]
-WORKER = ROOT / "tests" / "torchrun_fit.py"
-FAST = {
-    "image_size": 16,
-    "patch_size": 4,
-    "hidden_size": 32,
-    "num_layers": 1,
-    "num_heads": 2,
-    "context_length": 16,
-}
+ROOT = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).with_name("torchrun_fit.py")
 
 
 def _env():
@@ -122,11 +113,6 @@ def test_shares_are_even_contiguous_and_in_rank_order():
     )
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return make_tiny_clip(tmp_path_factory.mktemp("distributed-clip"), **FAST)
-
-
 # -- who owns the process group ----------------------------------------------------
 # Whoever initialises the group destroys it: fit leaves the group it joined
 # itself, and neither fit nor the finetune command destroys a group joined
@@ -142,7 +128,7 @@ QUICK_FIT = {
 }
 
 
-def _joining_fit_worker(rank, world_size, port, model_path, out):
+def _joining_fit_worker(rank, world_size, port, fast_path, out):
     # What torchrun puts in each process's environment.
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
@@ -161,18 +147,18 @@ def _joining_fit_worker(rank, world_size, port, model_path, out):
 
     _finetuner.train = recording_train
     data = make_shapes(8, image_size=16, random_state=0)
-    CLIPContrastiveFinetuner(model_path, **QUICK_FIT).fit(data.images, data.color)
+    CLIPContrastiveFinetuner(fast_path, **QUICK_FIT).fit(data.images, data.color)
     seen["joined_after_fit"] = torch.distributed.is_initialized()
     torch.save(seen, Path(out) / f"rank-{rank}.pt")
 
 
 @pytest.mark.slow  # two processes that import torch and train: a minute here
-def test_fit_leaves_the_process_group_it_joined(model_path, tmp_path):
+def test_fit_leaves_the_process_group_it_joined(fast_path, tmp_path):
     with socket.socket() as probe:  # a free port for the rendezvous
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     torch.multiprocessing.spawn(
-        _joining_fit_worker, args=(2, port, str(model_path), str(tmp_path)), nprocs=2
+        _joining_fit_worker, args=(2, port, str(fast_path), str(tmp_path)), nprocs=2
     )
     for rank in (0, 1):
         seen = torch.load(tmp_path / f"rank-{rank}.pt", weights_only=True)
@@ -191,14 +177,14 @@ def joined_group(tmp_path):
 
 @pytest.mark.usefixtures("joined_group")
 def test_fit_and_the_finetune_command_keep_a_process_group_joined_before(
-    model_path, tmp_path, monkeypatch
+    fast_path, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("WORLD_SIZE", "2")  # as under torchrun
     data = make_shapes(8, image_size=16, random_state=0)
-    CLIPContrastiveFinetuner(model_path, **QUICK_FIT).fit(data.images, data.color)
+    CLIPContrastiveFinetuner(fast_path, **QUICK_FIT).fit(data.images, data.color)
     assert torch.distributed.is_initialized()
     table = _pairs_table(tmp_path, 8)
-    command = ["finetune", "--model", str(model_path), "--table", str(table)]
+    command = ["finetune", "--model", str(fast_path), "--table", str(table)]
     command += ["--label-column", "label", "--epochs", "1", "--batch-size", "4"]
     command += ["--validation-fraction", "0", "--device", "cpu"]
     assert cli.main([*command, "--output", str(tmp_path / "out")]) == 0
@@ -209,11 +195,11 @@ def test_fit_and_the_finetune_command_keep_a_process_group_joined_before(
 
 
 @pytest.fixture(scope="module")
-def full_runs(model_path, tmp_path_factory):
+def full_runs(fast_path, tmp_path_factory):
     """One process and two under torchrun, full fine-tuning, same seed."""
     root = tmp_path_factory.mktemp("full")
-    _launch([WORKER, model_path, root / "single"])
-    _launch([WORKER, model_path, root / "torchrun"], nproc=2)
+    _launch([WORKER, fast_path, root / "single"])
+    _launch([WORKER, fast_path, root / "torchrun"], nproc=2)
     return root
 
 
@@ -232,7 +218,8 @@ def _assert_same_training(root, atol=1e-4):
     np.testing.assert_allclose(
         [h["val_loss"] for h in ranks[1]["history"]], val, atol=atol
     )
-    loaded = load_model(root / "torchrun" / "model", device="cpu").model.state_dict()
+    loaded = load_model(root / "torchrun" / "model", device="cpu", dtype="float32")
+    loaded = loaded.model.state_dict()
     _assert_states_close(
         {k: v.float() for k, v in loaded.items()}, single["state"], atol
     )
@@ -245,20 +232,20 @@ def test_torchrun_trains_as_one_process(full_runs):
 
 @pytest.mark.slow
 def test_torchrun_with_lora_on_the_text_tower_trains_as_one_process(
-    model_path, tmp_path
+    fast_path, tmp_path
 ):
     extra = ["--lora", 4, "--train-parts", "lock_image"]
-    _launch([WORKER, model_path, tmp_path / "single", *extra])
-    _launch([WORKER, model_path, tmp_path / "torchrun", *extra], nproc=2)
+    _launch([WORKER, fast_path, tmp_path / "single", *extra])
+    _launch([WORKER, fast_path, tmp_path / "torchrun", *extra], nproc=2)
     _assert_same_training(tmp_path)
 
 
 @pytest.mark.slow
 def test_a_torchrun_run_killed_in_epoch_2_resumes_to_the_same_weights(
-    model_path, full_runs, tmp_path
+    fast_path, full_runs, tmp_path
 ):
     checkpoints = tmp_path / "ck"
-    args = [WORKER, model_path, tmp_path / "killed", "--checkpoint-dir", checkpoints]
+    args = [WORKER, fast_path, tmp_path / "killed", "--checkpoint-dir", checkpoints]
     killed = _launch([*args, "--kill-at-step", 8], nproc=2, check=False)
     assert killed.returncode != 0
     assert not (tmp_path / "killed" / "rank-0.pt").exists()
@@ -271,7 +258,7 @@ def test_a_torchrun_run_killed_in_epoch_2_resumes_to_the_same_weights(
 
 
 @pytest.mark.slow
-def test_the_finetune_command_runs_unchanged_under_torchrun(model_path, tmp_path):
+def test_the_finetune_command_runs_unchanged_under_torchrun(fast_path, tmp_path):
     table = _pairs_table(tmp_path, 42)
     outputs = {}
     for name, nproc in (("single", None), ("torchrun", 2)):
@@ -280,7 +267,7 @@ def test_the_finetune_command_runs_unchanged_under_torchrun(model_path, tmp_path
             "sklearn_clip.cli",
             "finetune",
             "--model",
-            model_path,
+            fast_path,
             "--table",
             table,
             "--label-column",

@@ -382,7 +382,7 @@ _SOAK_WORKER = textwrap.dedent(
 
     model, file_list, cache_dir, rounds = sys.argv[1:]
     torch.set_num_threads(1)
-    handle = load_model(model, device="cpu")
+    handle = load_model(model, device="cpu", dtype="float32")  # as tiny_clip
     paths = open(file_list).read().split()
     warnings.simplefilter("ignore")  # rows replaced mid-write fail as NaN
     for _ in range(int(rounds)):

@@ -1,6 +1,6 @@
 """Exported models (ONNX Runtime, OpenVINO) against the PyTorch float32 path.
 
-The reference is the PyTorch path at float32, which ``tests/test_families.py``
+The reference is the PyTorch path at float32, which ``tests/models/test_families.py``
 proves equal to transformers' own pipeline; here every exportable family, in
 both checkpoint layouts, must give the same probabilities through each
 runtime, and an export must classify in a process where PyTorch cannot be

@@ -22,17 +22,8 @@ from sklearn_clip import CLIPContrastiveFinetuner, cli, load_model
 from sklearn_clip._train import contrastive as _contrastive
 from sklearn_clip._train.checkpoints import CheckpointWarning, load_checkpoint
 from sklearn_clip.datasets import make_shapes
-from sklearn_clip.toy import make_tiny_clip
 
-ROOT = Path(__file__).resolve().parents[1]
-FAST = {
-    "image_size": 16,
-    "patch_size": 4,
-    "hidden_size": 32,
-    "num_layers": 1,
-    "num_heads": 2,
-    "context_length": 16,
-}
+ROOT = Path(__file__).resolve().parents[2]
 TRAIN = {
     "learning_rate": 3e-3,
     "max_epochs": 3,
@@ -41,16 +32,6 @@ TRAIN = {
     "random_state": 0,
     "device": "cpu",
 }
-
-
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    return make_tiny_clip(tmp_path_factory.mktemp("faults-clip"), **FAST)
-
-
-@pytest.fixture(scope="module")
-def shapes():
-    return make_shapes(32, image_size=16, random_state=0)
 
 
 def _state(tuner):
@@ -62,18 +43,18 @@ def _assert_same(a, b):
         torch.testing.assert_close(a[name], b[name], atol=1e-6, rtol=0, msg=name)
 
 
-def _fit(model_path, shapes, **params):
-    return CLIPContrastiveFinetuner(model_path, **{**TRAIN, **params}).fit(
+def _fit(fast_path, shapes, **params):
+    return CLIPContrastiveFinetuner(fast_path, **{**TRAIN, **params}).fit(
         shapes.images, shapes.color
     )
 
 
 # -- a reused checkpoint_dir ---------------------------------------------------
 def test_runs_sharing_a_checkpoint_dir_keep_their_own_checkpoints(
-    model_path, shapes, tmp_path
+    fast_path, shapes, tmp_path
 ):
-    long = _fit(model_path, shapes, max_epochs=4, checkpoint_dir=tmp_path)
-    short = _fit(model_path, shapes, max_epochs=2, checkpoint_dir=tmp_path)
+    long = _fit(fast_path, shapes, max_epochs=4, checkpoint_dir=tmp_path)
+    short = _fit(fast_path, shapes, max_epochs=2, checkpoint_dir=tmp_path)
     assert Path(long.checkpoint_).is_file() and Path(short.checkpoint_).is_file()
     assert Path(long.checkpoint_).parent != Path(short.checkpoint_).parent
     # Each run pruned only its own files: the newest two of each are there.
@@ -85,7 +66,7 @@ def test_runs_sharing_a_checkpoint_dir_keep_their_own_checkpoints(
         ["step-00000012.pt", "step-00000016.pt"],
     ]
     # And each resumes from its own.
-    again = _fit(model_path, shapes, max_epochs=4, checkpoint_dir=tmp_path, resume=True)
+    again = _fit(fast_path, shapes, max_epochs=4, checkpoint_dir=tmp_path, resume=True)
     _assert_same(_state(again), _state(long))
 
 
@@ -105,27 +86,27 @@ def _random_bytes(path):
 
 @pytest.mark.parametrize("corrupt", [_truncate, _empty, _random_bytes])
 def test_a_corrupted_newest_checkpoint_falls_back_to_the_newest_intact_one(
-    model_path, shapes, tmp_path, corrupt
+    fast_path, shapes, tmp_path, corrupt
 ):
-    full = _fit(model_path, shapes, checkpoint_dir=tmp_path)
+    full = _fit(fast_path, shapes, checkpoint_dir=tmp_path)
     newest = Path(full.checkpoint_)
     corrupt(newest)
     # The epoch-2 checkpoint is intact: epoch 3 is trained again from it.
     with pytest.warns(CheckpointWarning, match=str(newest.name)):
-        resumed = _fit(model_path, shapes, checkpoint_dir=tmp_path, resume=True)
+        resumed = _fit(fast_path, shapes, checkpoint_dir=tmp_path, resume=True)
     assert resumed.n_iter_ == 3
     _assert_same(_state(resumed), _state(full))
 
 
 def test_no_intact_checkpoint_names_the_files_and_never_advises_unsafe_loading(
-    model_path, shapes, tmp_path
+    fast_path, shapes, tmp_path
 ):
-    _fit(model_path, shapes, max_epochs=2, checkpoint_dir=tmp_path)
+    _fit(fast_path, shapes, max_epochs=2, checkpoint_dir=tmp_path)
     files = sorted(tmp_path.glob("run-*/step-*.pt"))
     _truncate(files[0])
     _random_bytes(files[1])
     with pytest.warns(CheckpointWarning), pytest.raises(ValueError) as error:
-        _fit(model_path, shapes, max_epochs=2, checkpoint_dir=tmp_path, resume=True)
+        _fit(fast_path, shapes, max_epochs=2, checkpoint_dir=tmp_path, resume=True)
     message = str(error.value)
     assert all(str(path) in message for path in files)
     assert "weights_only=False" not in message
@@ -141,10 +122,10 @@ def test_a_checkpoint_of_another_format_is_refused_naming_both(tmp_path):
 
 # -- another base model -------------------------------------------------------
 def test_resuming_from_another_base_model_of_the_same_architecture_is_refused(
-    model_path, shapes, tmp_path
+    fast_path, shapes, tmp_path, make_fast_clip
 ):
-    first = _fit(model_path, shapes, max_epochs=1, checkpoint_dir=tmp_path)
-    other = make_tiny_clip(tmp_path / "other", random_state=1, **FAST)
+    first = _fit(fast_path, shapes, max_epochs=1, checkpoint_dir=tmp_path)
+    other = make_fast_clip(tmp_path / "other", random_state=1)
     with pytest.raises(ValueError, match="base_model differ"):
         _fit(other, shapes, max_epochs=1, checkpoint_dir=tmp_path, resume=True)
     with pytest.raises(ValueError, match="base_model differ"):
@@ -168,11 +149,11 @@ def _disk_full_at_save(monkeypatch, n_saves):
 
 
 def test_a_full_disk_keeps_the_last_good_checkpoint_and_says_what_to_do(
-    model_path, shapes, tmp_path, monkeypatch
+    fast_path, shapes, tmp_path, monkeypatch
 ):
     _disk_full_at_save(monkeypatch, n_saves=3)  # the epoch-3 checkpoint
     with pytest.raises(OSError) as error:
-        _fit(model_path, shapes, checkpoint_dir=tmp_path)
+        _fit(fast_path, shapes, checkpoint_dir=tmp_path)
     (run,) = tmp_path.glob("run-*")
     message = str(error.value)
     assert error.value.errno == errno.ENOSPC
@@ -191,8 +172,8 @@ def test_a_full_disk_keeps_the_last_good_checkpoint_and_says_what_to_do(
     assert load_checkpoint(run / "step-00000008.pt")["progress"]["step"] == 8
     monkeypatch.undo()
     # With room again, the run continues from it to the same weights.
-    resumed = _fit(model_path, shapes, checkpoint_dir=tmp_path, resume=True)
-    _assert_same(_state(resumed), _state(_fit(model_path, shapes)))
+    resumed = _fit(fast_path, shapes, checkpoint_dir=tmp_path, resume=True)
+    _assert_same(_state(resumed), _state(_fit(fast_path, shapes)))
 
 
 # -- Ctrl-C in the command ----------------------------------------------------
@@ -220,11 +201,11 @@ def _interrupt_in_epoch_2(monkeypatch):
 
 
 def test_an_interrupted_finetune_command_exits_non_zero_naming_the_checkpoint(
-    model_path, tmp_path, monkeypatch, capsys
+    fast_path, tmp_path, monkeypatch, capsys
 ):
     table = _pairs_table(tmp_path, 32)
     _interrupt_in_epoch_2(monkeypatch)
-    command = ["finetune", "--model", str(model_path), "--table", str(table)]
+    command = ["finetune", "--model", str(fast_path), "--table", str(table)]
     command += ["--epochs", "3", "--batch-size", "8", "--device", "cpu"]
     command += [
         "--checkpoint-dir",
@@ -251,10 +232,10 @@ def test_an_interrupted_finetune_command_exits_non_zero_naming_the_checkpoint(
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT to a child process")
-def test_ctrl_c_sent_to_the_finetune_command_exits_130(model_path, tmp_path):
+def test_ctrl_c_sent_to_the_finetune_command_exits_130(fast_path, tmp_path):
     table = _pairs_table(tmp_path, 400)
     command = [sys.executable, "-m", "sklearn_clip.cli", "finetune", "--model"]
-    command += [model_path, "--table", table, "--epochs", 1000, "--batch-size", 4]
+    command += [fast_path, "--table", table, "--epochs", 1000, "--batch-size", 4]
     command += ["--device", "cpu", "--checkpoint-dir", tmp_path / "ck"]
     command += ["--output", tmp_path / "out"]
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
