@@ -291,3 +291,16 @@ def test_every_public_name_is_importable_and_listed():
     assert set(sklearn_clip.__all__) <= set(dir(sklearn_clip))
     for name in sklearn_clip.__all__:
         assert getattr(sklearn_clip, name).__name__ == name
+
+
+def test_the_architecture_page_lists_every_module_once():
+    import re
+
+    page = (PACKAGE.parent / "docs" / "architecture.md").read_text()
+    listed = re.findall(r"^\| `([\w/]+\.py)` \|", page, flags=re.MULTILINE)
+    modules = [
+        str(path.relative_to(PACKAGE))
+        for path in _modules()
+        if path.name != "__init__.py" or path.parent == PACKAGE
+    ]
+    assert sorted(listed) == sorted(modules)
