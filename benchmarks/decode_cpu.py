@@ -3,10 +3,10 @@
 Times :func:`sklearn_clip._encoding.encode.iter_prepared_batches` (read, decode, resize
 and crop 640x480 JPEG files to CLIP ViT-B/32's 224x224 input, in the pool of
 decoding threads) and, in the same rounds, the same followed by the main
-thread's share, :func:`sklearn_clip._encoding.preprocess.normalize_batch` (stacking and
-normalising each batch), for each worker count. Worker counts are interleaved
-round by round; every round's time is printed with the load average, since
-figures on a shared machine are noisy.
+thread's share, :func:`sklearn_clip._backends.torch.tensors.normalize_batch`
+(stacking and normalising each batch), for each worker count. Worker counts
+are interleaved round by round; every round's time is printed with the load
+average, since figures on a shared machine are noisy.
 
 A profile of the main thread splits each run into time spent waiting for
 decoded rows and time spent stacking: if waiting dominates, the pool is the
@@ -36,9 +36,10 @@ from _common import (
 )
 
 from sklearn_clip._backends.torch.precision import cpu_bf16_units
+from sklearn_clip._backends.torch.tensors import normalize_batch
 from sklearn_clip._encoding.images import prepare_image
 from sklearn_clip._encoding.prefetch import iter_prepared_batches, usable_cores
-from sklearn_clip._encoding.preprocess import ImageConfig, normalize_batch
+from sklearn_clip._encoding.preprocess import ImageConfig
 
 
 def decode(files, config, n_workers, batch_size, stack=False, profile=None):

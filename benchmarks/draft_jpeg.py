@@ -22,8 +22,9 @@ from _common import checkpoint, machine, print_table
 from PIL import Image
 
 from sklearn_clip import load_model
+from sklearn_clip._backends.torch.tensors import normalize_batch
 from sklearn_clip._encoding.images import prepare_image
-from sklearn_clip._encoding.preprocess import ImageConfig, normalize_batch
+from sklearn_clip._encoding.preprocess import ImageConfig
 from sklearn_clip.datasets import make_photo
 
 SIZES = [(640, 480), (1024, 768), (1600, 1200), (3000, 2000), (4032, 3024)]

@@ -156,6 +156,23 @@ def test_torch_is_imported_on_import_only_by_the_torch_backend_training_and_toy(
     assert sorted({m for m in found if not m.startswith(TORCH_AT_IMPORT)}) == []
 
 
+def test_torch_is_named_only_by_the_torch_backend_training_toy_and_its_helper():
+    # Elsewhere PyTorch is reached through the backend's modules, or through
+    # sklearn_clip._torch where it is used when installed (a faster resize).
+    allowed = (*TORCH_AT_IMPORT, "sklearn_clip._torch")
+    found = set()
+    for path in _modules():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n.partition(".")[0] == "torch" for n in names):
+                found.add(_name(path))
+    assert sorted(m for m in found if not m.startswith(allowed)) == []
+
+
 def _code_lines(function, lines):
     """Lines of a function's code: no docstring, blank lines or comments."""
     body = function.body

@@ -1,4 +1,4 @@
-"""The one batched encoding path: rows -> tensors -> float32 embeddings.
+"""The one batched encoding path: rows -> prepared batches -> float32 embeddings.
 
 Each batch becomes embeddings through the handle (``_embed_image_batch``,
 ``_embed_text_batch``): PyTorch's forward passes for a
@@ -25,21 +25,7 @@ from sklearn_clip._encoding.cache import encode_through_cache, text_memo
 from sklearn_clip._encoding.images import describe_source
 from sklearn_clip._encoding.inputs import check_texts, index_label
 from sklearn_clip._encoding.prefetch import check_on_error, iter_prepared_batches
-from sklearn_clip._encoding.tokens import token_ids
 from sklearn_clip.exceptions import ImageInputError, InputErrorWarning
-
-
-def tokenize(handle, texts, device=None):
-    """Token ids and attention mask as PyTorch tensors (mask None where the
-    family uses none), on ``device``: :func:`~sklearn_clip._encoding.tokens.token_ids`
-    for the PyTorch models and their training."""
-    import torch
-
-    input_ids, mask = token_ids(handle, texts)
-    device = device or "cpu"
-    input_ids = torch.from_numpy(input_ids).to(device)
-    return input_ids, None if mask is None else torch.from_numpy(mask).to(device)
-
 
 TEXT_ORDERS = ("length", "prefix")
 

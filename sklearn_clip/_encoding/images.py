@@ -19,7 +19,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn_clip._encoding.inputs import is_missing
 from sklearn_clip._encoding.preprocess import (
     ProcessorImages,
-    normalize_batch,
     resize_and_crop,
 )
 from sklearn_clip._torch import is_tensor
@@ -349,20 +348,3 @@ def prepare_image(item, config):
         # Decoded here rather than in to_rgb, so a large JPEG can be drafted.
         item = _open_image(item, draft_for=config)
     return resize_and_crop(to_rgb(item), config)
-
-
-def pixel_values(images, config, device="cpu", dtype=None):
-    """Any sequence of supported image inputs -> the model's pixel tensors.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn_clip._encoding.images import pixel_values
-    >>> from sklearn_clip._encoding.preprocess import ImageConfig
-    >>> config = ImageConfig(size=32, crop=(32, 32))
-    >>> pixel_values([np.zeros((48, 64, 3), np.uint8)], config).shape
-    torch.Size([1, 3, 32, 32])
-    """
-    return normalize_batch(
-        [prepare_image(item, config) for item in images], config, device, dtype
-    )

@@ -187,16 +187,6 @@ class ProcessorImages:
             record[key] = value
         return record
 
-    def collate(self, records, device, dtype):
-        import torch
-
-        batch = np.stack(records) if isinstance(records, list) else records
-        inputs = {}
-        for key in batch.dtype.names:
-            tensor = torch.from_numpy(np.ascontiguousarray(batch[key])).to(device)
-            inputs[key] = tensor.to(dtype) if tensor.is_floating_point() else tensor
-        return inputs
-
 
 def _resized_shape(width, height, size):
     if isinstance(size, tuple):
@@ -285,7 +275,8 @@ def _center_crop(array, crop):
 def normalize_batch_numpy(arrays, config):
     """Stack HWC ``uint8`` arrays into normalised NCHW float32 pixels, in NumPy.
 
-    The same float32 operations in the same order as :func:`normalize_batch`,
+    The same float32 operations in the same order as the PyTorch backend's
+    :func:`~sklearn_clip._backends.torch.tensors.normalize_batch`,
     so the pixels are equal bit for bit. Under :class:`ProcessorImages` the
     records become a dict of the model's inputs.
     """
@@ -299,28 +290,3 @@ def normalize_batch_numpy(arrays, config):
     pixels -= mean
     pixels /= std
     return pixels
-
-
-def normalize_batch(arrays, config, device="cpu", dtype=None):
-    """Stack HWC ``uint8`` arrays into normalised NCHW pixel tensors.
-
-    The arithmetic runs once per batch on ``device``: on a GPU only the small
-    ``uint8`` batch crosses the bus, from pinned memory without blocking.
-    Under :class:`ProcessorImages` the processor's records are stacked into a
-    dict of the model's inputs instead.
-    """
-    import torch
-
-    dtype = dtype or torch.float32
-    if isinstance(config, ProcessorImages):
-        return config.collate(arrays, device, dtype)
-    batch = torch.from_numpy(np.stack(arrays))
-    device = torch.device(device)
-    if device.type == "cuda":
-        batch = batch.pin_memory().to(device, non_blocking=True)
-    pixels = batch.to(device).permute(0, 3, 1, 2).float()
-    mean = torch.tensor(config.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(config.std, device=device).view(1, 3, 1, 1)
-    # In place: one float copy of the batch rather than four.
-    pixels.mul_(config.rescale_factor).sub_(mean).div_(std)
-    return pixels.to(dtype)

@@ -15,8 +15,7 @@ from sklearn_clip._backends.torch.forward import (
     logit_scale,
     text_features,
 )
-from sklearn_clip._encoding.encode import tokenize
-from sklearn_clip._encoding.preprocess import normalize_batch
+from sklearn_clip._backends.torch.tensors import normalize_batch, tokenize
 from sklearn_clip._models.families import family_of
 from sklearn_clip._train import distributed as dist
 from sklearn_clip._train.losses import contrastive_loss, sigmoid_loss

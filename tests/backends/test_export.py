@@ -33,11 +33,8 @@ from sklearn_clip import (
     load_model,
 )
 from sklearn_clip._backends.exported.manifest import MANIFEST_NAME
-from sklearn_clip._encoding.preprocess import (
-    ImageConfig,
-    normalize_batch,
-    normalize_batch_numpy,
-)
+from sklearn_clip._backends.torch.tensors import normalize_batch
+from sklearn_clip._encoding.preprocess import ImageConfig, normalize_batch_numpy
 from sklearn_clip._encoding.resample import resize_uint8
 from sklearn_clip._models.families import EXPORT_FAMILIES, SUPPORTED_FAMILIES
 from sklearn_clip.cli import main

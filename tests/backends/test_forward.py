@@ -217,7 +217,7 @@ TEMPLATED = [
 def test_shared_prefix_text_features_match_get_text_features(
     family, family_path, tiny_clip, rows
 ):
-    from sklearn_clip._encoding.encode import tokenize
+    from sklearn_clip._backends.torch.tensors import tokenize
 
     stock, ours = _stock(family_path(family)), _ours(family_path(family))
     input_ids, mask = tokenize(tiny_clip, rows)
@@ -231,7 +231,7 @@ def test_shared_prefix_text_features_match_get_text_features(
 
 def test_templated_prompts_share_their_prefix(tiny_clip, monkeypatch):
     from sklearn_clip._backends.torch import forward as _forward
-    from sklearn_clip._encoding.encode import tokenize
+    from sklearn_clip._backends.torch.tensors import tokenize
 
     monkeypatch.setattr(_forward, "_MIN_GROUP_ROWS", 4)
     rows = [f"a photo of a {label}." for label in ("cat", "dog", "cow", "fox")]
@@ -250,7 +250,7 @@ def test_templated_prompts_share_their_prefix(tiny_clip, monkeypatch):
 
 @pytest.mark.parametrize("family", _families("prefix"))
 def test_text_gradients_match_the_stock_forward(family, family_path, tiny_clip):
-    from sklearn_clip._encoding.encode import tokenize
+    from sklearn_clip._backends.torch.tensors import tokenize
 
     stock = _stock(family_path(family)).double().train()
     ours = _ours(family_path(family)).double().train()

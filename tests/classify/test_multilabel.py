@@ -9,8 +9,7 @@ from sklearn.metrics import f1_score
 from sklearn.preprocessing import MultiLabelBinarizer
 
 from sklearn_clip import CLIPZeroShotClassifier
-from sklearn_clip._encoding.encode import tokenize
-from sklearn_clip._encoding.images import pixel_values
+from sklearn_clip._backends.torch.tensors import pixel_values, tokenize
 
 LABELS = ["bird", "cat", "dog"]
 BACKGROUNDS = ["a photo.", "an image."]

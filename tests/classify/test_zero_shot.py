@@ -19,9 +19,8 @@ from sklearn_clip import (
     clear_model_cache,
     model_cache_info,
 )
+from sklearn_clip._backends.torch.tensors import pixel_values, tokenize
 from sklearn_clip._classify.prompts import OPENAI_IMAGENET_7_TEMPLATES
-from sklearn_clip._encoding.encode import tokenize
-from sklearn_clip._encoding.images import pixel_values
 from sklearn_clip.exceptions import InputErrorWarning
 
 LABELS = ["red circle", "blue square", "green triangle"]

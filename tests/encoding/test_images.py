@@ -4,7 +4,8 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, CLIPImageProcessorPil
 
-from sklearn_clip._encoding.images import pixel_values, to_rgb
+from sklearn_clip._backends.torch.tensors import pixel_values
+from sklearn_clip._encoding.images import to_rgb
 from sklearn_clip._encoding.preprocess import (
     ImageConfig,
     ProcessorImages,

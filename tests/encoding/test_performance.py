@@ -14,12 +14,13 @@ from PIL import Image, JpegImagePlugin
 from transformers import CLIPImageProcessorPil
 
 from sklearn_clip import CLIPEmbeddingTransformer, ModelHandle, load_model
+from sklearn_clip._backends.torch.tensors import normalize_batch
 from sklearn_clip._encoding import encode as _encode
 from sklearn_clip._encoding import prefetch
 from sklearn_clip._encoding.batches import AUTO_BATCH_SIZES, BatchSizer
 from sklearn_clip._encoding.encode import encode_images
 from sklearn_clip._encoding.images import prepare_image
-from sklearn_clip._encoding.preprocess import ImageConfig, normalize_batch
+from sklearn_clip._encoding.preprocess import ImageConfig
 from sklearn_clip.datasets import make_photo
 from tests.conftest import grey_levels
 

@@ -229,7 +229,7 @@ def test_no_image_processor_config_is_an_error(checkpoints, tmp_path, on_error):
 
 
 def test_siglip_text_is_padded_to_64_tokens(checkpoints):
-    from sklearn_clip._encoding.encode import tokenize
+    from sklearn_clip._backends.torch.tensors import tokenize
 
     handle = load_model(checkpoints("siglip2"), device="cpu")
     input_ids, mask = tokenize(handle, ["a cat", "a photo of a big dog"])

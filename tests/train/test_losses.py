@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sklearn_clip._encoding.encode import tokenize
+from sklearn_clip._backends.torch.tensors import tokenize
 from sklearn_clip._train.losses import contrastive_loss, same_caption, sigmoid_loss
 
 

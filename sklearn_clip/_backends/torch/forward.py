@@ -122,7 +122,7 @@ def text_features(model, input_ids, attention_mask=None, *, share_prefixes=True)
     """Projected text embeddings (not normalised), as a tensor.
 
     ``input_ids`` are padded on the right, as
-    :func:`~sklearn_clip._encoding.encode.tokenize` pads them;
+    :func:`~sklearn_clip._backends.torch.tensors.tokenize` pads them;
     ``attention_mask`` is None for families whose tokenizer gives none
     (SigLIP's text tower attends to its padding). ``share_prefixes=False``
     leaves out the shared-prefix shortcut, whose grouping depends on the

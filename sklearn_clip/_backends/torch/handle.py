@@ -29,12 +29,12 @@ from sklearn_clip._backends.torch.forward import (
     use_fast_activations,
 )
 from sklearn_clip._backends.torch.precision import dtype_name
+from sklearn_clip._backends.torch.tensors import normalize_batch, tokenize
 from sklearn_clip._backends.torch.weights import (
     at_precision,
     weights_dtype,
 )
-from sklearn_clip._encoding.encode import tokenize
-from sklearn_clip._encoding.preprocess import image_preprocessing, normalize_batch
+from sklearn_clip._encoding.preprocess import image_preprocessing
 from sklearn_clip._folders import save_model_folder
 from sklearn_clip._models.loading import (
     family_processor,
