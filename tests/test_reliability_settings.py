@@ -1,8 +1,8 @@
 """Reliability, round four: settings per thread, model cards, values where they
 enter, persisted state.
 
-One test per class of defect (issue 30, items 4 and 5): the name says the
-class, the body the cases of it.
+One test per class of defect: the name says the class, the body the cases of
+it.
 """
 
 import copy

@@ -1,11 +1,12 @@
 """Write the 0.1.0 pickles of tests/data with sklearn-clip 0.1.0.
 
-Run with the 0.1.0 tree (commit 0e3376c, say in a worktree at /tmp/v010)
-first on ``PYTHONPATH``::
+Run with the 0.1.0 tree (commit 0e3376c, checked out beside this one with
+``git worktree add ../sklearn-clip-0.1.0 0e3376c``) first on ``PYTHONPATH``::
 
     cd tests/data
-    PYTHONPATH=/tmp/v010 python make_estimators_0_1_0.py estimators-0.1.0.pkl
-    PYTHONPATH=/tmp/v010 python make_estimators_0_1_0.py --more \
+    PYTHONPATH=../../../sklearn-clip-0.1.0 python make_estimators_0_1_0.py \
+        estimators-0.1.0.pkl
+    PYTHONPATH=../../../sklearn-clip-0.1.0 python make_estimators_0_1_0.py --more \
         estimators-0.1.0-more.pkl
 
 The first file holds a zero-shot classifier and an embedding transformer. The

@@ -13,7 +13,7 @@ weights and re-resolving ``model``; with their weights; with a loaded handle
 as ``model``; with the faiss index) and a contrastive fine-tuner; with the
 model's files, the images and texts they were asked about, and their answers.
 
-The rule (issue 31): every 0.1.0 pickle still loads and answers the same, or
+The rule: every 0.1.0 pickle still loads and answers the same, or
 loading (or first use) fails with an error that names the version the pickle
 was written by and says what to do.
 """
