@@ -92,7 +92,7 @@ def check_replaceable(
     shown = f"{option} {str(path)!r}"
     _check_not_protected(path, shown, sources, inputs, keep)
     if path.exists() or path.is_symlink():
-        empty = path.is_dir() and not any(path.iterdir())
+        empty = is_empty_folder(path)
         if not empty and not overwrite:
             flag = "--overwrite"  # the API's message names the command's too
             flag = flag if option.startswith("--") else f"overwrite=True ({flag})"
@@ -107,6 +107,12 @@ def check_replaceable(
             )
     _check_writable_parent(path, shown)
     return path
+
+
+def is_empty_folder(path):
+    """Whether ``path`` is a folder with nothing in it: nothing to lose."""
+    path = Path(path)
+    return path.is_dir() and not any(path.iterdir())
 
 
 def _check_not_protected(path, shown, sources, inputs, keep):
@@ -242,6 +248,25 @@ def new_mode(base):
     umask = os.umask(0)
     os.umask(umask)
     return base & ~umask
+
+
+def is_plain_file_name(name):
+    """Whether ``name`` is a file name with no folder in it.
+
+    What a saved file may name (an export's record, the model files a pickle
+    carries): anything else could be read or written outside its folder.
+
+    Examples
+    --------
+    >>> from sklearn_clip._files import is_plain_file_name
+    >>> is_plain_file_name("model.safetensors"), is_plain_file_name("../x")
+    (True, False)
+    """
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and not any(mark in name for mark in ("/", "\\", ":", "\0"))
+    )
 
 
 def display_path(path):

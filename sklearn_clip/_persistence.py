@@ -10,7 +10,6 @@ other call the estimator makes later.
 """
 
 import numbers
-import os
 import re
 
 from sklearn.utils._param_validation import (
@@ -18,6 +17,7 @@ from sklearn.utils._param_validation import (
     validate_parameter_constraints,
 )
 
+from sklearn_clip._files import is_plain_file_name
 from sklearn_clip._options import (
     BACKENDS,
     COMPILE_OPTIONS,
@@ -250,8 +250,7 @@ def _check_files(files):
     if not isinstance(files, dict):
         _refuse("model files", files)
     for name, data in files.items():
-        plain = isinstance(name, str) and name not in ("", ".", "..")
-        if not plain or os.path.basename(name) != name or "\\" in name:
+        if not is_plain_file_name(name):
             _refuse("model file name", name)
         if not isinstance(data, bytes):
             _refuse(f"model file {name!r}", type(data).__name__)

@@ -26,7 +26,6 @@ from sklearn_clip._backends.exported.manifest import (
     MANIFEST_NAME,
     ManifestVersionError,
     check_files,
-    is_plain_name,
     read_manifest,
     source_weight_digests,
 )
@@ -34,7 +33,9 @@ from sklearn_clip._backends.exported.writing import (
     check_export_options,
     check_exportable,
     export_handle,
+    is_export_folder,
 )
+from sklearn_clip._files import is_empty_folder, is_plain_file_name
 
 logger = logging.getLogger("sklearn_clip")
 
@@ -94,12 +95,12 @@ def _export_folder(directory, backend):
 
 
 def _ours_or_new(folder):
-    # Recognised by its manifest: Optimum and transformers.js ship their own
-    # onnx/ folders, which an export must never replace.
-    if not folder.exists():
-        return True
-    return folder.is_dir() and (
-        (folder / MANIFEST_NAME).is_file() or not any(folder.iterdir())
+    # What the writer itself would replace (export_handle refuses the rest):
+    # Optimum and transformers.js ship onnx/ folders of their own.
+    return (
+        not os.path.lexists(folder)
+        or is_export_folder(folder)
+        or is_empty_folder(folder)
     )
 
 
@@ -158,7 +159,7 @@ def exported_from_files(files):
     # The runtime reads the towers lazily from here, for the life of the process.
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     for name, data in files.items():
-        if not is_plain_name(name):
+        if not is_plain_file_name(name):
             raise ValueError(
                 f"the pickled export holds a file named {name!r}, which is not a "
                 "plain file name; pickle the estimator again from a good export."

@@ -14,6 +14,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from sklearn_clip._files import is_plain_file_name
 from sklearn_clip._models.loading import HUB_PATTERNS
 
 MANIFEST_NAME = "sklearn_clip_export.json"
@@ -98,21 +99,12 @@ def _check_names(path, files):
     if not isinstance(files, dict):
         raise ValueError(f"{str(path)!r} lists no files. {_AGAIN}")
     for name in files:
-        if not is_plain_name(name) or name == MANIFEST_NAME:
+        if not is_plain_file_name(name) or name == MANIFEST_NAME:
             raise ValueError(
                 f"{str(path)!r} lists {name!r} among its files, which is not a "
                 "plain file name: an export's files are all in its own folder. "
                 f"{_AGAIN}"
             )
-
-
-def is_plain_name(name):
-    """Whether ``name`` is a file name with no folder in it."""
-    return (
-        isinstance(name, str)
-        and name not in ("", ".", "..")
-        and not any(mark in name for mark in ("/", "\\", ":", "\0"))
-    )
 
 
 def check_files(directory, manifest):

@@ -38,6 +38,11 @@ _EXPORT_PACKAGES = {
 }
 
 
+#: Whether a folder holds an export this package wrote (it has its record):
+#: the only folders, besides empty ones, that an export replaces.
+is_export_folder = folder_marker_recogniser(MANIFEST_NAME)
+
+
 def export_handle(handle, path, *, backend, quantize, overwrite, sources=()):
     """Export ``handle`` to ``path`` by the output rule, swapped in whole.
 
@@ -75,7 +80,7 @@ def check_export_path(path, *, overwrite=False, sources=()):
         path,
         overwrite=overwrite,
         sources=sources,
-        recognise=folder_marker_recogniser(MANIFEST_NAME),
+        recognise=is_export_folder,
         kind=f"an sklearn-clip export (it has no {MANIFEST_NAME})",
     )
 
