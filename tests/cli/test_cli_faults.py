@@ -14,10 +14,21 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from sklearn_clip import _base
 from sklearn_clip._cli.common import CommandError, write_frame
 from sklearn_clip.cli import main
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli-images")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        pixels = rng.integers(0, 256, (16, 16, 3), np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+    return folder
 
 
 @pytest.fixture

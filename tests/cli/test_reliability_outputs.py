@@ -15,8 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from sklearn_clip import CLIPContrastiveFinetuner, export_model, load_model
 from sklearn_clip._files import OutputPathError
@@ -61,6 +63,16 @@ def no_export_work(monkeypatch):
 
 
 @pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("output-rule-images")
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        pixels = rng.integers(0, 256, (16, 16, 3), np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
 def fitted(tmp_path_factory, images):
     """A fine-tuner fitted on a model folder of this module's own."""
     model = make_tiny_clip(tmp_path_factory.mktemp("output-rule-model") / "base")
@@ -73,7 +85,7 @@ def fitted(tmp_path_factory, images):
         device="cpu",
         dtype="float32",
         random_state=0,
-    ).fit(paths, ["red", "green", "blue"])
+    ).fit(paths, ["red", "green", "blue", "grey"])
 
 
 # -- 1. an output never replaces its own source ---------------------------------
