@@ -44,6 +44,7 @@ def run(args):
         quantize=args.quantize,
         revision=args.revision,
         overwrite=args.overwrite,
+        progress=True,
     )
     size = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
     precision = args.quantize or "float32"

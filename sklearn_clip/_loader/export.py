@@ -19,7 +19,14 @@ from sklearn_clip._loader.registry import load_model
 
 
 def export_model(
-    model, path, *, backend="onnx", quantize=None, revision=None, overwrite=False
+    model,
+    path,
+    *,
+    backend="onnx",
+    quantize=None,
+    revision=None,
+    overwrite=False,
+    progress=False,
 ):
     """Export a model's image and text towers for ONNX Runtime or OpenVINO.
 
@@ -55,6 +62,10 @@ def export_model(
         folder the package did not write, the model's own folder (or one
         holding it), nor the current directory (or one holding it). These
         checks run before the model is loaded.
+    progress : bool, default=False
+        Show a progress bar over the export's steps (tracing each tower,
+        converting or quantizing them), which take minutes for a full-size
+        model.
 
     Returns
     -------
@@ -90,6 +101,7 @@ def export_model(
         quantize=quantize,
         overwrite=overwrite,
         sources=_sources(model),
+        progress=progress,
     )
 
 

@@ -410,7 +410,11 @@ def test_the_export_command_writes_what_load_model_reads(tmp_path, capsys):
     out = tmp_path / "deploy"
     argv = [str(checkpoint), str(out), "--backend", "openvino", "--quantize", "int8"]
     assert main(["export", *argv]) == 0
-    assert "openvino int8 export" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "openvino int8 export" in printed.out
+    # A bar over the long steps: each tower traced, then both converted.
+    assert "exporting" in printed.err and "3/3" in printed.err
+    assert "tracing the text tower" in printed.err
     handle = load_model(out)
     assert (handle.backend, handle.precision_name) == ("openvino", "int8")
     assert main(["export", *argv]) == 2  # exists: refused before any work

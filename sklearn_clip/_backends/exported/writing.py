@@ -19,6 +19,8 @@ import warnings
 from importlib import metadata
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from sklearn_clip._backends.exported.manifest import (
     MANIFEST_NAME,
     source_weight_digests,
@@ -43,7 +45,9 @@ _EXPORT_PACKAGES = {
 is_export_folder = folder_marker_recogniser(MANIFEST_NAME)
 
 
-def export_handle(handle, path, *, backend, quantize, overwrite, sources=()):
+def export_handle(
+    handle, path, *, backend, quantize, overwrite, sources=(), progress=False
+):
     """Export ``handle`` to ``path`` by the output rule, swapped in whole.
 
     ``sources`` are the folders the model was read from, which ``path`` must
@@ -58,7 +62,7 @@ def export_handle(handle, path, *, backend, quantize, overwrite, sources=()):
     )
     path = check()
     with replaced_folder(path, check=check) as staging:
-        write_export(handle, staging, backend, quantize)
+        write_export(handle, staging, backend, quantize, progress=progress)
     return path
 
 
@@ -112,25 +116,48 @@ def check_exportable(handle):
         )
 
 
-def write_export(handle, folder, backend, quantize):
+def write_export(handle, folder, backend, quantize, progress=False):
     """Write ``handle``'s export for ``backend`` into the existing ``folder``.
 
     ``handle`` is a float32 PyTorch handle on the CPU; it traces its towers
     (``ModelHandle._export_onnx_towers``), which are then converted or
     quantized here, beside the tokenizer and image-processor files and the
-    record of it all.
+    record of it all. ``progress`` shows a bar over these steps, which take
+    minutes for a full-size model.
     """
     folder = Path(folder)
-    with _quiet_exporter():
-        onnx_paths = {kind: folder / name for kind, name in TOWER_FILES["onnx"].items()}
-        handle._export_onnx_towers(onnx_paths)
-        if backend == "openvino":
-            _convert_to_openvino(folder, quantize)
-        elif quantize == "int8":
-            _quantize_onnx(folder)
+    steps = _export_steps(handle, folder, backend, quantize)
+    bar = tqdm(total=len(steps), desc="exporting", unit="step", disable=not progress)
+    with _quiet_exporter(), bar:
+        for description, step in steps:
+            bar.set_postfix_str(description)
+            step()
+            bar.update()
     handle.tokenizer.save_pretrained(folder)
     handle.image_processor.save_pretrained(folder)
     write_manifest(folder, _manifest(handle, backend, quantize))
+
+
+def _export_steps(handle, folder, backend, quantize):
+    """``[(description, function)]``: the long steps of an export, in order."""
+    paths = {kind: folder / name for kind, name in TOWER_FILES["onnx"].items()}
+    steps = [
+        (
+            f"tracing the {kind} tower",
+            functools.partial(handle._export_onnx_towers, {kind: path}),
+        )
+        for kind, path in paths.items()
+    ]
+    if backend == "openvino":
+        steps.append(
+            (
+                "converting for OpenVINO",
+                functools.partial(_convert_to_openvino, folder, quantize),
+            )
+        )
+    elif quantize == "int8":
+        steps.append(("quantizing to int8", functools.partial(_quantize_onnx, folder)))
+    return steps
 
 
 @contextlib.contextmanager

@@ -39,7 +39,8 @@ class _TextTower(torch.nn.Module):
 def export_onnx_towers(handle, paths):
     """Trace ``handle``'s towers with PyTorch's ONNX exporter into ``paths``.
 
-    ``paths`` maps ``"image"`` and ``"text"`` to the files to write. The batch
+    ``paths`` maps ``"image"`` and ``"text"`` (or one of them) to the files
+    to write. The batch
     (and, where texts are not padded to their full context, the sequence) is
     a dynamic axis.
     """
@@ -65,7 +66,8 @@ def export_onnx_towers(handle, paths):
             (text_axes,) * len(text_inputs),
         ),
     }
-    for kind, (module, inputs, names, shapes) in towers.items():
+    for kind in paths:  # one tower or both
+        module, inputs, names, shapes = towers[kind]
         with torch.no_grad():
             _export_one(module, inputs, paths[kind], names, kind, shapes)
 
