@@ -25,11 +25,11 @@ from mapie.classification import SplitConformalClassifier
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 
-from sklearn_clip import CLIPZeroShotClassifier
+from sklearn_clip import CLIPZeroShotClassifier, load_model
 from sklearn_clip.datasets import COLORS, SHAPES, make_shapes
 from sklearn_clip.demo import trained_model
 
-model = trained_model(n_train=4000, max_epochs=20)
+model = load_model(trained_model(n_train=4000, max_epochs=20), dtype="float32")
 calibration = make_shapes(1000, image_size=32, random_state=11)
 test = make_shapes(1000, image_size=32, random_state=12)
 clf = CLIPZeroShotClassifier(

@@ -55,7 +55,8 @@ table.head()
 model = load_model(
     make_tiny_clip(
         image_size=16, patch_size=4, hidden_size=64, num_heads=4, random_state=0
-    )
+    ),
+    dtype="float32",
 )
 
 

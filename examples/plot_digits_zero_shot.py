@@ -95,7 +95,9 @@ classes = [str(d) for d in range(10)]
 
 def zero_shot(model):
     """A zero-shot classifier of the ten digits, from their prompts."""
-    return CLIPZeroShotClassifier(model, candidate_labels=classes, templates=PROMPT)
+    return CLIPZeroShotClassifier(
+        model, candidate_labels=classes, templates=PROMPT, dtype="float32"
+    )
 
 
 before = zero_shot(start).fit()

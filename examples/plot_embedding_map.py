@@ -19,11 +19,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.decomposition import PCA
 
-from sklearn_clip import CLIPEmbeddingTransformer
+from sklearn_clip import CLIPEmbeddingTransformer, load_model
 from sklearn_clip.datasets import COLORS, SHAPES, make_shapes
 from sklearn_clip.demo import trained_model
 
-model = trained_model(n_train=4000, max_epochs=20)
+model = load_model(trained_model(n_train=4000, max_epochs=20), dtype="float32")
 data = make_shapes(400, image_size=32, random_state=7)
 captions = [f"a {c} {s}" for c in COLORS for s in SHAPES]
 

@@ -25,11 +25,12 @@ from sklearn_clip import (
     CLIPEmbeddingTransformer,
     CLIPFewShotClassifier,
     CLIPZeroShotClassifier,
+    load_model,
 )
 from sklearn_clip.datasets import COLORS, SHAPES, make_shapes
 from sklearn_clip.demo import trained_model
 
-model = trained_model(n_train=4000, max_epochs=20)
+model = load_model(trained_model(n_train=4000, max_epochs=20), dtype="float32")
 pool = make_shapes(500, image_size=32, random_state=21)
 test = make_shapes(1000, image_size=32, random_state=22)
 pool_y, test_y = pool.shape.astype(str), test.shape.astype(str)

@@ -20,13 +20,13 @@ model uses the same prompt.
 # ------------------------
 import matplotlib.pyplot as plt
 
-from sklearn_clip import CLIPContrastiveFinetuner, CLIPZeroShotClassifier
+from sklearn_clip import CLIPContrastiveFinetuner, CLIPZeroShotClassifier, load_model
 from sklearn_clip.datasets import SHAPES, make_shapes
 from sklearn_clip.demo import trained_model
 
 PROMPT = "a photo of a {}."
 
-model = trained_model(n_train=4000, max_epochs=20)
+model = load_model(trained_model(n_train=4000, max_epochs=20), dtype="float32")
 train = make_shapes(2000, image_size=32, random_state=11)
 test = make_shapes(500, image_size=32, random_state=12)
 
@@ -53,6 +53,7 @@ tuner = CLIPContrastiveFinetuner(
     max_epochs=8,
     batch_size=64,
     validation_fraction=0.1,
+    dtype="float32",
     random_state=0,
 ).fit(train.images, train.shape)
 after = shape_accuracy(tuner.model_)

@@ -21,11 +21,11 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from sklearn_clip import CLIPEmbeddingTransformer, CLIPZeroShotClassifier
+from sklearn_clip import CLIPEmbeddingTransformer, CLIPZeroShotClassifier, load_model
 from sklearn_clip.datasets import COLORS, SHAPES, make_shapes
 from sklearn_clip.demo import trained_model
 
-model = trained_model(n_train=4000, max_epochs=20)
+model = load_model(trained_model(n_train=4000, max_epochs=20), dtype="float32")
 pool = make_shapes(1000, image_size=32, random_state=31)
 test = make_shapes(600, image_size=32, random_state=32)
 

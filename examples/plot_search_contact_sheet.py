@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from PIL import Image
 
-from sklearn_clip import CLIPNearestNeighbors
+from sklearn_clip import CLIPNearestNeighbors, load_model
 from sklearn_clip.datasets import make_shapes
 from sklearn_clip.demo import trained_model
 
@@ -46,7 +46,7 @@ images = [*shapes.images]
 images += [jpeg(shapes.images[i]) for i in originals]
 images += [resized(shapes.images[i]) for i in originals]
 
-model = trained_model(n_train=4000, max_epochs=20)
+model = load_model(trained_model(n_train=4000, max_epochs=20), dtype="float32")
 search = CLIPNearestNeighbors(model, n_neighbors=6).fit(images)
 print(f"{search.n_samples_fit_} images, {search.embedding_dim_}-d embeddings")
 

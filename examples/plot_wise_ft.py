@@ -21,14 +21,14 @@ and colour (what the model knew before).
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sklearn_clip import CLIPContrastiveFinetuner, CLIPZeroShotClassifier
+from sklearn_clip import CLIPContrastiveFinetuner, CLIPZeroShotClassifier, load_model
 from sklearn_clip.datasets import COLORS, SHAPES, make_shapes
 from sklearn_clip.demo import trained_model
 
 SHAPE_PROMPT = "a photo of a {}."
 COLOUR_PROMPT = "a photo of a {} shape."
 
-start = trained_model(n_train=4000, max_epochs=20)
+start = load_model(trained_model(n_train=4000, max_epochs=20), dtype="float32")
 train = make_shapes(3000, image_size=32, random_state=21)
 test = make_shapes(600, image_size=32, random_state=22)
 tuner = CLIPContrastiveFinetuner(
@@ -38,6 +38,7 @@ tuner = CLIPContrastiveFinetuner(
     max_epochs=5,
     batch_size=64,
     validation_fraction=None,
+    dtype="float32",
     random_state=0,
 ).fit(train.images, train.shape)
 

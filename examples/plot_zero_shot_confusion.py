@@ -21,11 +21,11 @@ and your own images and labels to do the same on a real model.
 import matplotlib.pyplot as plt
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from sklearn_clip import CLIPZeroShotClassifier
+from sklearn_clip import CLIPZeroShotClassifier, load_model
 from sklearn_clip.datasets import COLORS, SHAPES, make_shapes
 from sklearn_clip.demo import trained_model
 
-model = trained_model(n_train=4000, max_epochs=20)
+model = load_model(trained_model(n_train=4000, max_epochs=20), dtype="float32")
 test = make_shapes(600, image_size=32, random_state=101)
 
 # %%
