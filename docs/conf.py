@@ -42,7 +42,11 @@ extensions = [
     "numpydoc",
     "sphinx_gallery.gen_gallery",
     "myst_nb",
+    # A copy button on every code block; prompts and outputs are left out.
+    "sphinx_copybutton",
 ]
+copybutton_prompt_text = r">>> |\.\.\. |\$ "
+copybutton_prompt_is_regexp = True
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 root_doc = "index"
