@@ -1,4 +1,4 @@
-"""The ``sklearn-clip`` command: embed, zero-shot, finetune, export and the demo.
+"""The ``sklearn-clip`` command: embed, zero-shot, finetune, export, evaluate, the demo.
 
 Every subcommand is a thin layer over the public estimators, so what the command
 does can be done in Python with the same objects. Each subcommand lives in its
@@ -13,6 +13,7 @@ from sklearn_clip._cli import (
     demo,
     duplicates,
     embed,
+    evaluate,
     export,
     finetune,
     search,
@@ -20,7 +21,7 @@ from sklearn_clip._cli import (
 )
 from sklearn_clip._cli.common import CommandError
 
-SUBCOMMANDS = (demo, embed, zero_shot, finetune, search, duplicates, export)
+SUBCOMMANDS = (demo, embed, zero_shot, finetune, search, duplicates, export, evaluate)
 
 
 def build_parser():
@@ -71,9 +72,10 @@ _NEEDS_TORCH = {
     "duplicates": "to find duplicates with a PyTorch model",
     "embed": "to embed with a PyTorch model",
     "zero-shot": "to classify with a PyTorch model",
+    "evaluate": "to evaluate a PyTorch model",
 }
 # The commands that run on exported models, without PyTorch.
-_RUN_EXPORTS = {"search", "duplicates", "embed", "zero-shot"}
+_RUN_EXPORTS = {"search", "duplicates", "embed", "zero-shot", "evaluate"}
 
 
 def _missing_package(command, exc):

@@ -1,30 +1,70 @@
 """Retrieval metrics over paired image and text embeddings, and their scorers.
 
-:func:`recall_at_k` is the one implementation of retrieval recall in the
-package: :meth:`CLIPContrastiveFinetuner.score
-<sklearn_clip.CLIPContrastiveFinetuner.score>` is its image-to-text recall@1,
-and :func:`make_recall_scorer` turns it into a scorer for
-:class:`~sklearn.model_selection.GridSearchCV` or
+Every function here goes through one ranking, :func:`retrieval_ranks`: for
+each query (an image, or a text) the rank of its best-placed positive among
+all candidates of the other modality. Positives may be many on either side:
+COCO and Flickr30k give each image five captions, and a class label is the
+caption of many images. Recall@k is the share of queries whose rank is at most
+``k``, the mean rank its mean, the mean reciprocal rank the mean of ``1 /
+rank``, over the queries that have at least one positive.
+
+**Ties.** Similarities are compared at float32 precision (the embeddings'
+own). A negative candidate exactly as similar as a query's best positive is
+placed ahead of it under ``ties="pessimistic"`` (the default: a model that
+gives every candidate the same score gets the worst rank, not the best),
+behind it under ``"optimistic"``, and by row order under ``"index"`` (the
+candidate with the lower row comes first, as a stable sort does).
+
+:func:`recall_at_k` (one caption row per image) is the recall that
+:meth:`CLIPContrastiveFinetuner.score <sklearn_clip.CLIPContrastiveFinetuner.score>`
+reports; :func:`make_retrieval_scorer` and :func:`make_recall_scorer` make
+scorers for :class:`~sklearn.model_selection.GridSearchCV` or
 :func:`~sklearn.model_selection.cross_val_score`.
 """
 
-from numbers import Integral
-
 import numpy as np
 
-from sklearn_clip._retrieval.search import top_k
+from sklearn_clip._evaluate.ranks import (
+    TIES,  # noqa: F401  (the tie rules, importable from here)
+    check_k,
+    check_options,
+    mean_rank,
+    mean_reciprocal_rank,
+    positive_pairs,
+    retrieval_ranks,
+    retrieval_recall,
+    retrieval_report,
+)
 
-DIRECTIONS = ("image_to_text", "text_to_image")
+__all__ = [
+    "mean_rank",
+    "mean_reciprocal_rank",
+    "positive_pairs",
+    "recall_at_k",
+    "retrieval_ranks",
+    "retrieval_recall",
+    "retrieval_report",
+    "make_recall_scorer",
+    "make_retrieval_scorer",
+]
+SCORER_METRICS = ("recall", "mean_reciprocal_rank", "neg_mean_rank")
 
 
 def recall_at_k(
-    image_embeds, text_embeds, caption_ids, *, k=1, direction="image_to_text"
+    image_embeds,
+    text_embeds,
+    caption_ids,
+    *,
+    k=1,
+    direction="image_to_text",
+    ties="pessimistic",
 ):
-    """Share of queries whose match is among their ``k`` most similar rows.
+    """Recall@k where each image has one caption row (which images may share).
 
-    Captions are given once each: ``text_embeds`` holds one row per distinct
-    caption and ``caption_ids[i]`` is the row of image ``i``'s caption, so
-    images that share a caption (or a class label) are all matched by it.
+    ``text_embeds`` holds one row per distinct caption and ``caption_ids[i]``
+    is the row of image ``i``'s caption, so images that share a caption (or
+    a class label) are all matched by it. For several captions per image use
+    :func:`retrieval_recall`.
 
     Parameters
     ----------
@@ -35,14 +75,15 @@ def recall_at_k(
     caption_ids : array-like of shape (n_images,)
         For each image, the row of ``text_embeds`` that is its caption.
     k : int, default=1
-        How many of the most similar rows count as found; ties are ordered by
-        row, so the first of equally similar rows is taken.
+        How many of the most similar rows count as found.
     direction : {"image_to_text", "text_to_image"}, default="image_to_text"
         ``"image_to_text"``: for each image, whether its caption is among the
         ``k`` texts most similar to it (averaged over images).
         ``"text_to_image"``: for each caption of at least one image, whether
         one of its images is among the ``k`` images most similar to it
         (averaged over those captions).
+    ties : {"pessimistic", "optimistic", "index"}, default="pessimistic"
+        See :func:`retrieval_ranks`.
 
     Returns
     -------
@@ -62,35 +103,119 @@ def recall_at_k(
     >>> recall_at_k(images, captions, [0, 1, 1], direction="text_to_image")
     1.0
     """
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}; got {direction!r}")
-    images = np.asarray(image_embeds, dtype=np.float32)
-    texts = np.asarray(text_embeds, dtype=np.float32)
+    check_options(direction, ties)
+    n_images, n_texts = len(image_embeds), len(text_embeds)
     ids = np.asarray(caption_ids, dtype=np.int64).reshape(-1)
-    in_range = len(ids) == 0 or 0 <= ids.min() <= ids.max() < len(texts)
-    if len(ids) != len(images) or not in_range:
+    in_range = len(ids) == 0 or 0 <= ids.min() <= ids.max() < n_texts
+    if len(ids) != n_images or not in_range:
         raise ValueError(
-            f"caption_ids must give each of the {len(images)} images the row of "
-            f"its caption among the {len(texts)} texts; got {len(ids)} ids"
+            f"caption_ids must give each of the {n_images} images the row of "
+            f"its caption among the {n_texts} texts; got {len(ids)} ids"
         )
-    if not isinstance(k, Integral) or k < 1:
-        raise ValueError(f"k must be a positive integer; got {k!r}")
-    if direction == "image_to_text":
-        _, found = top_k(texts, images, min(k, len(texts)))
-        return float(np.mean((found == ids[:, None]).any(axis=1)))
-    captions = np.unique(ids)
-    _, found = top_k(images, texts[captions], min(k, len(images)))
-    return float(np.mean((ids[found] == captions[:, None]).any(axis=1)))
+    pairs = np.column_stack([np.arange(n_images), ids])
+    return retrieval_recall(
+        image_embeds, text_embeds, pairs, k=k, direction=direction, ties=ties
+    )
+
+
+def make_retrieval_scorer(
+    metric="recall", *, k=1, direction="image_to_text", ties="pessimistic"
+):
+    """A scorer ``scorer(estimator, X, y)`` of retrieval between images and captions.
+
+    Each row of ``(X, y)`` is one (image, caption) pair, as
+    :class:`~sklearn_clip.CLIPContrastiveFinetuner` trains on. Rows with the
+    same image (the same path or bytes) are one image with several captions,
+    and rows with the same caption (after the estimator's
+    ``caption_template``, if it has one) one caption of several images; both
+    sides are embedded once with ``transform(..., modality=...)``.
+
+    Parameters
+    ----------
+    metric : {"recall", "mean_reciprocal_rank", "neg_mean_rank"}, default="recall"
+        What is scored; the mean rank is negated, so that higher is better.
+    k : int, default=1
+        The ``k`` of recall@k.
+    direction : {"image_to_text", "text_to_image"}, default="image_to_text"
+        See :func:`retrieval_ranks`.
+    ties : {"pessimistic", "optimistic", "index"}, default="pessimistic"
+        See :func:`retrieval_ranks`.
+
+    Returns
+    -------
+    callable
+        ``scorer(estimator, X, y) -> float``, higher is better.
+
+    Examples
+    --------
+    >>> from sklearn_clip.metrics import make_retrieval_scorer
+    >>> scorer = make_retrieval_scorer("neg_mean_rank", direction="text_to_image")
+    >>> scorer.metric, scorer.direction, scorer.ties
+    ('neg_mean_rank', 'text_to_image', 'pessimistic')
+    """
+    if metric not in SCORER_METRICS:
+        raise ValueError(f"metric must be one of {SCORER_METRICS}; got {metric!r}")
+    check_options(direction, ties)
+    check_k(k)
+    return _RetrievalScorer(metric, k, direction, ties)
+
+
+def _captions(estimator, y):
+    captions = [str(label) for label in np.asarray(y, dtype=object).reshape(-1)]
+    template = getattr(estimator, "caption_template", None)
+    if template is not None:
+        captions = [template.format(label) for label in captions]
+    return np.asarray(captions, dtype=object)
+
+
+def _image_groups(X):
+    """``(distinct images, image id of each row)``: paths and bytes are
+    grouped by value, other images (arrays, PIL images) are their own."""
+    rows = list(X.iloc[:, 0] if hasattr(X, "iloc") and X.ndim == 2 else X)
+    first, ids = {}, []
+    for i, item in enumerate(rows):
+        key = str(item) if isinstance(item, str) or hasattr(item, "__fspath__") else i
+        key = bytes(item) if isinstance(item, bytes | bytearray) else key
+        ids.append(first.setdefault(key, len(first)))
+    distinct = np.unique(ids, return_index=True)[1]
+    return [rows[i] for i in distinct], np.asarray(ids)
+
+
+class _RetrievalScorer:
+    def __init__(self, metric, k, direction, ties):
+        self.metric, self.k, self.direction, self.ties = metric, k, direction, ties
+
+    def __call__(self, estimator, X, y):
+        distinct_texts, text_ids = np.unique(
+            _captions(estimator, y), return_inverse=True
+        )
+        distinct_images, image_ids = _image_groups(X)
+        images = estimator.transform(distinct_images, modality="image")
+        texts = estimator.transform(list(distinct_texts), modality="text")
+        pairs = np.column_stack([image_ids, text_ids.reshape(-1)])
+        options = {"direction": self.direction, "ties": self.ties}
+        if self.metric == "recall":
+            return retrieval_recall(images, texts, pairs, k=self.k, **options)
+        if self.metric == "mean_reciprocal_rank":
+            return mean_reciprocal_rank(images, texts, pairs, **options)
+        return -mean_rank(images, texts, pairs, **options)
+
+    def __repr__(self):
+        return (
+            f"make_retrieval_scorer({self.metric!r}, k={self.k}, "
+            f"direction={self.direction!r}, ties={self.ties!r})"
+        )
 
 
 def make_recall_scorer(k=1, direction="image_to_text"):
     """A scorer ``scorer(estimator, X, y)``: recall@k of images and captions.
 
-    The estimator embeds both sides with ``transform(X, modality="image")``
-    and ``transform(texts, modality="text")``, as
-    :class:`~sklearn_clip.CLIPContrastiveFinetuner` does; captions are the
-    distinct values of ``y`` (through the estimator's ``caption_template``,
-    if it has one), so it scores what the fine-tuner trains.
+    Each row of ``X`` is its own image and its caption is ``y``'s value
+    (through the estimator's ``caption_template``, if it has one), as
+    :func:`recall_at_k` counts them: the image-to-text recall@1 of this
+    scorer is :meth:`CLIPContrastiveFinetuner.score
+    <sklearn_clip.CLIPContrastiveFinetuner.score>`. For images with several
+    captions use :func:`make_retrieval_scorer`.
 
     Parameters
     ----------
@@ -111,8 +236,7 @@ def make_recall_scorer(k=1, direction="image_to_text"):
     >>> scorer
     make_recall_scorer(k=5, direction='text_to_image')
     """
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {DIRECTIONS}; got {direction!r}")
+    check_options(direction, "pessimistic")
     return _RecallScorer(k, direction)
 
 
@@ -122,12 +246,7 @@ class _RecallScorer:
         self.direction = direction
 
     def __call__(self, estimator, X, y):
-        captions = [str(label) for label in np.asarray(y, dtype=object).reshape(-1)]
-        template = getattr(estimator, "caption_template", None)
-        if template is not None:
-            captions = [template.format(label) for label in captions]
-        captions = np.asarray(captions, dtype=object)
-        distinct, ids = np.unique(captions, return_inverse=True)
+        distinct, ids = np.unique(_captions(estimator, y), return_inverse=True)
         images = estimator.transform(X, modality="image")
         texts = estimator.transform(list(distinct), modality="text")
         return recall_at_k(images, texts, ids, k=self.k, direction=self.direction)

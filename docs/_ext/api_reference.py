@@ -55,7 +55,9 @@ SUBMODULES = {
     "sklearn_clip.toy": "Tiny models",
     "sklearn_clip.demo": "The demo",
     "sklearn_clip.metrics": "Metrics",
+    "sklearn_clip.evaluate": "Evaluation",
     "sklearn_clip.exceptions": "Errors and warnings",
+    "sklearn_clip.spark": "Spark",
 }
 
 

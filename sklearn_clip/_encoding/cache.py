@@ -39,7 +39,7 @@ import os
 import threading
 import warnings
 import weakref
-from collections import OrderedDict
+from collections import Counter, OrderedDict, defaultdict
 from dataclasses import asdict
 from pathlib import Path
 
@@ -290,6 +290,9 @@ def encode_through_cache(
             keys, items, held = {}, {}, 0
     if items:
         _encode_and_store(cache, folder, encode, keys, items, out, normalize)
+    with _counters_lock:
+        counters[kind].update(hits=hits, misses=len(positions) - hits)
+        counters[kind].update(decoded=len(positions) - hits)
     if damaged:
         warnings.warn(
             f"{damaged} damaged entries in the embedding cache {str(folder)!r} "
@@ -310,6 +313,12 @@ def _encode_and_store(cache, folder, encode, keys, items, out, normalize):
         key = keys[position]
         if key is not None and plausible(out[position], normalize):
             cache.write(folder, key, out[position])
+
+
+# What the on-disk caches of this process did, per kind ("image", "text"): rows
+# found ("hits"), not found ("misses") and handed to the encoder ("decoded").
+counters = defaultdict(Counter)
+_counters_lock = threading.Lock()
 
 
 # -- the in-process memo of text embeddings -------------------------------------

@@ -27,6 +27,7 @@ from sklearn_clip._cli import embed, finetune
 from sklearn_clip._cli.options import describe
 from sklearn_clip.cli import build_parser
 from sklearn_clip.demo import run_demo
+from sklearn_clip.evaluate import evaluate
 
 # What each subcommand runs: its options named after a parameter of this
 # must stand for that parameter.
@@ -38,6 +39,7 @@ DRIVES = {
     "search": CLIPNearestNeighbors,
     "duplicates": CLIPNearestNeighbors,
     "export": export_model,
+    "evaluate": evaluate,
 }
 
 # Defaults that depart from the estimator's on purpose, and why (each option's
