@@ -12,6 +12,7 @@ __all__ = [
     "ImageInputError",
     "InputErrorWarning",
     "NonFiniteLossError",
+    "TokenizerCoverageWarning",
     "UnsupportedImageError",
 ]
 
@@ -229,4 +230,39 @@ class FewShotWarning(UserWarning):
     ...     warnings.warn("one image of 'cat'", FewShotWarning)
     >>> caught[0].category.__name__
     'FewShotWarning'
+    """
+
+
+class TokenizerCoverageWarning(UserWarning):
+    """The model's tokenizer does not know most characters of the prompts.
+
+    Given by the classifiers' ``fit`` when more than half of the non-ASCII
+    characters of the prompts (labels and templates) fall into the
+    tokenizer's unknown token or are spelled byte by byte: the vocabulary,
+    and in all likelihood the text tower, saw too little of the language, so
+    the class embeddings carry little of the labels' meaning. The share is
+    measured on the prompts with the model's own tokenizer, whatever the
+    family; its absence does not prove that a text tower understands a
+    language (CLIP's tokenizer reads German, its text tower was trained on
+    English).
+
+    See Also
+    --------
+    sklearn_clip.CLIPZeroShotClassifier : Its ``templates`` include sets in
+        German, French, Spanish, Chinese and Japanese.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from sklearn_clip import CLIPZeroShotClassifier
+    >>> from sklearn_clip.exceptions import TokenizerCoverageWarning
+    >>> from sklearn_clip.toy import make_tiny_clip
+    >>> clf = CLIPZeroShotClassifier(
+    ...     make_tiny_clip(), candidate_labels=["狗", "猫"], templates="simple_zh"
+    ... )
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     clf = clf.fit()
+    >>> [w.category.__name__ for w in caught]
+    ['TokenizerCoverageWarning']
     """

@@ -2,128 +2,29 @@
 
 A zero-shot classifier turns every class into one or more sentences, embeds
 them with the text tower and averages them into one class embedding. This
-module holds the built-in template sets, checks user templates, settles the
-label space and what each class is called, builds the prompts of every class,
-and averages their embeddings the way CLIP's authors did: the mean of
-L2-normalised prompt embeddings, renormalised.
+module resolves ``templates=`` (a set of :mod:`~sklearn_clip._classify.templates`
+or the user's own, checked), settles the label space and what each class is
+called, builds the prompts of every class, warns where the model's tokenizer
+does not know their language, and averages their embeddings the way CLIP's
+authors did: the mean of L2-normalised prompt embeddings, renormalised.
 """
 
 import string
 import warnings
-from types import MappingProxyType
 
 import numpy as np
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
+# The built-in sets live in templates.py; their names stay importable from here.
+from sklearn_clip._classify.templates import (  # noqa: F401
+    OPENAI_IMAGENET_7_TEMPLATES,
+    OPENAI_IMAGENET_TEMPLATES,
+    SIMPLE_TEMPLATES,
+    TEMPLATE_SETS,
+)
 from sklearn_clip._encoding.inputs import is_missing
-
-# The one template of the CLIP paper's simplest zero-shot baseline.
-SIMPLE_TEMPLATES = ("a photo of a {}.",)
-
-# The 80 ImageNet prompt templates that OpenAI published with CLIP.
-OPENAI_IMAGENET_TEMPLATES = (
-    "a bad photo of a {}.",
-    "a photo of many {}.",
-    "a sculpture of a {}.",
-    "a photo of the hard to see {}.",
-    "a low resolution photo of the {}.",
-    "a rendering of a {}.",
-    "graffiti of a {}.",
-    "a bad photo of the {}.",
-    "a cropped photo of the {}.",
-    "a tattoo of a {}.",
-    "the embroidered {}.",
-    "a photo of a hard to see {}.",
-    "a bright photo of a {}.",
-    "a photo of a clean {}.",
-    "a photo of a dirty {}.",
-    "a dark photo of the {}.",
-    "a drawing of a {}.",
-    "a photo of my {}.",
-    "the plastic {}.",
-    "a photo of the cool {}.",
-    "a close-up photo of a {}.",
-    "a black and white photo of the {}.",
-    "a painting of the {}.",
-    "a painting of a {}.",
-    "a pixelated photo of the {}.",
-    "a sculpture of the {}.",
-    "a bright photo of the {}.",
-    "a cropped photo of a {}.",
-    "a plastic {}.",
-    "a photo of the dirty {}.",
-    "a jpeg corrupted photo of a {}.",
-    "a blurry photo of the {}.",
-    "a photo of the {}.",
-    "a good photo of the {}.",
-    "a rendering of the {}.",
-    "a {} in a video game.",
-    "a photo of one {}.",
-    "a doodle of a {}.",
-    "a close-up photo of the {}.",
-    "a photo of a {}.",
-    "the origami {}.",
-    "the {} in a video game.",
-    "a sketch of a {}.",
-    "a doodle of the {}.",
-    "a origami {}.",
-    "a low resolution photo of a {}.",
-    "the toy {}.",
-    "a rendition of the {}.",
-    "a photo of the clean {}.",
-    "a photo of a large {}.",
-    "a rendition of a {}.",
-    "a photo of a nice {}.",
-    "a photo of a weird {}.",
-    "a blurry photo of a {}.",
-    "a cartoon {}.",
-    "art of a {}.",
-    "a sketch of the {}.",
-    "a embroidered {}.",
-    "a pixelated photo of a {}.",
-    "itap of the {}.",
-    "a jpeg corrupted photo of the {}.",
-    "a good photo of a {}.",
-    "a plushie {}.",
-    "a photo of the nice {}.",
-    "a photo of the small {}.",
-    "a photo of the weird {}.",
-    "the cartoon {}.",
-    "art of the {}.",
-    "a drawing of the {}.",
-    "a photo of the large {}.",
-    "a black and white photo of a {}.",
-    "the plushie {}.",
-    "a dark photo of a {}.",
-    "itap of a {}.",
-    "graffiti of the {}.",
-    "a toy {}.",
-    "itap of my {}.",
-    "a photo of a cool {}.",
-    "a photo of a small {}.",
-    "a tattoo of the {}.",
-)
-
-# The 7 of those 80 that the CLIP prompt-engineering notebook selected: almost
-# the accuracy of all 80 for a tenth of the text encoding.
-OPENAI_IMAGENET_7_TEMPLATES = (
-    "itap of a {}.",
-    "a bad photo of the {}.",
-    "a origami {}.",
-    "a photo of the large {}.",
-    "a {} in a video game.",
-    "art of the {}.",
-    "a photo of the small {}.",
-)
-
-TEMPLATE_SETS = MappingProxyType(
-    {
-        "simple": SIMPLE_TEMPLATES,
-        "openai_imagenet": OPENAI_IMAGENET_TEMPLATES,
-        "openai_imagenet_7": OPENAI_IMAGENET_7_TEMPLATES,
-    }
-)
+from sklearn_clip._encoding.tokens import warn_uncovered
 
 
 def check_template(template):
@@ -281,8 +182,12 @@ def class_embeddings(handle, prompts, *, batch_size=32, cache=None):
     that a causal text tower runs their shared first tokens once; prompts
     encoded recently by the same model come from memory, and from ``cache``
     (an :class:`~sklearn_clip._encoding.cache.EmbeddingCache`) when given.
+    Gives a :class:`~sklearn_clip.exceptions.TokenizerCoverageWarning` where
+    the model's tokenizer does not know most non-ASCII characters of the
+    prompts.
     """
     flat = [prompt for own in prompts for prompt in own]
+    warn_uncovered(handle, flat)
     embeddings = handle.encode_texts(
         flat, batch_size=batch_size, normalize=True, cache=cache, order="prefix"
     )
@@ -325,12 +230,13 @@ def label_space(candidate_labels, y, *, label_list):
                 )
     if classes is None:
         raise ValueError(
-            "CLIPZeroShotClassifier needs a label space: pass candidate_labels, or "
-            "labels as y (fit(X, y), or fit(None, labels))"
+            "CLIPZeroShotClassifier needs a label space: it requires y to be "
+            "passed, but the target y is None; pass candidate_labels, or labels "
+            "as y (fit(X, y), or fit(None, labels))"
         )
     if len(classes) < 2:
         raise ValueError(
-            f"zero-shot classification needs at least two classes; got "
+            f"zero-shot classification needs at least two classes; got 1 class: "
             f"{classes.tolist()!r}"
         )
     return classes, names

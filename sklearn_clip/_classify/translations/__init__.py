@@ -1,0 +1,1 @@
+"""CLIP's ImageNet prompt templates in other languages, one module per language."""
