@@ -82,6 +82,6 @@ _, sets = conformal.predict_set(test.images)
 covered = sets[np.arange(len(truth)), np.searchsorted(clf.classes_, truth), 0]
 print(f"coverage {covered.mean():.3f}, mean set size {sets[..., 0].sum(1).mean():.2f}")
 
-if len(sys.argv) > 1:  # e.g. docs/images/calibration.png
+if len(sys.argv) > 1:  # a file to save the figure to
     figure.savefig(sys.argv[1], dpi=120)
 plt.show()
