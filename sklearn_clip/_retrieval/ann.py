@@ -21,7 +21,8 @@ import numpy as np
 
 from sklearn_clip._retrieval.search import tie_ordered
 
-APPROXIMATE_INDEXES = ("faiss",)
+# "lancedb" keeps the collection on disk: see ``lance.py``.
+APPROXIMATE_INDEXES = ("faiss", "lancedb")
 
 # Graph degree and search breadths. A wider search finds more of the true
 # neighbours, more slowly; 1024 reached recall@10 >= 0.95 on random unit
@@ -32,7 +33,7 @@ DEFAULT_OPTIONS = {"connectivity": 32, "expansion_add": 128, "expansion_search":
 def make_index(kind, dim, options=None):
     """A new, empty approximate index of the given kind."""
     if kind != "faiss":
-        raise ValueError(f"unknown index {kind!r}; use 'exact' or 'faiss'")
+        raise ValueError(f"unknown index {kind!r}; use 'exact' or 'faiss' here")
     return FaissIndex(dim, options)
 
 

@@ -1,0 +1,211 @@
+"""``CLIPNearestNeighbors(index="lancedb")``: the collection in a LanceDB table.
+
+Answers equal the in-memory exact searcher's (without an IVF index the table
+is scanned exactly; with one, recall@10 against exact search stays >= 0.95
+thanks to re-ranking); the table is appended to as rows are embedded, fed by
+the ``embed`` command's shards, reopened by another process that embeds
+nothing, and refused when another model wrote it.
+"""
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sklearn_clip import CLIPNearestNeighbors
+from sklearn_clip.cli import main as cli_main
+
+pytest.importorskip("lancedb")
+
+TEXTS = ["a red square", "a blue circle", "noise"]
+ON_CPU = {"device": "cpu", "dtype": "float32"}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lance-images")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(30):
+        paths.append(str(folder / f"{i:03d}.png"))
+        pixels = rng.integers(0, 256, (10 + i % 7, 12, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(paths[-1])
+    return paths
+
+
+def _table(tmp_path, **options):
+    return {"path": str(tmp_path / "db"), **options}
+
+
+def _assert_same_answers(got, expected):
+    np.testing.assert_array_equal(got[1], expected[1])
+    np.testing.assert_allclose(got[0], expected[0], atol=1e-6)
+
+
+def test_a_table_answers_as_the_exact_searcher_and_stores_the_paths(
+    tiny_clip_path, files, tmp_path
+):
+    options = _table(tmp_path, chunk_size=7)  # appended in five chunks
+    search = CLIPNearestNeighbors(
+        tiny_clip_path, index="lancedb", index_options=options, n_neighbors=4, **ON_CPU
+    ).fit(files)
+    exact = CLIPNearestNeighbors(tiny_clip_path, n_neighbors=4, **ON_CPU).fit(files)
+    assert search.n_samples_fit_ == 30 and not hasattr(search, "embeddings_")
+    for queries, modality in [(TEXTS, "text"), (files[3:6], "image")]:
+        _assert_same_answers(
+            search.kneighbors(queries, query_modality=modality),
+            exact.kneighbors(queries, query_modality=modality),
+        )
+    rows = search.kneighbors(TEXTS, query_modality="text")[1]
+    np.testing.assert_array_equal(search.paths_[rows], np.array(files)[rows])
+    again = pickle.loads(pickle.dumps(search))  # the pickle points at the table
+    _assert_same_answers(again.kneighbors(TEXTS, query_modality="text"),
+                         exact.kneighbors(TEXTS, query_modality="text"))  # fmt: skip
+
+    search.partial_fit(files[:2])  # rows 30 and 31: copies of rows 0 and 1
+    distances, rows = search.kneighbors(files[:1], n_neighbors=2)
+    assert sorted(rows[0]) == [0, 30] and distances.max() < 1e-6
+    assert search.n_samples_fit_ == 32
+
+
+def test_another_process_searches_the_table_without_embedding_it(
+    tiny_clip_path, files, tmp_path
+):
+    options = _table(tmp_path)
+    exact = CLIPNearestNeighbors(tiny_clip_path, n_neighbors=3, **ON_CPU).fit(files)
+    CLIPNearestNeighbors(
+        tiny_clip_path, index="lancedb", index_options=options, **ON_CPU
+    ).fit(files)
+    # The images are gone: a process that embedded them again would fail.
+    moved = tmp_path / "moved"
+    shutil.copytree(os.path.dirname(files[0]), moved)
+    shutil.rmtree(os.path.dirname(files[0]))
+    try:
+        code = (
+            "import json, sys\n"
+            "from sklearn_clip import CLIPNearestNeighbors\n"
+            "model, options = sys.argv[1], json.loads(sys.argv[2])\n"
+            "texts = sys.argv[3:]\n"
+            "search = CLIPNearestNeighbors(model, index='lancedb', n_neighbors=3,\n"
+            "    index_options=options, device='cpu', dtype='float32').fit(None)\n"
+            "d, rows = search.kneighbors(texts, query_modality='text')\n"
+            "paths = search.paths_[rows].tolist()\n"
+            "found = [d.tolist(), rows.tolist(), paths, search.n_samples_fit_]\n"
+            "print(json.dumps(found))\n"
+        )
+        command = [sys.executable, "-c", code, str(tiny_clip_path)]
+        command += [json.dumps(options), *TEXTS]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    finally:
+        shutil.copytree(moved, os.path.dirname(files[0]))
+    assert done.returncode == 0, done.stderr[-3000:]
+    distances, rows, paths, n_rows = json.loads(done.stdout)
+    _assert_same_answers((np.array(distances), np.array(rows)),
+                         exact.kneighbors(TEXTS, query_modality="text"))  # fmt: skip
+    assert paths == np.array(files)[rows].tolist() and n_rows == len(files)
+
+
+def test_a_table_of_another_model_is_refused(
+    tiny_clip_path, tiny_siglip_path, files, tmp_path
+):
+    options = _table(tmp_path)
+    CLIPNearestNeighbors(
+        tiny_clip_path, index="lancedb", index_options=options, **ON_CPU
+    ).fit(files[:5])
+    other = CLIPNearestNeighbors(
+        tiny_siglip_path, index="lancedb", index_options=options, **ON_CPU
+    )
+    with pytest.raises(ValueError, match="another model.*fingerprint"):
+        other.fit(None)
+    with pytest.raises(ValueError, match="exists already.*overwrite"):
+        CLIPNearestNeighbors(
+            tiny_clip_path, index="lancedb", index_options=options, **ON_CPU
+        ).fit(files[:5])
+    # Vectors in, text out: the table's weights answer, no others.
+    vectors = CLIPNearestNeighbors(
+        tiny_siglip_path, modality="embedding", index="lancedb", index_options=options
+    ).fit(None)
+    with pytest.raises(ValueError, match="other weights"):
+        vectors.kneighbors(TEXTS, query_modality="text", n_neighbors=2)
+
+
+def test_a_table_fed_by_embed_shards_checks_their_model(
+    tiny_clip_path, tiny_siglip_path, files, tmp_path, float32
+):
+    shards = tmp_path / "shards"
+    command = ["embed", "--model", str(tiny_clip_path), "--device", "cpu"]
+    command += ["--images", os.path.dirname(files[0]), "--output", f"{shards}{os.sep}"]
+    assert cli_main([*command, "--shard-size", "8"]) == 0
+    search = CLIPNearestNeighbors(
+        tiny_clip_path, index="lancedb", index_options=_table(tmp_path), **ON_CPU
+    ).fit(str(shards))
+    exact = CLIPNearestNeighbors(tiny_clip_path, n_neighbors=5, **ON_CPU).fit(files)
+    _assert_same_answers(search.kneighbors(TEXTS, query_modality="text"),
+                         exact.kneighbors(TEXTS, query_modality="text"))  # fmt: skip
+    other = CLIPNearestNeighbors(
+        tiny_siglip_path, index="lancedb", index_options=_table(tmp_path / "b")
+    )
+    with pytest.raises(ValueError, match="shards.*another model"):
+        other.fit(str(shards))
+
+
+def _clustered(n, dim, rng):
+    centres = rng.normal(size=(64, dim))
+    rows = centres[rng.integers(0, 64, n)] + 0.35 * rng.normal(size=(n, dim))
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_the_ivf_index_with_re_ranking_finds_the_exact_neighbours(tmp_path):
+    rng = np.random.default_rng(0)
+    collection, queries = _clustered(6000, 64, rng), _clustered(100, 64, rng)
+    # 16 codes of a byte for 64 dimensions: the compression of the default
+    # (dim / 16 bytes) at 256 dimensions and more.
+    options = _table(tmp_path, index_min_rows=2000, chunk_size=2500)
+    options["num_sub_vectors"] = 16
+    search = CLIPNearestNeighbors(
+        modality="embedding", index="lancedb", index_options=options, n_neighbors=10
+    ).fit(collection)
+    assert [i.index_type for i in search._ann.table().list_indices()] == ["IvfPq"]
+    exact = CLIPNearestNeighbors(modality="embedding", n_neighbors=10).fit(collection)
+    distances, rows = search.kneighbors(queries)
+    expected_distances, expected = exact.kneighbors(queries)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, expected)])
+    assert recall >= 0.95, recall
+    # Re-ranked: a row found gets its exact distance.
+    same = rows == expected
+    np.testing.assert_allclose(distances[same], expected_distances[same], atol=1e-5)
+    search.partial_fit(queries[:3])  # appended rows are found before indexing
+    assert search.kneighbors(queries[:3], n_neighbors=1)[1].ravel().tolist() == [
+        6000,
+        6001,
+        6002,
+    ]
+
+
+def test_what_a_table_cannot_do_is_refused(tiny_clip_path, tmp_path):
+    vectors = np.eye(4, dtype=np.float32)
+    search = CLIPNearestNeighbors(
+        modality="embedding", index="lancedb", index_options=_table(tmp_path)
+    ).fit(vectors)
+    with pytest.raises(ValueError, match="radius_neighbors needs the collection"):
+        search.radius_neighbors(vectors)
+    with pytest.raises(ValueError, match="find_duplicates needs the collection"):
+        search.find_duplicates()
+    with pytest.raises(ValueError, match="n_neighbors must be .* from 1 to 4"):
+        search.kneighbors(vectors, n_neighbors=5)
+    with pytest.raises(ValueError, match="needs index_options=.*path"):
+        CLIPNearestNeighbors(modality="embedding", index="lancedb").fit(vectors)
+    with pytest.raises(ValueError, match="unknown index_options"):
+        CLIPNearestNeighbors(
+            modality="embedding", index="lancedb", index_options={"path": "x", "M": 3}
+        ).fit(vectors)
+    with pytest.raises(ValueError, match="does not exist"):
+        CLIPNearestNeighbors(
+            modality="embedding", index="lancedb", index_options=_table(tmp_path / "n")
+        ).fit(None)
