@@ -7,6 +7,7 @@ explicit method rather than a property because notebook HTML reprs evaluate
 properties and would load the weights.
 """
 
+import inspect
 import os
 from numbers import Integral
 from pathlib import Path
@@ -17,16 +18,23 @@ from sklearn.utils.validation import validate_data
 
 from sklearn_clip._backends.interface import EncoderHandle
 from sklearn_clip._encoding.cache import make_cache
+from sklearn_clip._encoding.clips import frame_columns, pool
 from sklearn_clip._encoding.encode import (
+    encode_frames,
     encode_rows,
     failure_records,
     report_failures,
 )
 from sklearn_clip._encoding.inputs import as_rows
+from sklearn_clip._encoding.prefetch import usable_cores
+from sklearn_clip._encoding.video_sampling import VideoSampling
 from sklearn_clip._loader.pickling import check_same_model, handle_from_files
 from sklearn_clip._loader.registry import load_model
 from sklearn_clip._options import CACHE_DTYPES, DTYPE_NAMES, ON_ERROR_OPTIONS
 from sklearn_clip._persistence import check_estimator_state
+
+# Where the documentation is published (also in pyproject.toml's project URLs).
+DOCS_URL = "https://sklearn-clip.readthedocs.io/en/latest/"
 
 # Parameter descriptions written once and put into each estimator's docstring by
 # `fill_doc`, so the three estimators document shared parameters identically.
@@ -72,7 +80,8 @@ SHARED_PARAMETER_DOCS = {
     "n_jobs": """n_jobs : int, default=None
         Threads that decode and resize images while the model runs. None uses
         one per core this process may run on (``os.sched_getaffinity``, which
-        honours container and ``taskset`` limits), at most 32; give fewer where
+        honours container and ``taskset`` limits), at most 32; ``-1`` means
+        every such core and ``-2`` all but one, as in joblib. Give fewer where
         other work shares the cores.""",
     "on_error": """on_error : {"raise", "nan"}, default="raise"
         What an unreadable image does: ``"raise"`` raises an
@@ -89,6 +98,15 @@ SHARED_PARAMETER_DOCS = {
         where that source is not available.""",
     "progress": """progress : bool, default=False
         Show a progress bar over batches.""",
+    "video": """video : dict, default=None
+        How video rows (paths ending in ``.mp4``, ``.mkv``, ``.webm``,
+        ``.mov``, ... or a video's bytes) are read, with PyAV
+        (``pip install sklearn-clip[video]``): ``{"frames": n}`` frames
+        spread over each clip (at the middle of ``n`` equal parts; 8 when
+        None), or ``{"fps": r}`` about ``r`` frames per second, and
+        ``"pooling"``: ``"mean"`` (the default) or ``"max"`` of the frame
+        embeddings, scaled to unit length as image embeddings are. Each frame
+        is decoded, cached and checked as an image; see the video guide.""",
 }
 
 
@@ -106,12 +124,35 @@ ENCODING_PARAMETER_CONSTRAINTS = {
     "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
     "cache_dir": [str, os.PathLike, None],
     "cache_dtype": [StrOptions(set(CACHE_DTYPES))],
-    "n_jobs": [Interval(Integral, 1, None, closed="left"), None],
+    "video": [dict, None],
+    "n_jobs": [
+        Interval(Integral, 1, None, closed="left"),
+        Interval(Integral, None, -1, closed="right"),
+        None,
+    ],
 }
+
+
+def decoding_threads(n_jobs):
+    """The decoding threads ``n_jobs`` asks for; negative counts as joblib's.
+
+    >>> from sklearn_clip._base import decoding_threads
+    >>> decoding_threads(3), decoding_threads(None)
+    (3, None)
+    >>> decoding_threads(-1) == usable_cores()
+    True
+    """
+    if n_jobs is None or n_jobs > 0:
+        return n_jobs
+    return max(1, usable_cores() + 1 + n_jobs)
 
 
 class CLIPEstimatorBase(BaseEstimator):
     """Shared machinery; not an estimator on its own."""
+
+    # The HTML repr's "?" links to the estimator's page of the API reference.
+    _doc_link_module = "sklearn_clip"
+    _doc_link_template = DOCS_URL + "api/generated/sklearn_clip.{estimator_name}.html"
 
     _parameter_constraints = {
         "model": [str, os.PathLike, EncoderHandle],
@@ -181,16 +222,48 @@ class CLIPEstimatorBase(BaseEstimator):
             rows,
             index,
             modality=modality,
-            batch_size=self.batch_size,
             normalize=normalize,
-            on_error=self.on_error,
-            progress=self.progress,
-            cache=make_cache(self.cache_dir, self.cache_dtype),
-            n_workers=self.n_jobs,
+            **self._encoding_options(),
         )
         if report:
             return embeddings, report_failures(failures, rows, index)
         return embeddings, failure_records(failures, rows, index)
+
+    def _encoding_options(self):
+        """The shared encoding parameters, as the encoding functions take them."""
+        return {
+            "batch_size": self.batch_size,
+            "on_error": self.on_error,
+            "progress": self.progress,
+            "cache": make_cache(self.cache_dir, self.cache_dtype),
+            "n_workers": decoding_threads(self.n_jobs),
+            "video": getattr(self, "video", None),  # absent from old pickles
+        }
+
+    def _encode_frames(self, X, *, normalize=True):
+        """The frames of ``X``'s rows (videos and images): a dict of columns.
+
+        ``position`` and ``row`` (the input row's index label), ``frame``,
+        ``time`` (seconds; NaN for still images), ``embedding`` (2-D); and
+        ``pooled`` (one embedding per input row), ``has_video`` and
+        ``errors`` (the rows that failed, reported as :meth:`_encode_rows`
+        reports them).
+        """
+        rows, index = self._validate_rows(X, kind="image", reset=False)
+        options = self._encoding_options()
+        plan, embeddings, failures = encode_frames(
+            self._get_model(), rows, index, normalize=normalize, **options
+        )
+        pooling = VideoSampling.from_param(options["video"]).pooling
+        pooled, failed = pool(
+            plan, embeddings, failures, normalize=normalize, pooling=pooling
+        )
+        return {
+            **frame_columns(plan, embeddings, index),
+            "pooled": pooled,
+            "has_video": plan.has_video,
+            "errors": report_failures(failed, rows, index),
+        }
 
     def _validate_rows(self, X, *, kind, reset):
         """Flatten ``X`` to ``(rows, index)``; record (fit) or check its column.
@@ -233,6 +306,13 @@ class CLIPEstimatorBase(BaseEstimator):
         # pickle, joblib and skops all restore through here: what a file holds
         # is checked before it becomes this estimator's parameters.
         check_estimator_state(type(self), state)
+        # Parameters added since the file was written (``video``) take
+        # their defaults, so an older pickle's repr and methods still work.
+        parameters = inspect.signature(type(self).__init__).parameters
+        for name in self._get_param_names():
+            default = parameters[name].default
+            if name not in state and default is not inspect.Parameter.empty:
+                state[name] = default
         super().__setstate__(state)
 
 

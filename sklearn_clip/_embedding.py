@@ -31,7 +31,8 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
     {model}
     modality : {"image", "text"}, default="image"
         What the rows are. Images: paths, bytes, PIL images or arrays (HWC
-        ``uint8``, HW greyscale, float in [0, 1]). Texts: strings.
+        ``uint8``, HW greyscale, float in [0, 1]), or videos (one row per
+        clip, see ``video``). Texts: strings.
     normalize : bool, default=True
         Scale each embedding to unit length, as CLIP compares them (cosine
         similarity). Set False for the raw projected features.
@@ -49,6 +50,7 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
     {cache_dir}
     {cache_dtype}
     {n_jobs}
+    {video}
 
     Attributes
     ----------
@@ -126,6 +128,7 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
         cache_dir=None,
         cache_dtype="float32",
         n_jobs=None,
+        video=None,
     ):
         self.model = model
         self.modality = modality
@@ -141,6 +144,7 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
         self.cache_dir = cache_dir
         self.cache_dtype = cache_dtype
         self.n_jobs = n_jobs
+        self.video = video
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -179,6 +183,50 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
         """
         check_is_fitted(self)
         return self._encode(X, modality=self.modality, normalize=self.normalize)
+
+    def transform_frames(self, X):
+        """Embed each sampled frame of each video: the long table of moments.
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or one-column DataFrame
+            Videos (and images, one frame each), as for ``transform``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per frame, in input order: ``row`` (the input row's index
+            label, or its position), ``frame`` (its number in the clip),
+            ``time`` (seconds from the clip's start; NaN for a still image)
+            and the embedding in the columns of :meth:`get_feature_names_out`.
+            Under ``on_error="nan"`` a clip that could not be opened has no
+            frames and a frame that could not be read is NaN; the
+            :class:`~sklearn_clip.exceptions.InputErrorWarning` lists them.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_clip import CLIPEmbeddingTransformer
+        >>> from sklearn_clip.toy import make_tiny_clip
+        >>> images = np.zeros((2, 30, 30, 3), dtype=np.uint8)
+        >>> embedder = CLIPEmbeddingTransformer(make_tiny_clip()).fit(images)
+        >>> embedder.transform_frames(images).iloc[:, :3]
+           row  frame  time
+        0    0      0   NaN
+        1    1      0   NaN
+        """
+        import pandas as pd
+
+        check_is_fitted(self)
+        if self.modality != "image":
+            raise ValueError(
+                "transform_frames reads videos and images; this transformer's "
+                f"modality is {self.modality!r}: use transform"
+            )
+        frames = self._encode_frames(X, normalize=self.normalize)
+        table = pd.DataFrame(frames["embedding"], columns=self.get_feature_names_out())
+        columns = {name: frames[name] for name in ("row", "frame", "time")}
+        return pd.concat([pd.DataFrame(columns), table], axis=1)
 
     def get_feature_names_out(self, input_features=None):
         """Get the names of the output features: ``feature_prefix`` and a number.

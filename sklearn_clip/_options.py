@@ -6,6 +6,9 @@ ON_ERROR_OPTIONS = ("raise", "nan")
 #: What an unusable training pair does (the fine-tuner's ``on_error``).
 PAIR_ON_ERROR_OPTIONS = ("raise", "skip")
 
+#: How a clip's frame embeddings become its embedding (``video={"pooling": ...}``).
+VIDEO_POOLINGS = ("mean", "max")
+
 #: Names accepted by ``dtype=`` besides ``"auto"``.
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 

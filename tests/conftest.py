@@ -2,6 +2,7 @@
 
 import io
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -200,3 +201,137 @@ def without_torch(tmp_path_factory):
     (site / "sitecustomize.py").write_text(_WITHOUT_TORCH)
     paths = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+@pytest.fixture(scope="module")
+def spark():
+    """A ``local[2]`` SparkSession (two worker slots), quiet, for one test module.
+
+    Starting one costs seconds, so a module shares it. Python workers run this
+    interpreter (the package comes from this checkout's install); what they
+    should see besides, set it in ``spark.sparkContext.environment`` before
+    the job (as ``spark.executorEnv.*`` does for a new session).
+    """
+    pyspark_sql = pytest.importorskip("pyspark.sql")
+    python = os.environ.get("PYSPARK_PYTHON")
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    session = (
+        pyspark_sql.SparkSession.builder.master("local[2]")
+        .appName("sklearn-clip-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.sql.execution.pyspark.udf.faulthandler.enabled", "true")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+    if python is None:
+        os.environ.pop("PYSPARK_PYTHON", None)
+    else:
+        os.environ["PYSPARK_PYTHON"] = python
+
+
+def moving_square(i, width, height):
+    """Frame ``i`` of a generated clip: a square that moves and changes colour."""
+    image = np.empty((height, width, 3), np.uint8)
+    image[...] = (20, 40, 120)
+    x, y = (i * 5) % (width - 16), (i * 3) % (height - 16)
+    image[y : y + 16, x : x + 16] = ((60 * i) % 256, 200, 255 - (40 * i) % 256)
+    return image
+
+
+def write_clip(path, n=30, fps=10, size=(96, 64), *, rotation=None, pts_ms=None):
+    """An H.264 clip of ``n`` moving-square frames, one keyframe a second.
+
+    ``pts_ms`` gives each frame's time in milliseconds (a variable frame
+    rate); ``rotation`` writes a display matrix (degrees counterclockwise).
+    """
+    av = pytest.importorskip("av")
+    from fractions import Fraction
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.gop_size = fps
+        if pts_ms is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        out.start_encoding()
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(moving_square(i, *size), format="rgb24")
+            if pts_ms is not None:
+                frame.pts, frame.time_base = pts_ms[i], Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path
+
+
+@pytest.fixture(scope="session")
+def video_files(tmp_path_factory):
+    """Generated clips, good and bad, keyed by a short name (PyAV writes them)."""
+    av = pytest.importorskip("av")
+    folder = tmp_path_factory.mktemp("videos")
+    paths = {name: folder / name for name in ("clip.mp4", "clip.mkv", "short.mp4")}
+    write_clip(paths["clip.mp4"])
+    write_clip(paths["clip.mkv"], n=20, fps=5, size=(64, 96))
+    write_clip(paths["short.mp4"], n=3)
+    paths["rotated.mp4"] = write_clip(folder / "rotated.mp4", rotation=90)
+    times = [0, 40, 80, 500, 520, 1400, 1450, 1500, 2300, 2310, 2900, 3000]
+    paths["vfr.mkv"] = write_clip(folder / "vfr.mkv", n=12, pts_ms=times)
+    paths["empty.mp4"] = write_clip(folder / "empty.mp4", n=0)
+    for name in ("mp4", "mkv"):  # the first half of a clip's bytes
+        data = paths[f"clip.{name}"].read_bytes()
+        paths[f"truncated.{name}"] = folder / f"truncated.{name}"
+        paths[f"truncated.{name}"].write_bytes(data[: len(data) // 2])
+    paths["not_video.mp4"] = folder / "not_video.mp4"
+    paths["not_video.mp4"].write_bytes(b"not a video\n" * 9)
+    paths["audio.mp4"] = folder / "audio.mp4"
+    with av.open(str(paths["audio.mp4"]), "w") as out:
+        stream = out.add_stream("aac", rate=16000)
+        for i in range(10):
+            sound = av.AudioFrame.from_ndarray(
+                np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+            )
+            sound.sample_rate, sound.pts = 16000, i * 1024
+            out.mux(stream.encode(sound))
+        out.mux(stream.encode())
+    return paths
+
+
+@pytest.fixture(scope="session")
+def open_clip_checkpoints(tmp_path_factory, tiny_clip_path):
+    """Tiny random open_clip checkpoints written by open_clip itself, one per
+    mapped layout, with open_clip's own model, transform and tokenizer of each
+    (open_clip beside a torchvision stand-in: tests/models/open_clip_reference.py).
+    The SigLIP ports name a Hugging Face tokenizer that gives an attention mask,
+    which open_clip does not pass on."""
+    from transformers import AutoTokenizer
+
+    from tests.models.open_clip_reference import write_checkpoints
+
+    tokenizer = tmp_path_factory.mktemp("open-clip-tokenizer")
+    AutoTokenizer.from_pretrained(tiny_clip_path).save_pretrained(tokenizer)
+    return write_checkpoints(tmp_path_factory.mktemp("open-clip"), tokenizer)
+
+
+@pytest.fixture(scope="session")
+def pyav_frame_at():
+    """PyAV's own frame on screen at ``t`` seconds: the last one whose time is
+    at most ``t``, decoded from the clip's start and turned upright."""
+    av = pytest.importorskip("av")
+
+    def frame_at(path, t):
+        shown = None
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                if shown is not None and frame.time > t + 1e-9:
+                    break
+                array = frame.to_ndarray(format="rgb24")
+                shown = np.rot90(array, round(frame.rotation / 90))
+        return shown
+
+    return frame_at

@@ -7,7 +7,7 @@ embeddings are settled the same way for both, by :func:`fit_text_head`.
 """
 
 import numpy as np
-from scipy.special import log_softmax, softmax
+from scipy.special import expit, log_softmax, softmax
 from sklearn.metrics import accuracy_score
 from sklearn.utils.validation import (
     _num_samples,
@@ -171,3 +171,53 @@ class LogitClassifierMixin:
         check_consistent_length(y, y_pred, sample_weight)
         correct = ~failed & (y_pred == y)
         return float(np.average(correct, weights=sample_weight))
+
+
+class FrameLabelsMixin:
+    """``predict_frames``: a label track over each video's sampled frames,
+    from ``self._embedding_logits`` of the frames' embeddings."""
+
+    def predict_frames(self, X):
+        """The most probable class of each sampled frame: a label track.
+
+        Parameters
+        ----------
+        X : list, ndarray, Series or one-column DataFrame
+            Videos (and images, one frame each); see ``video``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per frame, in input order: ``row`` (the input row's index
+            label, or its position), ``frame``, ``time`` (seconds; NaN for a
+            still image), ``label`` (None for a frame that could not be read)
+            and ``proba_<class>`` for each class in ``classes_``: the softmax
+            over the classes, or with ``multi_label=True`` each label's own
+            probability.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_clip import CLIPZeroShotClassifier
+        >>> from sklearn_clip.toy import make_tiny_clip
+        >>> clf = CLIPZeroShotClassifier(make_tiny_clip(), candidate_labels=["a", "b"])
+        >>> track = clf.fit().predict_frames(np.zeros((2, 30, 30, 3), np.uint8))
+        >>> list(track.columns)
+        ['row', 'frame', 'time', 'label', 'proba_a', 'proba_b']
+        """
+        import pandas as pd
+
+        check_is_fitted(self)
+        frames = self._encode_frames(X)
+        logits = self._embedding_logits(frames["embedding"])
+        multi = getattr(self, "multi_label", False)
+        proba = expit(logits) if multi else softmax(logits, axis=1)
+        failed = np.isnan(proba).any(axis=1)
+        labels = self.classes_[np.argmax(np.where(failed[:, None], 0, proba), 1)]
+        labels = labels.astype(object)
+        labels[failed] = None
+        table = pd.DataFrame({k: frames[k] for k in ("row", "frame", "time")})
+        table["label"] = labels
+        for j, name in enumerate(self.classes_):
+            table[f"proba_{name}"] = proba[:, j]
+        return table

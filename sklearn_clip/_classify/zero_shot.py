@@ -11,6 +11,7 @@ from sklearn_clip._base import (
     fill_doc,
 )
 from sklearn_clip._classify.classifier import (
+    FrameLabelsMixin,
     LogitClassifierMixin,
     forget_columns,
 )
@@ -19,7 +20,9 @@ from sklearn_clip._classify.outputs import OUTPUT_MODES
 
 
 @fill_doc
-class CLIPZeroShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimatorBase):
+class CLIPZeroShotClassifier(
+    FrameLabelsMixin, LogitClassifierMixin, ClassifierMixin, CLIPEstimatorBase
+):
     """Classify images by their similarity to class-name prompts (zero-shot CLIP).
 
     Each class becomes one or more sentences ("a photo of a {class}.") whose
@@ -84,6 +87,7 @@ class CLIPZeroShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimato
         Both the class prompts (in ``fit``) and the images are cached.
     {cache_dtype}
     {n_jobs}
+    {video}
 
     Attributes
     ----------
@@ -201,6 +205,7 @@ class CLIPZeroShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimato
         cache_dir=None,
         cache_dtype="float32",
         n_jobs=None,
+        video=None,
     ):
         self.model = model
         self.candidate_labels = candidate_labels
@@ -218,6 +223,7 @@ class CLIPZeroShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimato
         self.cache_dir = cache_dir
         self.cache_dtype = cache_dtype
         self.n_jobs = n_jobs
+        self.video = video
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):

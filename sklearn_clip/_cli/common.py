@@ -47,15 +47,16 @@ def column(table, name, option):
 
 
 def image_files(folder, option):
-    """The image files under ``folder`` (searched recursively), sorted."""
+    """The image and video files under ``folder`` (searched recursively), sorted."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CommandError(f"{option} must be a folder; got {str(folder)!r}")
-    rows = sorted(
-        str(p) for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    from sklearn_clip._encoding.video import VIDEO_SUFFIXES  # keeps --help light
+
+    suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+    rows = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in suffixes)
     if not rows:
-        raise CommandError(f"no image files found under {str(folder)!r}")
+        raise CommandError(f"no image files (nor videos) found under {str(folder)!r}")
     return rows
 
 
@@ -161,3 +162,44 @@ def add_input_options(parser, estimator):
     estimator_option(
         parser, estimator, "on_error", "--on-error", choices=ON_ERROR_OPTIONS
     )
+
+
+def add_video_options(parser):
+    """``--frames`` or ``--fps``: how many frames of each video are embedded."""
+    group = parser.add_argument_group("videos (files ending in .mp4, .mkv, ...)")
+    sampling = group.add_mutually_exclusive_group()
+    sampling.add_argument(
+        "--frames",
+        type=positive_int,
+        help="frames per video, spread evenly over it (default: 8)",
+    )
+    sampling.add_argument(
+        "--fps", type=_positive_float, help="frames per second of video instead"
+    )
+
+
+def video_option(args):
+    """The estimators' ``video`` parameter from ``--frames`` / ``--fps``."""
+    if args.fps is not None:
+        return {"fps": args.fps}
+    return None if args.frames is None else {"frames": args.frames}
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number above 0; got {text!r}")
+    return value
+
+
+def frame_table(frames, rows):
+    """A long table's first columns: each frame's ``input`` path, frame, time."""
+    import pandas as pd
+
+    inputs = [str(rows[row]) for row in frames["row"]]
+    head = pd.DataFrame({"input": inputs, "frame": frames["frame"]})
+    head["time"] = frames["time"].to_numpy()
+    return head

@@ -13,8 +13,11 @@ from sklearn_clip._cli.common import (
     CommandError,
     add_input_options,
     add_model_options,
+    add_video_options,
     check_output,
+    frame_table,
     read_rows,
+    video_option,
     write_frame,
 )
 from sklearn_clip._cli.options import EMBEDDER, estimator_option
@@ -34,6 +37,13 @@ def register(commands):
     )
     add_model_options(parser, EMBEDDER)
     add_input_options(parser, EMBEDDER)
+    add_video_options(parser)
+    parser.add_argument(
+        "--per-frame",
+        action="store_true",
+        help="write one row per sampled video frame (input, frame, time, "
+        "embedding) instead of one per video; a still image is one frame",
+    )
     estimator_option(
         parser, EMBEDDER, "modality", "--modality", choices=["image", "text"]
     )
@@ -82,6 +92,7 @@ def _embedder(args, progress):
         on_error=args.on_error,
         progress=progress,
         n_jobs=args.workers,
+        video=video_option(args),
     )
 
 
@@ -100,12 +111,19 @@ def run(args):
     else:
         inputs = (args.images, args.file_list, args.table)
         _shards.check_output_folder(args.output, inputs=inputs)
+    if folder and args.per_frame:
+        raise CommandError("--per-frame writes one file: give --output a file name")
     rows = read_rows(args)
     if folder:
         return _run_shards(args, rows)
     import pandas as pd
 
     embedder = _embedder(args, progress=True).set_output(transform="pandas")
+    if args.per_frame:
+        frames = embedder.fit(rows).transform_frames(rows)
+        columns = list(embedder.get_feature_names_out())
+        table = pd.concat([frame_table(frames, rows), frames[columns]], axis=1)
+        return write_frame(table, args.output)
     embeddings = embedder.fit_transform(rows)
     frame = pd.concat(
         [pd.DataFrame({"input": rows}), embeddings.reset_index(drop=True)], axis=1

@@ -3,7 +3,13 @@
 import sys
 import warnings
 
-from sklearn_clip._cli.common import CommandError, add_model_options, image_files
+from sklearn_clip._cli.common import (
+    CommandError,
+    add_model_options,
+    add_video_options,
+    image_files,
+    video_option,
+)
 from sklearn_clip._cli.options import NEIGHBORS, estimator_option
 from sklearn_clip._files import check_output, display_path
 
@@ -17,7 +23,8 @@ def register(commands):
         description=(
             "Embed the images of a folder (reusing --cache-dir) and print the k "
             "nearest to a text query (or to an image) with their paths and "
-            "cosine similarities. Unreadable files are listed and left out."
+            "cosine similarities; in a folder with videos, the k nearest "
+            "moments (file @ time). Unreadable files are listed and left out."
         ),
     )
     add_model_options(parser, NEIGHBORS)
@@ -54,6 +61,7 @@ def add_collection_options(parser, flag):
         "--cache-dir",
         note="A second run reads the embeddings from it.",
     )
+    add_video_options(parser)
 
 
 def fit_folder(args):
@@ -67,6 +75,7 @@ def fit_folder(args):
         device=args.device,
         on_error="nan",
         cache_dir=args.cache_dir,
+        video=video_option(args),
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the failures are listed below instead
@@ -89,23 +98,46 @@ def run(args):
             inputs=(args.query_image,),
         )
     searcher, paths = fit_folder(args)
-    readable = searcher.n_samples_fit_ - len(searcher.input_errors_)
-    k = min(args.k, readable)
-    if k < 1:
+    if args.k < 1:
         raise CommandError("-k must be at least 1")
     if args.query is not None:
         query, modality, title = [args.query], "text", args.query
     else:
         query, modality, title = [args.query_image], "image", args.query_image
     searcher.set_params(on_error="raise")  # an unreadable query is an error
-    distances, indices = searcher.kneighbors(query, k, query_modality=modality)
     hits = []
-    for rank, (distance, row) in enumerate(zip(distances[0], indices[0]), 1):
+    for rank, (row, time, distance) in enumerate(
+        _nearest(searcher, query, modality, args.k), 1
+    ):
         similarity = 1.0 - float(distance)
-        print(f"{rank}\t{similarity:.4f}\t{display_path(paths[row])}")
-        hits.append((paths[row], f"{rank}: similarity {similarity:.3f}"))
+        where = display_path(paths[row]) + moment_suffix(time)
+        print(f"{rank}\t{similarity:.4f}\t{where}")
+        hits.append((paths[row], f"{rank}: similarity {similarity:.3f}", time))
     if args.output:
         write_sheet(args, searcher, hits, title)
+
+
+def _nearest(searcher, query, modality, k):
+    """``(row, time, distance)`` of the hits: moments where the folder holds
+    videos (time None for a still image), else rows."""
+    if "frames_" in searcher.__dict__:
+        import numpy as np
+
+        readable = int(np.isfinite(searcher.frames_["embedding"]).all(axis=1).sum())
+        k = min(k, readable)
+        moments = searcher.search_moments(query, k, query_modality=modality)
+        times = [None if t != t else float(t) for t in moments["time"]]
+        return list(zip(moments["row"], times, moments["distance"]))
+    readable = searcher.n_samples_fit_ - len(searcher.input_errors_)
+    distances, indices = searcher.kneighbors(
+        query, min(k, readable), query_modality=modality
+    )
+    return [(row, None, d) for row, d in zip(indices[0], distances[0])]
+
+
+def moment_suffix(time):
+    """``" @ 12.4 s"`` for a moment of a video; nothing for a still image."""
+    return "" if time is None else f" @ {time:.1f} s"
 
 
 def write_sheet(args, searcher, hits, title):

@@ -8,8 +8,11 @@ from sklearn_clip._cli.common import (
     add_input_options,
     add_model_options,
     add_output_options,
+    add_video_options,
     check_output,
+    frame_table,
     read_rows,
+    video_option,
     write_frame,
 )
 from sklearn_clip._cli.options import ZERO_SHOT, estimator_option
@@ -25,6 +28,13 @@ def register(commands):
     )
     add_model_options(parser, ZERO_SHOT)
     add_input_options(parser, ZERO_SHOT)
+    add_video_options(parser)
+    parser.add_argument(
+        "--per-frame",
+        action="store_true",
+        help="write a label track: one row per sampled video frame (input, "
+        "frame, time, prediction, probabilities) instead of one per video",
+    )
     parser.add_argument("--labels", help="comma-separated label names")
     parser.add_argument("--labels-file", help="a text file with one label per line")
     estimator_option(
@@ -97,7 +107,15 @@ def run(args):
         device=args.device,
         on_error=args.on_error,
         progress=True,
+        video=video_option(args),
     ).fit(None)
+    if args.per_frame:
+        track = classifier.predict_frames(rows)
+        track = track.rename(columns={"label": "prediction"})
+        columns = ["prediction", *track.columns[4:]]
+        return write_frame(
+            pd.concat([frame_table(track, rows), track[columns]], axis=1), args.output
+        )
     probabilities = classifier.predict_proba(rows)
     frame = pd.DataFrame(
         probabilities, columns=[f"proba_{label}" for label in classifier.classes_]

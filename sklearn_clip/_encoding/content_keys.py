@@ -2,9 +2,10 @@
 
 A file is keyed by its bytes (not its path), encoded bytes by themselves, an
 array by its dtype, shape and buffer, a PIL image by its RGB pixels, a text by
-its UTF-8. A file is read once: the bytes hashed for its key are the bytes
-decoded and embedded, so a file replaced meanwhile cannot store one image's
-embedding under another's key.
+its UTF-8, a video frame by its clip's bytes and its time. A file is read
+once: the bytes hashed for its key are the bytes decoded and embedded, so a
+file replaced meanwhile cannot store one image's embedding under another's
+key.
 """
 
 import hashlib
@@ -14,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from sklearn_clip._encoding.images import ROW_ERRORS, read_image_file, to_rgb
+from sklearn_clip._encoding.video import VideoFrame
 
 
 def _digest(kind, *parts):
@@ -43,6 +45,14 @@ def keyed_row(item, kind):
         if not isinstance(item, str):
             return None, item
         return _digest(b"text\0", item.encode("utf-8", "surrogatepass")), item
+    if isinstance(item, VideoFrame):
+        # The clip's content and the frame's time: the frame is a pure
+        # function of both, and the clip is hashed once for all its frames.
+        try:
+            clip = item.source.digest()
+        except OSError:
+            return None, item
+        return _digest(b"frame\0", clip.encode(), repr(item.time).encode()), item
     if isinstance(item, str | os.PathLike):
         try:
             data = read_image_file(item)

@@ -22,9 +22,11 @@ from tqdm.auto import tqdm
 
 from sklearn_clip._encoding.batches import BatchSizer, run_batches
 from sklearn_clip._encoding.cache import encode_through_cache, text_memo
+from sklearn_clip._encoding.clips import plan_clips, pool
 from sklearn_clip._encoding.images import describe_source
 from sklearn_clip._encoding.inputs import check_texts, index_label
 from sklearn_clip._encoding.prefetch import check_on_error, iter_prepared_batches
+from sklearn_clip._encoding.video_sampling import VideoSampling
 from sklearn_clip.exceptions import ImageInputError, InputErrorWarning
 
 TEXT_ORDERS = ("length", "prefix")
@@ -93,6 +95,7 @@ def encode_images(
     progress=False,
     n_workers=None,
     cache=None,
+    video=None,
 ):
     """Embed image rows; returns ``(embeddings, failures)``.
 
@@ -105,17 +108,61 @@ def encode_images(
     (except that ``batch_size="auto"`` first retries smaller batches).
 
     With a ``cache``, rows it holds are read from it and only the others are
-    decoded and encoded, then stored.
+    decoded and encoded, then stored. A video row (see
+    :func:`~sklearn_clip._encoding.video.is_video`) is embedded as the pooled
+    embedding of the frames ``video`` samples (the estimators' ``video``
+    parameter: None or a dict, see
+    :class:`~sklearn_clip._encoding.video_sampling.VideoSampling`).
+    """
+    plan, frame_out, frame_failures = encode_frames(
+        handle,
+        rows,
+        index,
+        batch_size=batch_size,
+        normalize=normalize,
+        on_error=on_error,
+        progress=progress,
+        n_workers=n_workers,
+        cache=cache,
+        video=video,
+    )
+    if not plan.has_video:
+        return frame_out, frame_failures
+    pooling = VideoSampling.from_param(video).pooling
+    return pool(plan, frame_out, frame_failures, normalize=normalize, pooling=pooling)
+
+
+def encode_frames(
+    handle,
+    rows,
+    index=None,
+    *,
+    batch_size=32,
+    normalize=True,
+    on_error="raise",
+    progress=False,
+    n_workers=None,
+    cache=None,
+    video=None,
+):
+    """Embed every frame of image and video rows: ``(plan, embeddings, failures)``.
+
+    ``plan`` (a :class:`~sklearn_clip._encoding.clips.ClipPlan`) says which
+    input row, frame number and time each embedding row is; ``failures``
+    lists ``(frame row, error)`` for frames that could not be read. Each
+    still image is one frame.
     """
     check_on_error(on_error)
-    out = np.full((len(rows), handle.embedding_dim), np.nan, np.float32)
+    sampling = VideoSampling.from_param(video)
+    plan = plan_clips(rows, index, sampling, on_error)
+    frames = plan.rows
+    out = np.full((len(frames), handle.embedding_dim), np.nan, np.float32)
     failures = []
     sizer = BatchSizer(batch_size, handle.device)
-    bar = tqdm(
-        total=len(rows), disable=not progress, desc="embedding images", unit="image"
-    )
+    unit = "frame" if plan.has_video else "image"
+    bar = tqdm(total=len(frames), disable=not progress, desc="embedding", unit=unit)
 
-    def encode(positions, items=rows):
+    def encode(positions, items=frames):
         # ``items`` (from the cache) holds a file's bytes in place of its path:
         # the bytes its key was computed from, decoded without a second read.
         failures.extend(
@@ -135,20 +182,20 @@ def encode_images(
 
     with bar:
         if cache is None:
-            encode(range(len(rows)))
+            encode(range(len(frames)))
         else:
             bar.update(
                 encode_through_cache(
                     cache,
                     handle,
-                    rows,
+                    frames,
                     out,
                     encode,
                     kind="image",
                     normalize=normalize,
                 )
             )
-    return out, failures
+    return plan, out, failures
 
 
 def _encode_image_rows(
@@ -211,6 +258,7 @@ def encode_rows(
     progress=False,
     cache=None,
     n_workers=None,
+    video=None,
 ):
     """Rows of one modality -> ``(float32 embeddings, failures)``.
 
@@ -237,6 +285,7 @@ def encode_rows(
         progress=progress,
         cache=cache,
         n_workers=n_workers,
+        video=video,
     )
 
 

@@ -4,6 +4,8 @@ Pillow and torch release the GIL while they decode and resize; at most
 ``prefetch`` batches are in flight, so memory is bounded by the batch size,
 not by the dataset. A bad row becomes an
 :class:`~sklearn_clip.exceptions.ImageInputError` naming the row and source.
+The sampled frames of one video in a batch go to one thread, in order, so
+that the clip is decoded forward once rather than by every thread.
 """
 
 import functools
@@ -16,6 +18,7 @@ from threadpoolctl import ThreadpoolController
 from sklearn_clip._config import get_config, set_config
 from sklearn_clip._encoding.images import ROW_ERRORS, describe_source, prepare_image
 from sklearn_clip._encoding.inputs import row_label
+from sklearn_clip._encoding.video import VideoFrame, is_video
 from sklearn_clip._options import ON_ERROR_OPTIONS
 from sklearn_clip._torch import torch_or_none
 from sklearn_clip.exceptions import ImageInputError
@@ -32,19 +35,57 @@ def prepare_row(item, position, index, config, on_error):
     """Decode one row; under ``on_error="nan"`` return the error instead.
 
     Only what a bad row raises is caught (``ROW_ERRORS``); out-of-memory,
-    interrupts and bugs propagate under either policy.
+    interrupts and bugs propagate under either policy. A video frame is read
+    from its clip, then prepared as an image array is.
     """
     try:
+        if isinstance(item, VideoFrame):
+            return prepare_image(item.read(), config)
         return prepare_image(item, config)
     except ROW_ERRORS as exc:
-        error = ImageInputError(
-            f"could not read the image in {row_label(position, index)}, "
-            f"{describe_source(item)}: {type(exc).__name__}: {exc}"
-        )
+        error = row_error(item, position, index, exc)
         if on_error == "raise":
             raise error from exc
         error.__cause__ = exc
         return error
+
+
+def row_error(item, position, index, exc):
+    """The :class:`ImageInputError` of a row that could not be read.
+
+    It names the row (for a video frame, the row of its clip), the source
+    and the reason, in one line.
+    """
+    if isinstance(item, VideoFrame):
+        where, source = row_label(item.row, index), item.describe()
+    else:
+        where, source = row_label(position, index), describe_source(item)
+    kind = "video" if isinstance(item, VideoFrame) or is_video(item) else "image"
+    error = ImageInputError(
+        f"could not read the {kind} in {where}, {source}: {type(exc).__name__}: {exc}"
+    )
+    error.__cause__ = exc
+    return error
+
+
+def _groups(rows, chosen):
+    """``chosen`` in runs decoded by one thread each: the consecutive frames
+    of one clip together (so the clip is decoded forward once, not by every
+    thread), every other row on its own."""
+    groups = []
+    for p in chosen:
+        item = rows[p]
+        last = rows[groups[-1][-1]] if groups else None
+        same_clip = isinstance(item, VideoFrame) and isinstance(last, VideoFrame)
+        if same_clip and item.source is last.source:
+            groups[-1].append(p)
+        else:
+            groups.append([p])
+    return groups
+
+
+def _prepare_rows(rows, group, index, config, on_error):
+    return [prepare_row(rows[p], p, index, config, on_error) for p in group]
 
 
 # A ceiling on the default: more than 16 decoding threads have never been
@@ -135,8 +176,8 @@ def iter_prepared_batches(
             chosen = positions[queued : queued + next_size()]
             if len(chosen):
                 futures = [
-                    pool.submit(prepare_row, rows[p], p, index, config, on_error)
-                    for p in chosen
+                    pool.submit(_prepare_rows, rows, group, index, config, on_error)
+                    for group in _groups(rows, chosen)
                 ]
                 pending.append((queued, futures))
                 queued += len(chosen)
@@ -146,6 +187,6 @@ def iter_prepared_batches(
         while pending:
             start, futures = pending.popleft()
             submit_next()
-            yield start, [f.result() for f in futures]
+            yield start, [item for f in futures for item in f.result()]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

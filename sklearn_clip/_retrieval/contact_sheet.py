@@ -1,6 +1,7 @@
 """An HTML contact sheet of search hits: thumbnails, scores and links.
 
-People look at search results rather than read them. The sheet is one
+People look at search results rather than read them; a moment of a video is
+shown as its frame, named ``file @ 12.4 s``. The sheet is one
 self-contained HTML file: thumbnails are embedded (JPEG, base64) so it shows
 in any browser wherever it is moved, even for formats browsers cannot show
 (TIFF), and each thumbnail links to its original by a relative link.
@@ -22,6 +23,7 @@ from urllib.parse import quote
 
 from PIL import Image
 
+from sklearn_clip._encoding.video import ClipReader, VideoSource
 from sklearn_clip._files import check_output, display_path, write_output
 
 # Images only from the page itself (data: URIs), inline style, nothing else:
@@ -37,13 +39,18 @@ figcaption { font-size: 12px; overflow-wrap: anywhere; white-space: pre-wrap; }
 """
 
 
-def thumbnail_uri(path, size=192):
-    """The image at ``path`` as a ``data:`` URI of a JPEG thumbnail."""
-    with Image.open(path) as image:
-        image = image.convert("RGB")
-        image.thumbnail((size, size))
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=85)
+def thumbnail_uri(path, size=192, time=None):
+    """The image at ``path`` (or the video's frame at ``time`` seconds) as a
+    ``data:`` URI of a JPEG thumbnail."""
+    if time is not None:
+        with ClipReader(VideoSource(path)) as clip:
+            image = Image.fromarray(clip.frame_at(time))
+    else:
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
@@ -69,17 +76,21 @@ def _inside(path, root):
     return path == root or root in path.parents
 
 
-def _figure(image_path, caption, sheet_folder, root, size):
-    name = html.escape(display_path(image_path))
+def _figure(image_path, caption, sheet_folder, root, size, time=None):
+    # A moment of a video is named "file @ 12.4 s" and links to that time
+    # (a media fragment, made of digits only).
+    moment = "" if time is None else f" @ {time:.1f} s"
+    name = html.escape(display_path(image_path) + moment)
     target = Path(image_path).resolve()
     if not _inside(target, root):
         return (
             f"<figure><figcaption>{html.escape(caption)}<br>{name}<br>"
             "(links outside the searched folder; not shown)</figcaption></figure>"
         )
-    link = html.escape(relative_link(target, sheet_folder))
+    fragment = "" if time is None else f"#t={time:.3f}"
+    link = html.escape(relative_link(target, sheet_folder) + fragment)
     return (
-        f'<figure><a href="{link}"><img src="{thumbnail_uri(target, size)}" '
+        f'<figure><a href="{link}"><img src="{thumbnail_uri(target, size, time)}" '
         f'alt="{name}"></a><figcaption>{html.escape(caption)}<br>{name}'
         "</figcaption></figure>"
     )
@@ -121,9 +132,12 @@ def write_contact_sheet(
     ----------
     path : str or os.PathLike
         The ``.html`` file to write; its folder is created if needed.
-    hits : iterable of (str, str)
+    hits : iterable of (str, str) or (str, str, float)
         ``(image path, caption)`` pairs, in the order shown; the caption is
-        shown under the thumbnail (for example a rank and a score).
+        shown under the thumbnail (for example a rank and a score). A third
+        value, a time in seconds (or None), makes the hit a moment of a
+        video: its frame at that time is shown, named ``file @ 12.4 s``,
+        and linked at that time.
     root : str or os.PathLike
         The searched folder: only files inside it (after following symbolic
         links) are shown and linked.
@@ -160,14 +174,11 @@ def write_contact_sheet(
     # The package's output rule (an existing page is replaced, an image
     # never), checked before any thumbnail is made.
     path = check_output(
-        path, (".html",), overwrite=True, inputs=[p for p, _ in hits], option="path"
+        path, (".html",), overwrite=True, inputs=[h[0] for h in hits], option="path"
     )
     root = Path(root).resolve()
     sheet_folder = path.parent.resolve()  # resolved like the targets
-    figures = [
-        _figure(image_path, caption, sheet_folder, root, size)
-        for image_path, caption in hits
-    ]
+    figures = [_figure(*hit[:2], sheet_folder, root, size, *hit[2:]) for hit in hits]
     skipped, title = list(skipped), html.escape(display_path(title))
     page = (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'

@@ -13,22 +13,24 @@ from sklearn_clip._base import (
     CLIPEstimatorBase,
     fill_doc,
 )
+from sklearn_clip._retrieval import lance_searcher as _lance
 from sklearn_clip._retrieval import search as _search
 from sklearn_clip._retrieval.ann import APPROXIMATE_INDEXES, make_index
+from sklearn_clip._retrieval.moments import MomentSearchMixin
 
 MODALITIES = ("image", "text", "embedding")
 
 
 @fill_doc
-class CLIPNearestNeighbors(CLIPEstimatorBase):
+class CLIPNearestNeighbors(MomentSearchMixin, CLIPEstimatorBase):
     """Search a collection of images (or texts) by text, by image or by vector.
 
     ``fit`` embeds the collection once; ``kneighbors`` then embeds the queries
-    (texts for text-to-image search, images for search by example) and returns
-    the most similar rows, with the cosine distance ``1 - cosine similarity``,
-    like :class:`sklearn.neighbors.NearestNeighbors` with
-    ``metric="cosine"``. ``partial_fit`` appends rows without re-embedding the
-    others, and :meth:`find_duplicates` groups near-identical rows.
+    (texts for text-to-image search, images for search by example) and returns the
+    most similar rows, with the cosine distance ``1 - cosine similarity``, like
+    :class:`sklearn.neighbors.NearestNeighbors` with ``metric="cosine"``.
+    ``partial_fit`` appends rows without re-embedding the others, and
+    :meth:`find_duplicates` groups near-identical rows.
 
     Parameters
     ----------
@@ -39,28 +41,26 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         Cosine distance (``1 - similarity``, in [0, 2]) used by
         :meth:`radius_neighbors` when it is not given one.
     modality : {"image", "text", "embedding"}, default="image"
-        What the rows of the collection are: images (paths, bytes, PIL images
-        or arrays), strings, or an ``(n, d)`` array of embeddings computed
-        elsewhere (for example by
-        :class:`~sklearn_clip.CLIPEmbeddingTransformer`; no model is loaded
-        for them; rows are scaled to unit length, rows all NaN are never
+        What the rows of the collection are: images (paths, bytes, PIL images or
+        arrays), strings, or an ``(n, d)`` array of embeddings computed elsewhere
+        (for example by :class:`~sklearn_clip.CLIPEmbeddingTransformer`; no model is
+        loaded for them; rows are scaled to unit length, rows all NaN are never
         matched, and a row with an infinite or NaN value is refused).
-    index : {"exact", "faiss"}, default="exact"
-        ``"exact"`` compares each query with every row, in blocks (a matrix
-        product on the model's device; memory bounded whatever the size).
-        ``"faiss"`` builds a graph index (HNSW, from the ``faiss-cpu``
-        package: ``pip install sklearn-clip[ann]``): queries visit a part of
-        the collection, at the price of a build and of missing some true
-        neighbours (see ``docs/performance.md`` for its recall and speed).
+    index : {"exact", "faiss", "lancedb"}, default="exact"
+        ``"exact"``: every row, in blocks (memory bounded whatever the size).
+        ``"faiss"``: a graph index (HNSW, the ``ann`` extra), missing some
+        true neighbours. ``"lancedb"``: the collection on disk, in a LanceDB
+        table with an IVF-PQ index and exact re-ranking (the ``lance`` extra;
+        ``fit(None)`` opens a table written before, ``fit(folder)`` adds
+        ``embed`` shards, ``paths_[rows]`` reads paths; ``docs/retrieval.md``).
     embedding_dtype : {"float32", "float16"}, default="float32"
         How the collection's embeddings are stored. ``"float16"`` halves the
         memory; distances then differ from float32 ones by about 1e-3.
     index_options : dict, default=None
-        Options of the approximate index: ``connectivity`` (the graph's
-        degree, default 32), ``expansion_add`` (breadth of the search that
-        builds it, 128) and ``expansion_search`` (breadth of a query's search,
-        1024): faiss's ``M``, ``efConstruction`` and ``efSearch``. Larger
-        breadths find more true neighbours, more slowly.
+        For faiss: ``connectivity`` (32), ``expansion_add`` (128) and
+        ``expansion_search`` (1024): its ``M``, ``efConstruction`` and
+        ``efSearch``. For LanceDB: ``path`` (required), ``table``, ``mode``,
+        ``nprobes``, ``refine_factor`` and more (``docs/retrieval.md``).
     {batch_size}
     {device}
     {dtype}
@@ -71,6 +71,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
     {cache_dir}
     {cache_dtype}
     {n_jobs}
+    {video}
 
     Attributes
     ----------
@@ -83,13 +84,12 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         Length of the embeddings.
     input_errors_ : list of dict
         Under ``on_error="nan"``, the collection's rows that ``fit`` and
-        ``partial_fit`` could not read: ``position`` (their row in the
-        collection), ``index`` (pandas label, or the position), ``source``
-        (path or description), ``error`` (exception type) and ``message``.
-        Searches record nothing: a query that cannot be read gets distances
-        ``inf`` and indices ``-1``, and the
-        :class:`~sklearn_clip.exceptions.InputErrorWarning` of that call
-        lists it in its ``errors``.
+        ``partial_fit`` could not read: ``position`` (their row in the collection),
+        ``index`` (pandas label, or the position), ``source`` (path or description),
+        ``error`` (exception type) and ``message``. Searches record nothing: a query
+        that cannot be read gets distances ``inf`` and indices ``-1``, and the
+        :class:`~sklearn_clip.exceptions.InputErrorWarning` of that call lists it in
+        its ``errors``.
 
     See Also
     --------
@@ -148,6 +148,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         cache_dir=None,
         cache_dtype="float32",
         n_jobs=None,
+        video=None,
     ):
         self.model = model
         self.n_neighbors = n_neighbors
@@ -166,16 +167,18 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         self.cache_dir = cache_dir
         self.cache_dtype = cache_dtype
         self.n_jobs = n_jobs
+        self.video = video
 
     # -- building the collection ---------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    @_lance.on_table
+    def fit(self, X=None, y=None):
         """Embed the collection (and build the approximate index, if any).
 
         Parameters
         ----------
-        X : list, ndarray, Series or one-column DataFrame
-            Images or texts (or embeddings, see ``modality``).
+        X : list, ndarray, Series, one-column DataFrame, folder or None
+            Images or texts (or embeddings, see ``modality``); see ``index``.
         y : None
             Ignored.
 
@@ -189,7 +192,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         if self.modality != "embedding":
             self._validate_rows(X, kind=self.modality, reset=True)
             self._get_model(reset=True)
-        embeddings, errors = self._embed(X, self.modality, dim=None)
+        embeddings, errors = self._embed_collection(X, reset=True)
         self.embedding_dim_ = embeddings.shape[1]
         self.embeddings_ = embeddings.astype(self.embedding_dtype)
         self.n_samples_fit_ = len(embeddings)
@@ -199,6 +202,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
             self._ann.add(self.embeddings_, 0)
         return self
 
+    @_lance.on_table
     def partial_fit(self, X, y=None):
         """Append rows to the collection; the rows already there are kept.
 
@@ -216,7 +220,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         """
         if not hasattr(self, "embeddings_"):
             return self.fit(X)
-        embeddings, errors = self._embed(X, self.modality)
+        embeddings, errors = self._embed_collection(X, reset=False)
         start = self.n_samples_fit_
         for record in errors:
             record["position"] += start
@@ -229,12 +233,6 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
             self._ann.add(new, start)
         return self
 
-    def _embed(self, X, modality, *, dim=True):
-        """Unit-length float32 embeddings of ``X`` and the rows that failed."""
-        if modality == "embedding":
-            return _search.unit_rows(X, self.embedding_dim_ if dim else None), []
-        return self._encode_rows(X, modality=modality)
-
     def _collection(self):
         """The matchable rows, contiguous, and their row numbers."""
         if "_matchable" not in self.__dict__:
@@ -242,6 +240,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         return self._matchable
 
     # -- searching -------------------------------------------------------------
+    @_lance.on_table
     def kneighbors(
         self, X, n_neighbors=None, return_distance=True, *, query_modality=None
     ):
@@ -288,6 +287,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         distances[failed], indices[failed] = np.inf, -1
         return (distances, indices) if return_distance else indices
 
+    @_lance.on_table
     def radius_neighbors(
         self,
         X,
@@ -344,6 +344,7 @@ class CLIPNearestNeighbors(CLIPEstimatorBase):
         failed = np.isnan(queries).any(axis=1)
         return np.nan_to_num(queries), failed
 
+    @_lance.on_table
     def find_duplicates(self, threshold=0.95):
         """Find the groups of rows that are near-copies of each other.
 
