@@ -63,6 +63,12 @@ class ImageConfig:
         at most and embeddings by a cosine of less than 1e-5 (measured on
         ViT-B/32); smaller JPEGs, such as 640x480 for a 224 model, are decoded
         fully. None always decodes fully, as the reference processors do.
+    crop_round : bool, default=False
+        Centre-crop offsets rounded half to even, as torchvision's
+        ``CenterCrop`` (open_clip's transform) computes them, rather than
+        floored, as transformers' Pillow processors do; they differ by one
+        pixel where the excess is 3 modulo 4. Set by the setting
+        ``"crop_offsets": "round"``, which open_clip conversions save.
     """
 
     size: int | tuple[int, int] = 224
@@ -72,6 +78,7 @@ class ImageConfig:
     mean: tuple[float, float, float] = _OPENAI_CLIP_MEAN
     std: tuple[float, float, float] = _OPENAI_CLIP_STD
     draft_factor: float | None = 2.0
+    crop_round: bool = False
 
     @property
     def output_size(self):
@@ -105,6 +112,7 @@ _KNOWN_SETTINGS = {
     "image_mean",
     "image_std",
     "do_convert_rgb",
+    "crop_offsets",
     "image_processor_type",
     "processor_class",
 }
@@ -152,6 +160,8 @@ def _fast_config(settings):
         return None  # longest_edge and other forms: the processor itself
     if crop is None and not isinstance(size, tuple):
         return None  # no fixed output size
+    if settings.get("crop_offsets") not in (None, "floor", "round"):
+        return None
     rescale = settings.get("rescale_factor") if settings.get("do_rescale") else 1.0
     mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     if settings.get("do_normalize"):
@@ -163,6 +173,7 @@ def _fast_config(settings):
         rescale_factor=float(rescale),
         mean=mean,
         std=std,
+        crop_round=settings.get("crop_offsets") == "round",
     )
 
 
@@ -215,7 +226,7 @@ def resize_and_crop(image, config):
             image = _resize(image, new_size, config.resample)
     array = np.asarray(image, dtype=np.uint8)
     if config.crop is not None:
-        array = _center_crop(array, config.crop)
+        array = _center_crop(array, config.crop, config.crop_round)
     return array
 
 
@@ -248,7 +259,7 @@ def _resize_cropped(image, new_size, config):
     # The crop window of the resized image, mapped back to source coordinates:
     # Pillow resamples that region at the same scale as the whole resize would.
     (width, height), (crop_h, crop_w) = new_size, config.crop
-    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    top, left = _offsets(height - crop_h, width - crop_w, config.crop_round)
     scale_x, scale_y = image.width / width, image.height / height
     box = (
         left * scale_x,
@@ -259,7 +270,14 @@ def _resize_cropped(image, new_size, config):
     return image.resize((crop_w, crop_h), resample=config.resample, box=box)
 
 
-def _center_crop(array, crop):
+def _offsets(excess_h, excess_w, round_half_even):
+    """Top and left offsets of a centred crop: floored, or torchvision's."""
+    if round_half_even:
+        return int(round(excess_h / 2)), int(round(excess_w / 2))
+    return excess_h // 2, excess_w // 2
+
+
+def _center_crop(array, crop, round_half_even=False):
     height, width = array.shape[:2]
     crop_h, crop_w = crop
     if height < crop_h or width < crop_w:
@@ -268,7 +286,7 @@ def _center_crop(array, crop):
         top, left = (padded.shape[0] - height) // 2, (padded.shape[1] - width) // 2
         padded[top : top + height, left : left + width] = array
         array, (height, width) = padded, padded.shape[:2]
-    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    top, left = _offsets(height - crop_h, width - crop_w, round_half_even)
     return array[top : top + crop_h, left : left + crop_w]
 
 

@@ -113,6 +113,11 @@ class Family:
         """The names of the temperature and the bias (where there is one)."""
         return tuple(n for n in (self.temperature, self.bias) if n is not None)
 
+    @property
+    def open_clip_layouts(self):
+        """The layouts of open_clip checkpoints that load as this family."""
+        return tuple(x for x in OPEN_CLIP_LAYOUTS if x.model_type == self.model_type)
+
 
 def _clip_like(model_type, model_class, processor, **facts):
     """A row for a CLIP-style family: softmax over ``exp(logit_scale) * cosine``."""
@@ -214,6 +219,68 @@ FAMILY_TABLE = (
     ),
 )
 _BY_TYPE = {family.model_type: family for family in FAMILY_TABLE}
+
+
+@dataclass(frozen=True)
+class OpenClipLayout:
+    """A layout of open_clip checkpoints that maps exactly onto a family's class.
+
+    An open_clip checkpoint (``open_clip_config.json`` and
+    ``open_clip_model.safetensors``) is converted as it loads, key for key,
+    into the model of ``model_type``
+    (:mod:`sklearn_clip._models.open_clip` reads the config,
+    :mod:`sklearn_clip._backends.torch.open_clip` maps the weights); every
+    other layout is refused with the list of these.
+
+    Parameters
+    ----------
+    name : str
+        The layout's short name, as messages and the docs give it.
+    model_type : str
+        The family row the checkpoint loads as.
+    image_tower, text_tower : str
+        What open_clip builds for each tower, as the docs describe it.
+    bidirectional_text : bool
+        The text tower attends both ways (open_clip's ``no_causal_mask``)
+        where the family's class is causal: it runs through a registered
+        non-causal attention function, over texts padded to the full context.
+    """
+
+    name: str
+    model_type: str
+    image_tower: str
+    text_tower: str
+    bidirectional_text: bool
+
+    def describe(self):
+        """One line: the two towers and the family they load as."""
+        return f"{self.image_tower} + {self.text_tower} -> {self.model_type}"
+
+
+# The open_clip layouts that load, as a second source of each family's rows.
+OPEN_CLIP_LAYOUTS = (
+    OpenClipLayout(
+        "vit",
+        "clip",
+        "built-in ViT image tower (class-token pooling)",
+        "built-in causal text transformer (CLIP BPE)",
+        bidirectional_text=False,
+    ),
+    OpenClipLayout(
+        "vit-bidirectional-text",
+        "clip",
+        "built-in ViT image tower (class-token pooling)",
+        "MobileCLIP's bidirectional text transformer (no_causal_mask, CLIP BPE)",
+        bidirectional_text=True,
+    ),
+    OpenClipLayout(
+        "timm-siglip",
+        "siglip",
+        "timm SigLIP ViT image tower (vit_*_siglip_*, attention pooled)",
+        "built-in SigLIP text transformer (its Hugging Face tokenizer)",
+        bidirectional_text=False,
+    ),
+)
 
 SUPPORTED_FAMILIES = tuple(_BY_TYPE)
 # Scored with a sigmoid and a learned bias.

@@ -231,8 +231,16 @@ def check_loadable(directory):
 
 
 # What a checkpoint directory needs; weights only as safetensors, so a pickle
-# checkpoint in the same repository is never even downloaded.
-HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
+# checkpoint in the same repository is never even downloaded (open_clip's
+# vocabulary file of the CLIP BPE is the one archive an open_clip repo needs).
+HUB_PATTERNS = [
+    "*.json",
+    "*.safetensors",
+    "*.txt",
+    "*.model",
+    "*.tiktoken",
+    "bpe_simple_vocab_16e6.txt.gz",
+]
 
 
 def hub_snapshot(source, revision, local_files_only):

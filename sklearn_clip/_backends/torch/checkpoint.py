@@ -9,6 +9,10 @@ here, naming the folder, the file and the tensors.
 
 from pathlib import Path
 
+from sklearn_clip._backends.torch.open_clip import (
+    read_open_clip_checkpoint,
+    run_bidirectional,
+)
 from sklearn_clip._models.loading import (
     check_family,
     check_loadable,
@@ -16,6 +20,7 @@ from sklearn_clip._models.loading import (
     read_config,
     read_image_processor,
 )
+from sklearn_clip._models.open_clip import is_open_clip
 
 
 def read_checkpoint(directory, device, dtype):
@@ -30,6 +35,12 @@ def read_checkpoint(directory, device, dtype):
     """
     from transformers import AutoTokenizer
 
+    if is_open_clip(directory):
+        # Converted as it loads: sklearn_clip._backends.torch.open_clip.
+        with quiet_transformers():
+            model, tokenizer, image_processor = read_open_clip_checkpoint(directory)
+        check_weights(directory, model, {})
+        return model.to(device=device, dtype=dtype), tokenizer, image_processor
     check_loadable(directory)
     check_family(directory, read_config(directory))
     # Safetensors only and never remote code: a checkpoint cannot run anything.
@@ -70,7 +81,7 @@ def read_weights(directory, options):
             "download the checkpoint again, or save it again with save_pretrained."
         ) from None
     check_weights(directory, model, info)
-    return model
+    return run_bidirectional(model)
 
 
 def _listed(names, limit=5):

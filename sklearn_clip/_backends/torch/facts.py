@@ -7,6 +7,7 @@ is read from ``self.model``, ``self.tokenizer`` and ``self.image_processor``.
 """
 
 from sklearn_clip._backends.torch.forward import logit_scale
+from sklearn_clip._backends.torch.open_clip import is_bidirectional
 from sklearn_clip._models.families import family_of
 
 
@@ -40,11 +41,15 @@ class ModelFacts:
     @property
     def pad_to_max_length(self):
         # SigLIP pools the last position, and was trained on sequences padded to
-        # the full context; CLIP pools the end token, so padding is free to vary.
-        return self._facts.pad_to_max_length
+        # the full context; CLIP pools the end token, so padding is free to vary,
+        # unless its text tower attends both ways (converted from open_clip).
+        return self._facts.pad_to_max_length or is_bidirectional(self.model)
 
     @property
     def pad_token_id(self):
+        if is_bidirectional(self.model):
+            # open_clip's pad id (0), which its bidirectional tower attends to.
+            return int(self.model.config.text_config.pad_token_id)
         pad = self.tokenizer.pad_token_id
         return int(pad if pad is not None else self.tokenizer.eos_token_id or 0)
 

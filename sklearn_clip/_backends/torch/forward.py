@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sklearn_clip._backends.torch.open_clip import is_bidirectional
 from sklearn_clip._models.families import FAMILY_TABLE, family_of
 
 _QUICK_GELU_SLOPE = 1.702
@@ -57,7 +58,10 @@ FAST_PATHS = {
 def fast_paths(model):
     """The shortcuts proven for ``model``'s class (an empty set for others)."""
     # By the exact class: a subclass may compute differently, and nobody proved it.
-    return set(FAST_PATHS.get(type(model).__name__, ()))
+    paths = set(FAST_PATHS.get(type(model).__name__, ()))
+    if is_bidirectional(model):
+        paths.discard("prefix")  # a shared prefix sees the tokens after it
+    return paths
 
 
 def use_fast_activations(model):

@@ -254,7 +254,8 @@ stored_dtype, compile_options
         The family's processor saves itself (``processor_config.json`` and the
         tokenizer files in transformers 5); the image processor's own
         ``preprocessor_config.json`` is written too, which transformers 4
-        reads.
+        reads. A model read from an open_clip checkpoint is saved in this
+        layout too, never in open_clip's.
 
         ``path`` may be new, an empty folder or a model saved here before
         (replaced whole, once the new folder is complete); never the folder
