@@ -30,6 +30,14 @@ def build_parser():
         prog="sklearn-clip",
         description="CLIP embeddings, zero-shot classification and fine-tuning.",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {_package_version()}"
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an error instead of its one-line message",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     for subcommand in SUBCOMMANDS:
         subcommand.register(commands)
@@ -41,27 +49,48 @@ def main(argv=None):
 
     0 on success; 2, with a one-line message and no traceback, for a bad
     argument or input (as ``argparse`` does for bad options) or a missing
-    optional dependency (PyTorch where the command needs it); 130 when
-    interrupted (Ctrl-C). Outputs are checked before any work and written
-    atomically, so a failed or interrupted run leaves no partial output. A
-    subcommand's ``run`` may return its own non-zero status (after saying why).
+    optional dependency (PyTorch where the command needs it); 1, also in one
+    line, for any other error (a bug: ``--debug`` shows its traceback); 130
+    when interrupted (Ctrl-C). Outputs are checked before any work and
+    written atomically, so a failed or interrupted run leaves no partial
+    output. A subcommand's ``run`` may return its own non-zero status (after
+    saying why).
     """
     args = build_parser().parse_args(argv)
     try:
         status = args.run(args)
-    except (CommandError, OSError, ValueError) as exc:
-        _error(args.command, exc)
-        return 2
-    except ImportError as exc:
-        message = _missing_package(args.command, exc)
-        if message is None:  # not a missing dependency: a bug, with its traceback
-            raise
-        _error(args.command, message)
-        return 2
     except KeyboardInterrupt:
         print(f"sklearn-clip {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        return _report(args.command, exc)
     return status or 0
+
+
+def _report(command, exc):
+    """Say what went wrong in one line; the exit status it calls for."""
+    if isinstance(exc, CommandError | OSError | ValueError):
+        _error(command, exc)
+        return 2
+    message = _missing_package(command, exc) if isinstance(exc, ImportError) else None
+    if message is not None:
+        _error(command, message)
+        return 2
+    _error(command, f"{type(exc).__name__}: {exc} (run with --debug for details)")
+    return 1
+
+
+def _package_version():
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sklearn-clip")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        from sklearn_clip import __version__
+
+        return __version__
 
 
 # What each command needs PyTorch for.

@@ -15,7 +15,7 @@ from sklearn_clip._cli.options import estimator_option
 # check_output is re-exported: every subcommand checks its --output through it.
 from sklearn_clip._files import check_output as check_output
 from sklearn_clip._files import write_output
-from sklearn_clip._options import ON_ERROR_OPTIONS
+from sklearn_clip._options import DTYPE_NAMES, ON_ERROR_OPTIONS
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -125,12 +125,14 @@ def add_output_options(parser, suffixes):
     )
 
 
-def add_model_options(parser, estimator, *, batch_note=None):
-    """``--model``, ``--batch-size`` and ``--device``, as ``estimator`` takes them.
+def add_model_options(parser, estimator, *, batch_note=None, dtype_help=None):
+    """``--model``, ``--batch-size``, ``--device`` and ``--dtype``, as
+    ``estimator`` takes them.
 
     ``estimator`` is a ``"module:Class"`` of :mod:`sklearn_clip._cli.options`,
     whose defaults and descriptions the options take; ``batch_note`` adds what
-    the batch means to this command.
+    the batch means to this command, ``dtype_help`` replaces the estimator's
+    sentence on the precision.
     """
     estimator_option(
         parser,
@@ -150,10 +152,30 @@ def add_model_options(parser, estimator, *, batch_note=None):
         note=batch_note,
     )
     estimator_option(parser, estimator, "device", "--device")
+    estimator_option(
+        parser,
+        estimator,
+        "dtype",
+        "--dtype",
+        choices=["auto", *DTYPE_NAMES],
+        help=dtype_help,
+    )
+
+
+def add_cache_option(parser, estimator):
+    """``--cache-dir``, as ``estimator`` takes it."""
+    estimator_option(
+        parser,
+        estimator,
+        "cache_dir",
+        "--cache-dir",
+        note="A second run reads the embeddings from it.",
+    )
 
 
 def add_input_options(parser, estimator):
-    """Where the rows come from, and ``--on-error`` as ``estimator`` takes it."""
+    """Where the rows come from, ``--on-error`` and ``--cache-dir`` as
+    ``estimator`` takes them."""
     group = parser.add_argument_group("input (give exactly one)")
     group.add_argument("--images", help="a folder of images (searched recursively)")
     group.add_argument("--file-list", help="a text file with one path per line")
@@ -162,6 +184,7 @@ def add_input_options(parser, estimator):
     estimator_option(
         parser, estimator, "on_error", "--on-error", choices=ON_ERROR_OPTIONS
     )
+    add_cache_option(parser, estimator)
 
 
 def add_video_options(parser):

@@ -16,7 +16,7 @@ def register(commands):
     option("output_dir", "--output", dest="output")
     option("n_train", "--n-train", type=int, help="generated training pairs")
     option("max_epochs", "--epochs", type=int)
-    option("random_state", "--seed", type=int)
+    option("random_state", "--random-state", "--seed", type=int)
     parser.set_defaults(run=run)
 
 
@@ -27,6 +27,6 @@ def run(args):
         args.output,
         n_train=args.n_train,
         max_epochs=args.epochs,
-        random_state=args.seed,
+        random_state=args.random_state,
         verbose=True,
     )

@@ -68,9 +68,9 @@ def register(commands):
         parser,
         EMBEDDER,
         "n_jobs",
+        "--n-jobs",
         "--workers",
         type=int,
-        note="None: one per core this process may use, at most 32.",
     )
     parser.set_defaults(run=run)
 
@@ -82,8 +82,6 @@ def _is_folder(output):
 def _embedder(args, progress):
     from sklearn_clip import CLIPEmbeddingTransformer
 
-    if args.workers is not None and args.workers < 1:
-        raise CommandError(f"--workers must be at least 1; got {args.workers}")
     return CLIPEmbeddingTransformer(
         model=args.model,
         modality=args.modality,
@@ -91,7 +89,9 @@ def _embedder(args, progress):
         device=args.device,
         on_error=args.on_error,
         progress=progress,
-        n_jobs=args.workers,
+        n_jobs=args.n_jobs,
+        dtype=args.dtype,
+        cache_dir=args.cache_dir,
         video=video_option(args),
     )
 

@@ -1,7 +1,9 @@
 """``sklearn-clip export``: a model for ONNX Runtime or OpenVINO, without PyTorch."""
 
+import argparse
 import functools
 
+from sklearn_clip._cli.common import CommandError
 from sklearn_clip._cli.options import EXPORT, estimator_option
 from sklearn_clip._options import EXPORT_BACKENDS, QUANTIZATIONS
 
@@ -14,9 +16,11 @@ def register(commands):
         "that load_model and every inference estimator read, with or without "
         "PyTorch installed.",
     )
-    parser.add_argument("model", help="hub id or local model directory")
-    parser.add_argument("output", help="the directory to write")
     option = functools.partial(estimator_option, parser, EXPORT)
+    parser.add_argument("--model", help="hub id or local model directory")
+    parser.add_argument("--output", help="the directory to write")
+    # The form of earlier releases, "export MODEL OUTPUT", still reads.
+    parser.add_argument("legacy", nargs="*", metavar="", help=argparse.SUPPRESS)
     option("backend", "--backend", choices=EXPORT_BACKENDS)
     option(
         "quantize",
@@ -37,6 +41,7 @@ def register(commands):
 def run(args):
     from sklearn_clip._loader.export import export_model
 
+    _read_legacy_positionals(args)
     path = export_model(
         args.model,
         args.output,
@@ -51,3 +56,22 @@ def run(args):
     print(
         f"wrote a {args.backend} {precision} export ({size / 2**20:.1f} MiB) to {path}"
     )
+
+
+def _read_legacy_positionals(args):
+    """``export MODEL OUTPUT``, as earlier releases wrote it, read as the options."""
+    given = list(args.legacy)
+    if given and args.model is None:
+        args.model = given.pop(0)
+    if given and args.output is None:
+        args.output = given.pop(0)
+    if given:
+        raise CommandError(
+            f"unexpected arguments {given!r}: give the model as --model and the "
+            "directory to write as --output"
+        )
+    if args.model is None or args.output is None:
+        raise CommandError(
+            "--model and --output are required: the model to export and the "
+            "directory to write"
+        )

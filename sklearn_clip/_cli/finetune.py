@@ -16,7 +16,7 @@ from sklearn_clip._cli.common import (
     read_table,
 )
 from sklearn_clip._cli.options import FINETUNER, estimator_option
-from sklearn_clip._options import DTYPE_NAMES, PAIR_ON_ERROR_OPTIONS
+from sklearn_clip._options import PAIR_ON_ERROR_OPTIONS
 
 #: Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
 INTERRUPTED_STATUS = 130
@@ -35,6 +35,12 @@ def register(commands):
         parser,
         FINETUNER,
         batch_note="Under torchrun, the global batch, shared evenly by the processes.",
+        # The estimator's sentence is about the precision the tuned model
+        # runs at; the command's user chooses how training runs.
+        dtype_help="training precision: float32, bfloat16 autocast, or auto "
+        "(bfloat16 autocast on GPUs and, for models 768 wide or more, on CPUs with "
+        "native bfloat16 units); the saved weights are always float32 master "
+        "weights",
     )
     _add_data_options(parser)
     _add_training_options(parser)
@@ -107,18 +113,8 @@ def _add_training_options(parser):
 
 
 def _add_run_options(parser):
-    """Precision, checkpoints, unusable pairs and the seed."""
+    """Checkpoints, unusable pairs and the seed."""
     option = functools.partial(estimator_option, parser, FINETUNER)
-    option(
-        "dtype",
-        "--dtype",
-        choices=["auto", *DTYPE_NAMES],
-        # The estimator's sentence is about the precision the tuned model
-        # runs at; the command's user chooses how training runs.
-        help="training precision: float32, bfloat16 autocast, or auto (bfloat16 "
-        "autocast on GPUs and, for models 768 wide or more, on CPUs with native "
-        "bfloat16 units); the saved weights are always float32 master weights",
-    )
     option("checkpoint_dir", "--checkpoint-dir")
     option(
         "resume",
@@ -131,6 +127,7 @@ def _add_run_options(parser):
     option("on_error", "--on-error", choices=PAIR_ON_ERROR_OPTIONS)
     option(
         "random_state",
+        "--random-state",
         "--seed",
         type=int,
         # Departs from the estimator's None, which draws a new seed each run:
@@ -169,7 +166,7 @@ def _estimator(args):
         on_error=args.on_error,
         device=args.device,
         dtype=args.dtype,
-        random_state=args.seed,
+        random_state=args.random_state,
         progress=True,
     )
 

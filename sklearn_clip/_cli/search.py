@@ -5,6 +5,7 @@ import warnings
 
 from sklearn_clip._cli.common import (
     CommandError,
+    add_cache_option,
     add_model_options,
     add_video_options,
     image_files,
@@ -12,6 +13,7 @@ from sklearn_clip._cli.common import (
 )
 from sklearn_clip._cli.options import NEIGHBORS, estimator_option
 from sklearn_clip._files import check_output, display_path
+from sklearn_clip._options import ON_ERROR_OPTIONS
 
 SHEET_SUFFIXES = (".html",)
 
@@ -28,7 +30,7 @@ def register(commands):
         ),
     )
     add_model_options(parser, NEIGHBORS)
-    add_collection_options(parser, "--index")
+    add_collection_options(parser, "--images", "--index")
     query = parser.add_mutually_exclusive_group(required=True)
     query.add_argument("--query", help="a text, for example 'a red car at night'")
     query.add_argument("--query-image", help="an image file to search by example")
@@ -51,16 +53,27 @@ def register(commands):
     parser.set_defaults(run=run)
 
 
-def add_collection_options(parser, flag):
-    parser.add_argument(flag, dest="folder", required=True, help="a folder of images")
-    parser.set_defaults(folder_option=flag)
+def add_collection_options(parser, *flags):
+    """The folder to search (``flags``: its option and older aliases), what an
+    unreadable file in it does, and the cache of its embeddings."""
+    parser.add_argument(
+        *flags, dest="folder", required=True, help="a folder of images or videos"
+    )
+    parser.set_defaults(folder_option=flags[0])
     estimator_option(
         parser,
         NEIGHBORS,
-        "cache_dir",
-        "--cache-dir",
-        note="A second run reads the embeddings from it.",
+        "on_error",
+        "--on-error",
+        choices=ON_ERROR_OPTIONS,
+        # Departs from the estimator's "raise": a folder searched by hand
+        # usually holds a stray file, which is listed and left out instead.
+        default="nan",
+        help="what an unreadable file does: 'nan' lists it and leaves it out, "
+        "'raise' stops with an error naming it; 'nan' unlike the estimator's "
+        "'raise', as a folder often holds a stray file",
     )
+    add_cache_option(parser, NEIGHBORS)
     add_video_options(parser)
 
 
@@ -73,7 +86,8 @@ def fit_folder(args):
         args.model,
         batch_size=args.batch_size,
         device=args.device,
-        on_error="nan",
+        dtype=args.dtype,
+        on_error=args.on_error,
         cache_dir=args.cache_dir,
         video=video_option(args),
     )

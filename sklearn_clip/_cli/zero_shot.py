@@ -106,6 +106,8 @@ def run(args):
         batch_size=args.batch_size,
         device=args.device,
         on_error=args.on_error,
+        dtype=args.dtype,
+        cache_dir=args.cache_dir,
         progress=True,
         video=video_option(args),
     ).fit(None)

@@ -408,7 +408,8 @@ def test_the_manifest_records_identity_precision_and_versions(exports):
 def test_the_export_command_writes_what_load_model_reads(tmp_path, capsys):
     checkpoint = Path(make_tiny_clip(tmp_path / "model"))
     out = tmp_path / "deploy"
-    argv = [str(checkpoint), str(out), "--backend", "openvino", "--quantize", "int8"]
+    argv = ["--model", str(checkpoint), "--output", str(out), "--backend", "openvino"]
+    argv += ["--quantize", "int8"]
     assert main(["export", *argv]) == 0
     printed = capsys.readouterr()
     assert "openvino int8 export" in printed.out

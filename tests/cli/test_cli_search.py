@@ -35,7 +35,7 @@ def test_search_prints_hits_lists_bad_files_and_writes_a_sheet(
 ):
     folder, good = photo_folder
     sheet = tmp_path / "out" / "hits.html"
-    args = ["search", "--model", tiny_clip_path, "--index", str(folder)]
+    args = ["search", "--model", tiny_clip_path, "--images", str(folder)]
     args += ["--query", "a red circle", "-k", "4", "--output", str(sheet)]
     assert main([*args, "--cache-dir", str(tmp_path / "cache")]) == 0
     out, err = capsys.readouterr()
@@ -67,7 +67,7 @@ def test_search_prints_hits_lists_bad_files_and_writes_a_sheet(
 def test_search_by_example_image(tiny_clip_path, photo_folder, capsys):
     folder, good = photo_folder
     query = str(folder / "03.png")
-    args = ["search", "--model", tiny_clip_path, "--index", str(folder)]
+    args = ["search", "--model", tiny_clip_path, "--images", str(folder)]
     assert main([*args, "--query-image", query, "-k", "2"]) == 0
     hits = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
     assert {h[2] for h in hits} == {query, str(folder / "nested" / "copy-of-03.png")}

@@ -41,7 +41,7 @@ class _Text(HTMLParser):
 def test_search_prints_and_shows_moments(tiny_clip_path, clip_folder, tmp_path, capsys):
     folder, rows = clip_folder
     sheet = tmp_path / "hits.html"
-    args = ["search", "--model", tiny_clip_path, "--index", str(folder), "--fps", "2"]
+    args = ["search", "--model", tiny_clip_path, "--images", str(folder), "--fps", "2"]
     args += ["--query", "a red square", "-k", "4", "--output", str(sheet)]
     assert main(args) == 0
     out, err = capsys.readouterr()

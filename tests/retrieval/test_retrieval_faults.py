@@ -51,7 +51,7 @@ def crafted_folder(tmp_path_factory):
 
 
 def search_args(model, folder, *more):
-    return ["search", "--model", model, "--index", str(folder), "--query", "x", *more]
+    return ["search", "--model", model, "--images", str(folder), "--query", "x", *more]
 
 
 # -- one writer for outputs ---------------------------------------------------
