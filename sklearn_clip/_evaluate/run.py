@@ -9,11 +9,13 @@ reads the embeddings instead of decoding again.
 """
 
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
+from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from sklearn_clip._backends.interface import EncoderHandle
@@ -60,9 +62,12 @@ def resolve_model(model, *, device, dtype):
     """A model handle: loaded from a source, a handle, or a fitted fine-tuner's."""
     if isinstance(model, EncoderHandle | str | os.PathLike):
         return load_model(model, device=device, dtype=dtype)
-    tuned = getattr(model, "model_", None)  # a fitted fine-tuner
-    if isinstance(tuned, EncoderHandle):
-        return tuned
+    # A fine-tuner exists only where its module (and PyTorch) was imported:
+    # looked up, not imported, so evaluating exports needs no PyTorch.
+    finetuner = sys.modules.get("sklearn_clip._train.finetuner")
+    if finetuner is not None and isinstance(model, finetuner.CLIPContrastiveFinetuner):
+        check_is_fitted(model)
+        return model.model_
     raise TypeError(
         f"cannot evaluate a {type(model).__name__}: give a hub id, a folder, an "
         "export, a handle from load_model or a fitted CLIPContrastiveFinetuner"

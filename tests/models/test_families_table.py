@@ -261,6 +261,9 @@ _ALTERNATIVES = "|".join(map(re.escape, FAMILY_TYPES))
 # A model type as a word of its own: "siglip", not "SiglipImageProcessor" (an
 # image processor, shared across families) nor "sklearn-clip".
 FAMILY_WORD = re.compile(rf"(?<![\w-])({_ALTERNATIVES})(?![\w-])")
+# "clip" is also the English word for a piece of video: in prose (a string
+# with spaces, such as a message) it names no family.
+PROSE_WORDS = {"clip"}
 CLASS_NAMES = {f.model_class for f in FAMILY_TABLE} | {
     f.processor for f in FAMILY_TABLE
 }
@@ -298,10 +301,17 @@ def _family_strings(path):
             isinstance(node, ast.Constant)
             and isinstance(node.value, str)
             and id(node) not in docstrings
-            and (FAMILY_WORD.search(node.value) or node.value in CLASS_NAMES)
+            and (_names_a_family(node.value) or node.value in CLASS_NAMES)
             and (_name(path), node.value) not in ALLOWED
         ):
             yield f"{_name(path)}:{node.lineno}: {node.value!r}"
+
+
+def _names_a_family(text):
+    words = {match.group(1) for match in FAMILY_WORD.finditer(text)}
+    if " " in text.strip():
+        words -= PROSE_WORDS
+    return bool(words)
 
 
 def _model_probes(path):
