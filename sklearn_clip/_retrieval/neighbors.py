@@ -16,13 +16,14 @@ from sklearn_clip._base import (
 from sklearn_clip._retrieval import lance_searcher as _lance
 from sklearn_clip._retrieval import search as _search
 from sklearn_clip._retrieval.ann import APPROXIMATE_INDEXES, make_index
+from sklearn_clip._retrieval.graph import NeighborsGraphMixin
 from sklearn_clip._retrieval.moments import MomentSearchMixin
 
 MODALITIES = ("image", "text", "embedding")
 
 
 @fill_doc
-class CLIPNearestNeighbors(MomentSearchMixin, CLIPEstimatorBase):
+class CLIPNearestNeighbors(NeighborsGraphMixin, MomentSearchMixin, CLIPEstimatorBase):
     """Search a collection of images (or texts) by text, by image or by vector.
 
     ``fit`` embeds the collection once; ``kneighbors`` then embeds the queries

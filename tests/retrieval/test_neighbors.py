@@ -117,6 +117,19 @@ def test_matches_scikit_learn_cosine_neighbours():
     np.testing.assert_allclose(d1, d2, atol=1e-6)
 
 
+@pytest.mark.parametrize("mode", ["connectivity", "distance"])
+def test_kneighbors_graph_equals_scikit_learns(mode):
+    collection, queries = unit_rows(300), unit_rows(5, seed=1)
+    ours = CLIPNearestNeighbors(modality="embedding", n_neighbors=7).fit(collection)
+    theirs = NearestNeighbors(n_neighbors=7, metric="cosine", algorithm="brute")
+    expected = theirs.fit(collection).kneighbors_graph(queries, mode=mode)
+    graph = ours.kneighbors_graph(queries, mode=mode)
+    assert graph.shape == expected.shape == (5, 300) and graph.format == "csr"
+    np.testing.assert_allclose(graph.toarray(), expected.toarray(), atol=1e-6)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        ours.kneighbors_graph(queries, mode="weights")
+
+
 def test_radius_neighbors_is_brute_force():
     collection, queries = unit_rows(400, d=8), unit_rows(6, d=8, seed=1)
     searcher = CLIPNearestNeighbors(modality="embedding", radius=0.4).fit(collection)
@@ -155,6 +168,12 @@ def test_unreadable_rows_are_reported_and_never_matched(tiny_clip, tmp_path):
     assert [r["position"] for r in warning.errors] == [0]
     assert not hasattr(searcher, "query_errors_")
     assert [r["position"] for r in searcher.input_errors_] == [1, 5]
+    # In the neighbours graph, an unreadable query has an empty row.
+    with pytest.warns(InputErrorWarning):
+        graph = searcher.kneighbors_graph(
+            [str(bad), good[1]], 2, query_modality="image"
+        )
+    assert graph.getnnz(axis=1).tolist() == [0, 2] and graph.shape == (2, 7)
 
 
 def test_find_duplicates_of_image_copies(tiny_clip):
