@@ -265,6 +265,11 @@ class CLIPEstimatorBase(BaseEstimator):
             "errors": report_failures(failed, rows, index),
         }
 
+    def _forget_columns(self):
+        """``fit(None)`` saw no columns: drop what an earlier fit recorded."""
+        for name in ("n_features_in_", "feature_names_in_"):
+            self.__dict__.pop(name, None)
+
     def _validate_rows(self, X, *, kind, reset):
         """Flatten ``X`` to ``(rows, index)``; record (fit) or check its column.
 

@@ -41,10 +41,11 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
     {dtype}
     {revision}
     {on_error}
-    feature_prefix : str, default="clip"
-        Output features are named ``f"{feature_prefix}_{i}"``. Give an image
-        block and a text block different prefixes when a ``ColumnTransformer``
-        uses ``verbose_feature_names_out=False``, so their names do not collide.
+    feature_prefix : str, default=None
+        Output features are named ``f"{feature_prefix}_{i}"``. None names them
+        after the input column, as skrub's encoders do (``photo_000`` to
+        ``photo_511`` for a column ``photo``: the number zero-padded), or
+        ``clip_0``, ``clip_1``... when the input has no column name.
     {store_weights_in_pickle}
     {progress}
     {cache_dir}
@@ -60,6 +61,9 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
         1; only set when ``fit`` was given a one-column DataFrame.
     feature_names_in_ : ndarray of shape (1,)
         The column name; only set when ``fit`` was given a DataFrame.
+    input_name_ : str or None
+        The name of the column ``fit`` was given (a DataFrame's column or a
+        named Series, as skrub passes them), which names the output features.
 
     See Also
     --------
@@ -108,7 +112,7 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
         "modality": [StrOptions({"image", "text"})],
         **ENCODING_PARAMETER_CONSTRAINTS,
         "normalize": ["boolean"],
-        "feature_prefix": [str],
+        "feature_prefix": [str, None],
     }
 
     def __init__(
@@ -122,7 +126,7 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
         dtype="auto",
         revision=None,
         on_error="raise",
-        feature_prefix="clip",
+        feature_prefix=None,
         store_weights_in_pickle=False,
         progress=False,
         cache_dir=None,
@@ -152,8 +156,9 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
 
         Parameters
         ----------
-        X : list, ndarray, Series or one-column DataFrame
-            Images or texts; only checked here, not encoded.
+        X : list, ndarray, Series, one-column DataFrame or None
+            Images or texts; only checked here, not encoded. None loads the
+            model alone, as the classifiers' ``fit(None)`` does.
         y : None
             Ignored.
 
@@ -162,7 +167,12 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
         self : CLIPEmbeddingTransformer
             The fitted transformer.
         """
-        self._validate_rows(X, kind=self.modality, reset=True)
+        if X is None:
+            self._forget_columns()
+            self.input_name_ = None
+        else:
+            self._validate_rows(X, kind=self.modality, reset=True)
+            self.input_name_ = _column_name(X)
         self.embedding_dim_ = self._get_model(reset=True).embedding_dim
         return self
 
@@ -229,7 +239,7 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
         return pd.concat([pd.DataFrame(columns), table], axis=1)
 
     def get_feature_names_out(self, input_features=None):
-        """Get the names of the output features: ``feature_prefix`` and a number.
+        """Get the names of the output features: a prefix and a number.
 
         Parameters
         ----------
@@ -240,11 +250,25 @@ class CLIPEmbeddingTransformer(TransformerMixin, CLIPEstimatorBase):
         Returns
         -------
         ndarray of str objects
-            ``[f"{feature_prefix}_0", ..., f"{feature_prefix}_{d - 1}"]``.
+            ``[f"{feature_prefix}_0", ..., f"{feature_prefix}_{d - 1}"]``; with
+            ``feature_prefix=None``, the input column's name and the number
+            zero-padded to the same width, as skrub's encoders name theirs.
         """
         check_is_fitted(self)
         _check_feature_names_in(self, input_features, generate_names=False)
-        return np.asarray(
-            [f"{self.feature_prefix}_{i}" for i in range(self.embedding_dim_)],
-            dtype=object,
-        )
+        dims = range(self.embedding_dim_)
+        if self.feature_prefix is None and self.input_name_ is not None:
+            width = len(str(self.embedding_dim_ - 1))
+            names = [f"{self.input_name_}_{i:0{width}d}" for i in dims]
+        else:
+            names = [f"{self.feature_prefix or 'clip'}_{i}" for i in dims]
+        return np.asarray(names, dtype=object)
+
+
+def _column_name(X):
+    """The name of the one column ``X`` is, if it has one."""
+    columns = getattr(X, "columns", None)
+    name = (
+        columns[0] if columns is not None and len(columns) else getattr(X, "name", None)
+    )
+    return name if isinstance(name, str) and name else None

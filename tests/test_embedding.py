@@ -105,7 +105,7 @@ def test_set_output_pandas_keeps_the_index(tiny_clip_path, table, selector):
     out = embedder.fit(table[selector]).transform(table[selector][3:8])
     assert isinstance(out, pd.DataFrame)
     assert out.index.tolist() == table.index[3:8].tolist()
-    assert out.columns.tolist() == [f"clip_{i}" for i in range(32)]
+    assert out.columns.tolist() == [f"image_{i:02d}" for i in range(32)]
     with config_context(transform_output="pandas"):
         out = CLIPEmbeddingTransformer(tiny_clip_path).fit_transform(table[selector])
     assert out.index.equals(table.index)
@@ -181,8 +181,8 @@ def test_acceptance_3_column_transformer_with_images_text_and_numbers(
     print(f"ColumnTransformer: {len(names)} features, e.g. {names[:2]} {names[-3:]}")
     assert features.index.equals(X.index[15:])
     assert len(names) == len(set(names)) == 32 + 32 + 2
-    assert names[:2] == ["image__clip_0", "image__clip_1"]
-    assert names[32] == "caption__clip_0"
+    assert names[:2] == ["image__image_00", "image__image_01"]
+    assert names[32] == "caption__caption_00"
     assert names[-2:] == ["numbers__width", "numbers__height"]
     assert model[:-1].get_feature_names_out().tolist() == names
 
@@ -266,6 +266,10 @@ def test_skrub_apply_to_cols_embeds_each_image_column(
     np.testing.assert_allclose(out.iloc[:, -n_dims:], expected[::-1], atol=1e-6)
     middle = out.columns[n_dims:-n_dims].tolist()
     assert middle == ["caption", "width", "height", "label"]
+    # Each block is named after its column, as skrub's own encoders name theirs.
+    width = len(str(n_dims - 1))
+    assert out.columns[0] == f"image_{0:0{width}d}"
+    assert out.columns[-1] == f"scan_{n_dims - 1:0{width}d}"
 
 
 def test_skrub_table_vectorizer_with_an_image_column(tiny_clip_path, table):
@@ -276,3 +280,42 @@ def test_skrub_table_vectorizer_with_an_image_column(tiny_clip_path, table):
     expected = embedder.fit(table["image"]).transform(table["image"])
     np.testing.assert_allclose(out.iloc[:, : expected.shape[1]], expected, atol=1e-6)
     assert {"width", "height"} <= set(out.columns)
+
+
+def test_skrub_names_image_columns_as_its_own_encoders_name_text(tiny_clip_path, table):
+    # skrub's TextEncoder needs a sentence-transformers model from the hub;
+    # its StringEncoder names outputs by the same rule (the encoders share it):
+    # the column's name, then the component's number zero-padded.
+    skrub = pytest.importorskip("skrub")
+    frame = table.rename(columns={"image": "photo"})
+    frame["scan"] = frame["photo"][::-1].to_numpy()
+    n_dims = CLIPEmbeddingTransformer(tiny_clip_path).fit(None).embedding_dim_
+    text = skrub.StringEncoder(n_components=n_dims)
+    vectorizer = skrub.TableVectorizer(
+        specific_transformers=[
+            (CLIPEmbeddingTransformer(tiny_clip_path), ["photo", "scan"]),
+            (text, ["caption"]),
+        ]
+    )
+    names = vectorizer.fit(frame.drop(columns="label")).get_feature_names_out()
+    caption = [name for name in names if name.startswith("caption_")]
+    assert caption == [f"caption_{i:02d}" for i in range(n_dims)]
+    assert [n for n in names if n.startswith("photo")] == [
+        c.replace("caption", "photo") for c in caption
+    ]
+    assert [n for n in names if n.startswith("scan")] == [
+        c.replace("caption", "scan") for c in caption
+    ]
+    assert not [name for name in names if "__skrub_" in name]
+
+
+def test_fit_none_loads_the_model_and_forgets_the_columns(tiny_clip_path, table):
+    embedder = CLIPEmbeddingTransformer(tiny_clip_path).fit(table[["image"]])
+    assert embedder.feature_names_in_.tolist() == ["image"]
+    assert embedder.fit(None) is embedder
+    assert not hasattr(embedder, "feature_names_in_")
+    assert embedder.get_feature_names_out()[0] == "clip_0"
+    expected = CLIPEmbeddingTransformer(tiny_clip_path).fit(table["image"])
+    np.testing.assert_array_equal(
+        embedder.transform(table["image"]), expected.transform(table["image"])
+    )

@@ -61,12 +61,6 @@ def fit_text_head(estimator, y, *, label_list, classes=None):
     return handle
 
 
-def forget_columns(estimator):
-    """``fit(None, y)`` saw no columns: drop what an earlier fit recorded."""
-    for name in ("n_features_in_", "feature_names_in_"):
-        estimator.__dict__.pop(name, None)
-
-
 class LogitClassifierMixin:
     """``decision_function``, ``predict_proba``, ``predict`` and ``score`` from
     ``self._logits(X)``, logits of shape ``(n_samples, n_classes)``."""

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.base import ClassifierMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_consistent_length
+from sklearn.utils.validation import check_consistent_length, column_or_1d
 from threadpoolctl import threadpool_limits
 
 from sklearn_clip._backends.interface import DEFAULT_MODEL
@@ -20,7 +20,6 @@ from sklearn_clip._base import (
 from sklearn_clip._classify.classifier import (
     LogitClassifierMixin,
     fit_text_head,
-    forget_columns,
 )
 from sklearn_clip._classify.few_shot_methods import (
     FALLBACK,
@@ -274,12 +273,14 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
         """
         check_regularization(self.method, self.regularization)
         if X is None:
-            forget_columns(self)
+            self._forget_columns()
             fit_text_head(self, y, label_list=True)
             embeddings, targets = np.empty((0, self.embedding_dim_)), np.empty(0, int)
             weights = np.empty(0)
         else:
             rows, index = self._validate_rows(X, kind="image", reset=True)
+            # An (n, 1) column as scikit-learn takes it; None: "y should be 1d".
+            y = column_or_1d(y, warn=True)
             check_consistent_length(rows, y)
             fit_text_head(self, y, label_list=False)
             # Checked before any image is encoded: a bad weight fails at once.
@@ -297,11 +298,8 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
             embeddings = embeddings.astype(np.float64)
             targets = np.searchsorted(self.classes_, np.asarray(y))
             kept = ~np.isnan(embeddings).any(axis=1) & (weights > 0)
-            embeddings, targets, weights = (
-                embeddings[kept],
-                targets[kept],
-                weights[kept],
-            )
+            embeddings, targets = embeddings[kept], targets[kept]
+            weights = weights[kept]
         base = self._zero_shot(embeddings)
         head = METHODS[self.method](self.logit_scale_, max_iter=self.max_iter)
         # The head's matrices are small: one BLAS thread is fastest, and many

@@ -13,7 +13,6 @@ from sklearn_clip._base import (
 from sklearn_clip._classify.classifier import (
     FrameLabelsMixin,
     LogitClassifierMixin,
-    forget_columns,
 )
 from sklearn_clip._classify.heads import zero_shot_logits
 from sklearn_clip._classify.outputs import OUTPUT_MODES
@@ -250,7 +249,7 @@ class CLIPZeroShotClassifier(
         """
         rows = None
         if X is None:
-            forget_columns(self)
+            self._forget_columns()
         else:
             rows, _ = self._validate_rows(X, kind="image", reset=True)
         self.__dict__.pop("thresholds_", None)
