@@ -1,9 +1,10 @@
 """scikit-learn compatibility of the embedding transformer and zero-shot classifier.
 
 The estimators declare honest input tags (strings and images, not 2-D numeric
-arrays), so ``check_estimator`` runs almost nothing. Here the data-free
-scikit-learn checks run one by one, and the data-dependent ones are replaced by
-our own versions on the tiny offline model.
+arrays), so ``check_estimator`` on them runs almost nothing:
+tests/test_sklearn_checks.py runs scikit-learn's checks through an adapter
+that takes arrays. Here the data-free scikit-learn checks run one by one, and
+the data-dependent ones in our own versions, on real images and texts.
 """
 
 import pickle
@@ -18,7 +19,6 @@ from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
 from sklearn.utils import estimator_checks, get_tags
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_clip import (
     CLIPContrastiveFinetuner,
@@ -29,6 +29,7 @@ from sklearn_clip import (
     clear_model_cache,
     model_cache_info,
 )
+from sklearn_clip._base import decoding_threads
 
 LABELS = ["bird", "cat", "dog"]
 
@@ -117,16 +118,6 @@ def test_sklearn_unfitted_checks():
     )
     with pytest.raises(NotFittedError):
         CLIPNearestNeighbors().kneighbors(["a photo"])
-
-
-# scikit-learn's own entry point, over every estimator. Its data-dependent
-# checks feed random 2-D float arrays, which are neither images nor texts:
-# the tags say so and scikit-learn skips them, leaving the clone check. The
-# data-free checks above and the tests below, on real images and a real
-# model, stand in for the rest.
-@parametrize_with_checks([cls() for cls in ALL_CLASSES])
-def test_sklearn_parametrize_with_checks(estimator, check):
-    check(estimator)
 
 
 @pytest.mark.parametrize("estimator_class", ALL_CLASSES)
@@ -314,3 +305,25 @@ def test_html_repr_does_not_load_the_model(
     assert "embedding_dim_" in restored._repr_html_()
     assert model_cache_info()["loads"] == before
     assert "_handle" not in vars(restored)
+
+
+@pytest.mark.parametrize("estimator_class", ALL_CLASSES)
+def test_html_repr_links_to_the_estimators_api_page(estimator_class):
+    name = estimator_class.__name__
+    page = f"api/generated/sklearn_clip.{name}.html"
+    assert estimator_class()._get_doc_link().endswith(page)
+    assert page in estimator_class()._repr_html_()
+
+
+@pytest.mark.parametrize("n_jobs", [-1, -2])
+def test_negative_n_jobs_counts_back_from_every_core(n_jobs, tiny_clip_path, images):
+    from sklearn_clip._encoding.prefetch import usable_cores
+
+    estimator = CLIPEmbeddingTransformer(tiny_clip_path, n_jobs=n_jobs)
+    reference = CLIPEmbeddingTransformer(tiny_clip_path, n_jobs=1)
+    _assert_same(
+        _outputs(estimator.fit(images), images), _outputs(reference.fit(images), images)
+    )
+    assert decoding_threads(n_jobs) == max(1, usable_cores() + 1 + n_jobs)
+    with pytest.raises(ValueError, match="n_jobs"):
+        CLIPEmbeddingTransformer(tiny_clip_path, n_jobs=0).fit(images)
