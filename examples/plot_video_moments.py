@@ -7,7 +7,7 @@ embeds a few frames of each clip (``video={"fps": 1.0}``: one a second),
 and :meth:`~sklearn_clip.CLIPNearestNeighbors.search_moments` returns the
 frames nearest to a text, each with its clip and its time.
 
-The clips are written here with PyAV (``pip install sklearn-clip[video]``):
+The clips are written here with PyAV (the ``video`` extra):
 every second a new coloured shape slides across the picture, so we know what
 is on screen when. The model is the small CLIP that the demo trains on
 generated shapes (:func:`sklearn_clip.demo.trained_model`, trained the first

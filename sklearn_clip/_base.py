@@ -101,7 +101,7 @@ SHARED_PARAMETER_DOCS = {
     "video": """video : dict, default=None
         How video rows (paths ending in ``.mp4``, ``.mkv``, ``.webm``,
         ``.mov``, ... or a video's bytes) are read, with PyAV
-        (``pip install sklearn-clip[video]``): ``{"frames": n}`` frames
+        (the ``video`` extra: ``pip install av``): ``{"frames": n}`` frames
         spread over each clip (at the middle of ``n`` equal parts; 8 when
         None), or ``{"fps": r}`` about ``r`` frames per second, and
         ``"pooling"``: ``"mean"`` (the default) or ``"max"`` of the frame

@@ -7,8 +7,8 @@ its time and decoding forward from there (or on from the frame decoded just
 before, when no keyframe lies between). The frame taken at a time ``t`` is the frame on
 screen at ``t``: the last frame whose timestamp is at most ``t``, as a player
 shows it, turned upright by the stream's display matrix (phones record
-portrait clips as rotated landscape frames). PyAV (``pip install
-sklearn-clip[video]``) is imported on first use.
+portrait clips as rotated landscape frames). PyAV (the ``video`` extra:
+``pip install av``) is imported on first use.
 """
 
 import functools
@@ -72,13 +72,12 @@ def _av():
         import av
     except ImportError:
         raise ImportError(
-            "reading videos needs PyAV: pip install 'sklearn-clip[video]' (or "
-            "pip install av)"
+            "reading videos needs PyAV: pip install av, the package's 'video' extra"
         ) from None
     if not hasattr(av.VideoFrame, "rotation"):  # frames would not be upright
         raise ImportError(
             f"PyAV {av.__version__} is too old to read a clip's rotation: "
-            "pip install -U 'sklearn-clip[video]'"
+            "pip install -U av"
         )
     return av
 

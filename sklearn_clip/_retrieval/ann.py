@@ -43,7 +43,7 @@ def _faiss():
     except ImportError as exc:
         raise ImportError(
             "index='faiss' needs the faiss-cpu package: "
-            "pip install 'sklearn-clip[ann]' (or use index='exact')"
+            "pip install faiss-cpu, the package's 'ann' extra (or use index='exact')"
         ) from exc
     return faiss
 

@@ -56,7 +56,7 @@ def _lancedb():
     except ImportError as exc:
         raise ImportError(
             "index='lancedb' needs the lancedb package: "
-            "pip install 'sklearn-clip[lance]' (or use index='exact')"
+            "pip install lancedb, the package's 'lance' extra (or use index='exact')"
         ) from exc
     return lancedb
 

@@ -29,7 +29,7 @@ def runtime_missing_message(backend):
     package = {"onnx": "onnxruntime", "openvino": "openvino"}[backend]
     return (
         f"the {backend!r} backend needs the {package!r} package: "
-        f'pip install "sklearn-clip[{backend}]"'
+        f"pip install {package}, the package's {backend!r} extra"
     )
 
 

@@ -101,7 +101,8 @@ def check_export_options(backend, quantize):
         except metadata.PackageNotFoundError:
             raise ImportError(
                 f"exporting for {backend!r} needs the {package!r} package: "
-                'pip install "sklearn-clip[export]"'
+                f"pip install {package} (the package's 'export' extra installs "
+                "everything exporting uses)"
             ) from None
 
 
