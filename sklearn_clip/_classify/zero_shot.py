@@ -52,6 +52,8 @@ class CLIPZeroShotClassifier(
         - ``"openai_imagenet"``: the 80 ImageNet templates published with CLIP;
         - ``"openai_imagenet_7"``: the 7 of them chosen in the CLIP
           prompt-engineering notebook;
+        - each name with ``_de``, ``_fr``, ``_es``, ``_zh`` or ``_ja``: its
+          translation, for labels in that language (bare nouns);
 
         or one template such as ``"This is a photo of {}."``, or a list of
         templates. None uses ``label_descriptions`` only.
