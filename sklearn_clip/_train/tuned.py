@@ -136,7 +136,9 @@ class TunedModelMixin:
 
         A model card (``README.md``, as transformers writes one) goes beside
         the weights: the base model, the training data's size, the settings,
-        the validation results and the library versions.
+        the validation results and the library versions. The layout is always
+        transformers' own, also for a model loaded from an open_clip
+        checkpoint.
 
         The folder is written beside ``path`` and swapped in once complete.
         ``path`` may be new, an empty folder, or a folder this method wrote
