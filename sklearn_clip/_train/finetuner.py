@@ -26,6 +26,7 @@ from sklearn_clip._train.fit_inputs import (
     draw_seed,
     training_captions,
     training_config,
+    validation_share,
 )
 from sklearn_clip._train.loop import train
 from sklearn_clip._train.pairs import prepare_pairs, split_validation
@@ -101,11 +102,12 @@ class CLIPContrastiveFinetuner(
     caption_template : str or None, default=None
         With a template such as ``"a photo of a {}."``, ``y`` holds class
         labels and each becomes a caption; None means ``y`` holds captions.
-    validation_fraction : float or None, default=0.1
+    validation_fraction : float or None, default=None
         Share of the pairs held out to compute the validation loss and
-        image-to-text recall@1 after each epoch; None uses every pair for
-        training. No split is made when it would leave fewer than 2 pairs on a
-        side (with a warning).
+        image-to-text recall@1 after each epoch. None holds out 0.1 when
+        ``n_iter_no_change`` is set (early stopping needs it) and none
+        otherwise, so every pair trains. No split is made when it would leave
+        fewer than 2 pairs on a side (with a warning).
     n_iter_no_change : int or None, default=None
         Stop after this many epochs without a better validation recall@1
         (ties broken by the validation loss), and keep the weights of the
@@ -265,7 +267,7 @@ class CLIPContrastiveFinetuner(
         lora=None,
         wise_alpha=1.0,
         caption_template=None,
-        validation_fraction=0.1,
+        validation_fraction=None,
         n_iter_no_change=None,
         random_state=None,
         checkpoint_dir=None,
@@ -354,7 +356,8 @@ class CLIPContrastiveFinetuner(
         """Train on the decoded pairs and set the fitted attributes."""
         # Every rank must split and shuffle alike, even with random_state=None.
         seed = dist.broadcast_object(draw_seed(self.random_state))
-        train_data, val_data = split_validation(data, self.validation_fraction, seed)
+        fraction = validation_share(self.validation_fraction, self.n_iter_no_change)
+        train_data, val_data = split_validation(data, fraction, seed)
         # For the model card that save_pretrained writes.
         self._pair_counts = {
             "train": len(train_data),

@@ -5,7 +5,8 @@ pairs; these helpers turn its ``y`` into one caption per image (through
 ``caption_template`` when ``y`` holds labels), refuse what would train on
 nonsense (a missing label, captions that are all the same, a family that
 cannot be fine-tuned), check that a resume request can be honoured, draw the
-seed every rank shares and turn the estimator's parameters into the loop's
+seed every rank shares, decide what validation holds out and turn the
+estimator's parameters into the loop's
 :class:`~sklearn_clip._train.schedule.TrainingConfig`. Each check raises before
 any image is decoded, naming the row and the fix.
 """
@@ -45,6 +46,7 @@ def training_captions(y, n_rows, *, template, on_error):
     -------
     list of str or None
     """
+    y = _numbers_as_labels(y, template)
     if y is None or on_error == "raise":
         captions = captions_of(y, template)
         check_consistent_length(np.arange(n_rows), captions)
@@ -64,13 +66,21 @@ def captions_of(y, template):
     """``y`` as a list of caption strings, through ``template`` if any."""
     if y is None:
         raise ValueError(
-            "fit needs y: the caption of each image, or its label with caption_template"
+            "fit requires y to be passed, but the target y is None: give the "
+            "caption of each image, or its label with caption_template"
         )
-    rows, index = as_rows(y, kind="text")
+    rows, index = as_rows(_numbers_as_labels(y, template), kind="text")
     if template is None:
         return check_texts(rows, index)
     template = check_template(template)
     return [template.format(label) for label in _check_labels(rows, index)]
+
+
+def _numbers_as_labels(y, template):
+    """Numeric class labels as objects, which ``template`` names (2 -> "a 2")."""
+    if template is not None and y is not None and np.asarray(y).dtype.kind in "biuf":
+        return np.asarray(y, dtype=object)
+    return y
 
 
 def _check_labels(rows, index):
@@ -105,7 +115,8 @@ def check_pairs(captions):
     """
     if len(captions) < 2:
         raise ValueError(
-            f"contrastive fine-tuning needs at least 2 pairs; got {len(captions)}"
+            "contrastive fine-tuning needs at least 2 pairs; got "
+            f"n_samples={len(captions)}"
         )
     given = [caption for caption in captions if caption is not None]
     distinct = set(given)
@@ -163,6 +174,31 @@ def check_finetunable(handle):
             "Its embeddings and zero-shot scores work in the other estimators."
         )
     return handle
+
+
+# What early stopping holds out when validation_fraction is None.
+EARLY_STOPPING_FRACTION = 0.1
+
+
+def validation_share(fraction, n_iter_no_change):
+    """The share of pairs to hold out for validation, or None for none.
+
+    ``validation_fraction`` as given; None holds out
+    :data:`EARLY_STOPPING_FRACTION` when ``n_iter_no_change`` asks for early
+    stopping, which needs held-out pairs, and none otherwise: a split costs
+    the training its pairs and each epoch a validation pass.
+
+    Examples
+    --------
+    >>> from sklearn_clip._train.fit_inputs import validation_share
+    >>> validation_share(None, None), validation_share(None, 3)
+    (None, 0.1)
+    >>> validation_share(0.2, None)
+    0.2
+    """
+    if fraction is None and n_iter_no_change is not None:
+        return EARLY_STOPPING_FRACTION
+    return fraction
 
 
 def training_config(params, seed, handle):

@@ -19,7 +19,7 @@ import os
 import tempfile
 import warnings
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -108,6 +108,8 @@ class PairedData:
     rows: np.ndarray  # (n,) rows of `store`
     caption_ids: np.ndarray  # (n,) int64, index into `captions`
     captions: list  # the distinct captions
+    # Token ids and mask of every caption, set when training first needs them.
+    tokens: tuple | None = field(default=None, repr=False, compare=False)
 
     def __len__(self):
         return len(self.caption_ids)

@@ -30,6 +30,8 @@ TRAIN = {
     "batch_size": 8,
     "caption_template": "a {} shape",
     "random_state": 0,
+    # These tests follow validation, which is off by default.
+    "validation_fraction": 0.1,
     "device": "cpu",
 }
 

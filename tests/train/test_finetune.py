@@ -37,6 +37,8 @@ TRAIN = {
     "batch_size": 8,
     "caption_template": "a {} shape",
     "random_state": 0,
+    # These tests follow validation, which is off by default.
+    "validation_fraction": 0.1,
 }
 
 # The tests here compare trained weights with float32 references (transformers'
@@ -376,7 +378,7 @@ def test_bad_pairs_are_refused_with_clear_errors(fast_path, shapes):
         tuner.fit(shapes.images[:3], ["a", "b"])
     with pytest.raises(ValueError, match=r"row 1 is missing"):
         tuner.fit(shapes.images[:3], ["a red circle", None, "a cat"])
-    with pytest.raises(ValueError, match="fit needs y"):
+    with pytest.raises(ValueError, match="fit requires y to be passed"):
         tuner.fit(shapes.images[:3], None)
     with pytest.raises(ValueError, match="resume=True needs checkpoint_dir"):
         tuner.set_params(resume=True).fit(shapes.images[:3], ["a", "b", "c"])
@@ -628,6 +630,30 @@ def test_early_stopping_keeps_the_best_epoch(fast_path, shapes, monkeypatch, tmp
         _state(tuner.model_)["visual_projection.weight"],
         best["visual_projection.weight"].numpy(),
     )
+
+
+def test_by_default_every_pair_trains_and_early_stopping_holds_out_a_tenth(
+    fast_path, shapes, monkeypatch
+):
+    sizes = []
+    original = _training.train
+
+    def spy(handle, train_data, val_data, config, **kwargs):
+        sizes.append((len(train_data), 0 if val_data is None else len(val_data)))
+        return original(handle, train_data, val_data, config, **kwargs)
+
+    monkeypatch.setattr("sklearn_clip._train.finetuner.train", spy)
+    params = {**TRAIN, "max_epochs": 1}
+    del params["validation_fraction"]
+    default = CLIPContrastiveFinetuner(fast_path, **params)
+    assert default.validation_fraction is None
+    default.fit(shapes.images, shapes.color)
+    assert math.isnan(default.history_[0]["val_recall_at_1"])
+    stopping = CLIPContrastiveFinetuner(fast_path, n_iter_no_change=1, **params)
+    stopping.fit(shapes.images, shapes.color)
+    assert 0 <= stopping.history_[0]["val_recall_at_1"] <= 1
+    # 32 pairs: all train by default; early stopping holds out ceil(3.2) = 4.
+    assert sizes == [(32, 0), (28, 4)]
 
 
 def test_fit_on_the_happy_path_warns_nothing(fast_path, shapes):

@@ -11,6 +11,7 @@ from sklearn_clip._backends.torch.weights import as_numpy_state
 from sklearn_clip._encoding.images import prepare_image
 from sklearn_clip._train import distributed as dist
 from sklearn_clip._train import loop as _training
+from sklearn_clip._train.contrastive import caption_tokens
 from sklearn_clip._train.loop import (
     MAX_LOGIT_SCALE,
     TrainingConfig,
@@ -26,6 +27,7 @@ from sklearn_clip._train.loop import (
     train,
 )
 from sklearn_clip._train.losses import contrastive_loss
+from sklearn_clip._train.pairs import PairedData
 from sklearn_clip.datasets import make_shapes
 
 
@@ -374,3 +376,18 @@ def test_checkpoint_holds_what_a_resume_needs(tiny_clip, pairs, tmp_path):
     assert state["progress"]["step"] == 2 and state["progress"]["epoch"] == 1
     assert state["schedule"] == {"warmup_steps": 0, "total_steps": 2}
     assert state["optimizer"]["state"]  # AdamW moments
+
+
+def test_captions_are_tokenised_once_and_padded_as_the_tokenizer_pads(tiny_clip):
+    captions = ["a", "a red circle on the left", "something", "a blue square"]
+    data = PairedData(None, np.arange(4), np.arange(4), captions)
+    for distinct in ([0, 2], [1, 3], [0, 1, 2, 3]):
+        input_ids, mask = caption_tokens(tiny_clip, data, np.array(distinct), "cpu")
+        expected = tiny_clip.tokenizer(
+            [captions[i] for i in distinct], padding=True, return_tensors="np"
+        )
+        np.testing.assert_array_equal(input_ids.numpy(), expected["input_ids"])
+        np.testing.assert_array_equal(mask.numpy(), expected["attention_mask"])
+    tokens = data.tokens
+    caption_tokens(tiny_clip, data, np.array([1]), "cpu")
+    assert data.tokens is tokens  # every caption was tokenised at the first call

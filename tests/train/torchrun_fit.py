@@ -26,6 +26,8 @@ TRAIN = {
     "batch_size": 8,
     "caption_template": "a {} shape",
     "random_state": 0,
+    # These tests follow validation, which is off by default.
+    "validation_fraction": 0.1,
     "device": "cpu",
     # float32 training is the one promised to equal a single process (1e-4).
     "dtype": "float32",
