@@ -100,7 +100,7 @@ def _add_training_options(parser):
         "validation_fraction",
         "--validation-fraction",
         type=float,
-        note="0 holds out none.",
+        note="0 or unset holds out none, except 0.1 with --early-stopping.",
     )
     option(
         "n_iter_no_change",

@@ -34,9 +34,10 @@ class NeighborsGraphMixin:
 
         Returns
         -------
-        scipy.sparse.csr_matrix of shape (n_queries, n_samples_fit_)
-            Row ``i`` holds the neighbours of query ``i``; an unreadable
-            query (under ``on_error="nan"``) has an empty row.
+        scipy.sparse.csr_matrix of shape (n_queries, n_samples)
+            Row ``i`` holds the neighbours of query ``i`` among the
+            ``n_samples_fit_`` rows of the collection; an unreadable query
+            (under ``on_error="nan"``) has an empty row.
 
         Examples
         --------
