@@ -27,7 +27,7 @@ import av
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sklearn_clip import CLIPNearestNeighbors, CLIPZeroShotClassifier
+from sklearn_clip import CLIPNearestNeighbors, CLIPZeroShotClassifier, load_model
 from sklearn_clip.datasets import make_shapes
 from sklearn_clip.demo import trained_model
 
@@ -60,7 +60,7 @@ def on_screen(clip, second):
 # ``fit`` decodes 6 frames of each clip by seeking, embeds them and keeps
 # them with their times (``frames_``); each clip's own embedding (for
 # ``kneighbors``) is the mean of its frames'.
-model = trained_model(n_train=4000, max_epochs=20)
+model = load_model(trained_model(n_train=4000, max_epochs=20), dtype="float32")
 search = CLIPNearestNeighbors(model, video={"fps": 1.0}).fit(clips)
 print(f"{len(search.frames_['row'])} frames of {search.n_samples_fit_} clips")
 
