@@ -89,6 +89,7 @@ def fit_folder(args):
         dtype=args.dtype,
         on_error=args.on_error,
         cache_dir=args.cache_dir,
+        progress=True,  # embedding the folder is the long step
         video=video_option(args),
     )
     with warnings.catch_warnings():

@@ -40,6 +40,7 @@ def test_search_prints_hits_lists_bad_files_and_writes_a_sheet(
     assert main([*args, "--cache-dir", str(tmp_path / "cache")]) == 0
     out, err = capsys.readouterr()
     assert "broken.jpg" in err and "truncated.png" in err
+    assert "embedding" in err  # a progress bar while the folder is embedded
     hits = [line.split("\t") for line in out.splitlines() if "\t" in line]
     # The reference: brute-force cosine over the model's own embeddings.
     handle = load_model(tiny_clip_path)
