@@ -154,6 +154,15 @@ def row_cosines(a, b):
     return (a * b).sum(axis=1)
 
 
+def proc_status(field):
+    """A field of ``/proc/self/status`` in bytes (``VmRSS``, ``VmHWM``: Linux)."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(field)
+
+
 def load_average():
     try:
         return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())

@@ -33,7 +33,7 @@ import sys
 import time
 
 import numpy as np
-from _common import machine, print_table
+from _common import machine, print_table, proc_status
 
 DIM = 512
 
@@ -48,23 +48,15 @@ def unit_rows(n, seed, dtype=np.float16, chunk=100_000):
     return out
 
 
-def _status(field):
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(field)
-
-
 def peak_above_now(function):
     """Run ``function``; its result, seconds and peak RSS above the RSS before."""
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")  # resets VmHWM to the current RSS
-    before = _status("VmRSS")
+    before = proc_status("VmRSS")
     start = time.perf_counter()
     result = function()
     seconds = time.perf_counter() - start
-    return result, seconds, _status("VmHWM") - before
+    return result, seconds, proc_status("VmHWM") - before
 
 
 def exact_part(n):

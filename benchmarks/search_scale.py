@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import CACHE, machine, print_table
+from _common import CACHE, machine, print_table, proc_status
 
 DIM = 512
 K = 10
@@ -74,14 +74,6 @@ def data(n, n_queries):
         (folder / "tmp.npy").rename(collection)
         np.save(queries, _rows(n_queries, 10**9, clusters))
     return collection, queries
-
-
-def _status(field):
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise KeyError(field)
 
 
 def _timed_queries(search, queries):
@@ -207,7 +199,7 @@ def main():
     collection, queries = data(args.n, args.queries)
     if args.child:
         result = PARTS[args.child](args, collection, queries)
-        result["peak_rss_gb"] = _status("VmHWM") / 1e9
+        result["peak_rss_gb"] = proc_status("VmHWM") / 1e9
         print(json.dumps(result))
         return
     print(machine())
