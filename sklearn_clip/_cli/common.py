@@ -24,6 +24,19 @@ class CommandError(Exception):
     """A user error: printed without a traceback, exit status 2."""
 
 
+class AppendOverDefault(argparse.Action):
+    """``action="append"`` whose first use replaces the default.
+
+    argparse's own ``append`` adds to the default, which here is a named set
+    (of templates, of prompts): ``--template X`` must mean X alone.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        held = getattr(namespace, self.dest)
+        given = [] if held is self.default else list(held)
+        setattr(namespace, self.dest, [*given, values])
+
+
 def read_table(path):
     import pandas as pd
 

@@ -4,13 +4,13 @@ import sys
 from pathlib import Path
 
 from sklearn_clip._cli.common import (
+    AppendOverDefault,
     CommandError,
     check_output,
     positive_int,
     write_frame,
 )
 from sklearn_clip._cli.options import estimator_option
-from sklearn_clip._cli.zero_shot import _AppendOverDefault
 
 EVALUATE = "sklearn_clip.evaluate:evaluate"
 OUTPUT_SUFFIXES = (".csv", ".parquet")
@@ -53,7 +53,7 @@ def register(commands):
         EVALUATE,
         "prompts",
         "--prompts",
-        action=_AppendOverDefault,
+        action=AppendOverDefault,
         help="a prompt set: a set name (simple, openai_imagenet, ...) or "
         "templates with {} for the label, separated by '|'; repeat to compare",
     )

@@ -1,9 +1,9 @@
 """``sklearn-clip zero-shot``: predictions and probabilities from label names."""
 
-import argparse
 from pathlib import Path
 
 from sklearn_clip._cli.common import (
+    AppendOverDefault,
     CommandError,
     add_input_options,
     add_model_options,
@@ -42,25 +42,12 @@ def register(commands):
         ZERO_SHOT,
         "templates",
         "--template",
-        action=_AppendOverDefault,
+        action=AppendOverDefault,
         note="Give a prompt with {} for the label, or the name of a set; repeat "
         "to ensemble.",
     )
     add_output_options(parser, OUTPUT_SUFFIXES)
     parser.set_defaults(run=run)
-
-
-class _AppendOverDefault(argparse.Action):
-    """``action="append"`` whose first use replaces the default.
-
-    argparse's own ``append`` adds to the default, which here is the
-    estimator's named set: ``--template X`` must mean X alone.
-    """
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        held = getattr(namespace, self.dest)
-        given = [] if held is self.default else list(held)
-        setattr(namespace, self.dest, [*given, values])
 
 
 def _labels(args):

@@ -32,8 +32,9 @@ CONCEPTS = {
 ENCODING_COMMANDS = {"embed", "zero-shot", "search", "duplicates", "evaluate"}
 
 
-def _subcommands():
-    parser = build_parser()
+def _subcommands(parser=None):
+    """The subcommands' parsers, by name, of ``parser`` (a new one if None)."""
+    parser = build_parser() if parser is None else parser
     action = next(
         a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
     )
@@ -98,8 +99,7 @@ def test_an_unexpected_error_is_one_line_unless_debug(monkeypatch, capsys, tmp_p
 
     parser = build_parser()
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
-    parser.set_defaults(run=broken)
-    _subcommands_of(parser)["demo"].set_defaults(run=broken)
+    _subcommands(parser)["demo"].set_defaults(run=broken)
     argv = ["demo", "--output", str(tmp_path / "demo")]
     assert main(argv) == 1
     err = capsys.readouterr().err
@@ -107,10 +107,3 @@ def test_an_unexpected_error_is_one_line_unless_debug(monkeypatch, capsys, tmp_p
     assert "RuntimeError: something inside broke" in err and "--debug" in err
     with pytest.raises(RuntimeError, match="inside broke"):
         main(["--debug", *argv])
-
-
-def _subcommands_of(parser):
-    action = next(
-        a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
-    )
-    return action.choices
