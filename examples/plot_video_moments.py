@@ -38,7 +38,9 @@ clips = []
 for c in range(3):
     clips.append(folder / f"clip_{c}.mp4")
     with av.open(str(clips[-1]), "w") as out:
-        stream = out.add_stream("libx264", rate=FPS)
+        # Lossless (qp 0): the frames decoded are the frames drawn, on every
+        # run; x264's lossy choices can vary from one run to the next.
+        stream = out.add_stream("libx264", rate=FPS, options={"qp": "0"})
         stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
         for i in range(FPS * SECONDS):
             image = shapes.images[c * SECONDS + i // FPS]
