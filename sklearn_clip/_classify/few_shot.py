@@ -1,6 +1,5 @@
 """CLIPFewShotClassifier: start from the prompts, learn from a few labelled images."""
 
-import warnings
 from functools import partial
 from numbers import Integral, Real
 
@@ -18,15 +17,15 @@ from sklearn_clip._base import (
     fill_doc,
 )
 from sklearn_clip._classify.classifier import (
+    FrameLabelsMixin,
     LogitClassifierMixin,
     fit_text_head,
 )
 from sklearn_clip._classify.few_shot_methods import (
-    FALLBACK,
     METHODS,
-    TIP_DEFAULT_BETA,
     ZERO_SHOT,
     check_regularization,
+    fall_back_setting,
     head_from_0_1_0,
 )
 from sklearn_clip._classify.heads import (
@@ -36,11 +35,12 @@ from sklearn_clip._classify.heads import (
     zero_shot_logits,
 )
 from sklearn_clip._classify.weights import check_weights
-from sklearn_clip.exceptions import FewShotWarning
 
 
 @fill_doc
-class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimatorBase):
+class CLIPFewShotClassifier(
+    FrameLabelsMixin, LogitClassifierMixin, ClassifierMixin, CLIPEstimatorBase
+):
     """A zero-shot classifier that learns from a few labelled images.
 
     It starts from the zero-shot classifier (class-name prompts, see
@@ -120,6 +120,7 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
     {cache_dir}
     {cache_dtype}
     {n_jobs}
+    {video}
 
     Attributes
     ----------
@@ -228,6 +229,7 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
         cache_dir=None,
         cache_dtype="float32",
         n_jobs=None,
+        video=None,
     ):
         self.model = model
         self.candidate_labels = candidate_labels
@@ -250,6 +252,7 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
         self.cache_dir = cache_dir
         self.cache_dtype = cache_dtype
         self.n_jobs = n_jobs
+        self.video = video
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None, sample_weight=None):
@@ -327,7 +330,9 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
         counts = np.bincount(targets)
         smallest = counts[counts > 0].min()
         if smallest < 2:
-            return self._fall_back(grid, counts), None
+            names = ("regularization", "prompt_weight")
+            left_to_cv = {k for k in names if getattr(self, k) == "cv"}
+            return fall_back_setting(grid, counts, self.classes_, left_to_cv), None
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         folds = cross_validation_folds(
             int(min(self.cv, smallest)), len(targets), random_state=seed
@@ -346,22 +351,6 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
             results[f"split{split}_test_accuracy"] = accuracies[:, split]
         return grid[best_candidate(losses, accuracies)], results
 
-    def _fall_back(self, grid, counts):
-        """One image of some class: no cross-validation, a fixed setting."""
-        fixed = {k: v for k, v in FALLBACK.items() if getattr(self, k) == "cv"}
-        rare = self.classes_[np.flatnonzero(counts == 1)].tolist()
-        warnings.warn(
-            f"cross-validation needs at least two images of every labelled class; "
-            f"{rare[:5]!r} have one. Using {fixed!r} instead; pass these values "
-            "to silence this warning.",
-            FewShotWarning,
-            stacklevel=4,
-        )
-        setting = {**grid[0], **fixed}
-        if "beta" in setting:
-            setting["beta"] = TIP_DEFAULT_BETA
-        return setting
-
     def _set_head(self, head, setting):
         for name in ("coef_", "intercept_", *_CACHE_ATTRIBUTES, "beta_"):
             self.__dict__.pop(name, None)
@@ -374,7 +363,10 @@ class CLIPFewShotClassifier(LogitClassifierMixin, ClassifierMixin, CLIPEstimator
             setattr(self, name, value)
 
     def _logits(self, X):
-        embeddings = self._encode(X, modality="image").astype(np.float64)
+        return self._embedding_logits(self._encode(X, modality="image"))
+
+    def _embedding_logits(self, embeddings):
+        embeddings = np.asarray(embeddings, dtype=np.float64)
         return self._head.logits(embeddings, self._zero_shot(embeddings))
 
     def __sklearn_tags__(self):

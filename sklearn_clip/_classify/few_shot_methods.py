@@ -13,12 +13,14 @@ A head is fitted on embeddings with :meth:`fit` and scores them with
 cross-validation fold, in the order the grid lists them.
 """
 
+import warnings
 from itertools import product
 from numbers import Real
 
 import numpy as np
 
 from sklearn_clip._classify.heads import fit_linear_head, tip_logits
+from sklearn_clip.exceptions import FewShotWarning
 
 # Penalties tried by regularization="cv", strongest first: from "stay at
 # zero-shot" (inf) to nearly unregularised. The linear fit warm-starts along it.
@@ -38,6 +40,28 @@ TIP_ALPHA_UNIT = 0.01
 # end, pulled hard enough that one image per class moves the head a little.
 FALLBACK = {"regularization": 1.0, "prompt_weight": 1.0}
 ZERO_SHOT = {"regularization": np.inf, "prompt_weight": 1.0}
+
+
+def fall_back_setting(grid, counts, classes, left_to_cv):
+    """The fixed setting used when some class has one image (no cross-validation).
+
+    ``left_to_cv`` names the parameters set to ``"cv"``; they take
+    :data:`FALLBACK`'s values, after a :class:`FewShotWarning` naming the
+    classes with one image.
+    """
+    fixed = {k: v for k, v in FALLBACK.items() if k in left_to_cv}
+    rare = classes[np.flatnonzero(counts == 1)].tolist()
+    warnings.warn(
+        f"cross-validation needs at least two images of every labelled class; "
+        f"{rare[:5]!r} have one. Using {fixed!r} instead; pass these values "
+        "to silence this warning.",
+        FewShotWarning,
+        stacklevel=5,
+    )
+    setting = {**grid[0], **fixed}
+    if "beta" in setting:
+        setting["beta"] = TIP_DEFAULT_BETA
+    return setting
 
 
 def _values(value, grid):

@@ -1,10 +1,14 @@
-"""Zero-shot over videos: one prediction per clip, and a label track per frame."""
+"""Classifiers over videos: one prediction per clip, and a label track per frame."""
 
 import numpy as np
 import pytest
 from scipy.special import softmax
 
-from sklearn_clip import CLIPEmbeddingTransformer, CLIPZeroShotClassifier
+from sklearn_clip import (
+    CLIPEmbeddingTransformer,
+    CLIPFewShotClassifier,
+    CLIPZeroShotClassifier,
+)
 from sklearn_clip.exceptions import InputErrorWarning
 
 LABELS = ["a red square", "a blue sky", "a green field"]
@@ -64,3 +68,25 @@ def test_label_track_names_unreadable_frames(fitted, video_files):
     assert unread.any() and not unread[track["row"] == 0].all()
     assert not unread[track["row"] == 1].any()
     assert track.loc[unread, "proba_a blue sky"].isna().all()
+
+
+def test_few_shot_learns_from_clips_pooled_by_its_rule(tiny_clip_path, video_files):
+    options = {"dtype": "float32", "device": "cpu", "video": {"frames": 3}}
+    clips = [video_files[name] for name in ("clip.mp4", "vfr.mkv", "short.mp4")]
+    clips = clips * 2
+    labels = ["a red square", "a blue sky", "a green field"] * 2
+    clf = CLIPFewShotClassifier(tiny_clip_path, prompt_weight=0.0, **options)
+    clf.fit(clips, labels)
+    embedder = CLIPEmbeddingTransformer(tiny_clip_path, **options).fit([])
+
+    def head(embeddings):
+        return softmax(embeddings @ clf.coef_.T + clf.intercept_, axis=1)
+
+    np.testing.assert_allclose(
+        clf.predict_proba(clips), head(embedder.transform(clips)), atol=1e-5
+    )
+    track, frames = clf.predict_frames(clips[:2]), embedder.transform_frames(clips[:2])
+    assert track["frame"].tolist() == [0, 1, 2, 0, 1, 2]
+    columns = [f"proba_{label}" for label in clf.classes_]
+    expected = head(frames[embedder.get_feature_names_out()].to_numpy())
+    np.testing.assert_allclose(track[columns].to_numpy(), expected, atol=1e-5)
