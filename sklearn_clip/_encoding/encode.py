@@ -84,19 +84,7 @@ def encode_texts(
     return out[inverse.reshape(-1)]
 
 
-def encode_images(
-    handle,
-    rows,
-    index=None,
-    *,
-    batch_size=32,
-    normalize=True,
-    on_error="raise",
-    progress=False,
-    n_workers=None,
-    cache=None,
-    video=None,
-):
+def encode_images(handle, rows, index=None, *, normalize=True, video=None, **options):
     """Embed image rows; returns ``(embeddings, failures)``.
 
     ``failures`` lists ``(position, ImageInputError)`` for the rows that could
@@ -112,19 +100,12 @@ def encode_images(
     :func:`~sklearn_clip._encoding.video.is_video`) is embedded as the pooled
     embedding of the frames ``video`` samples (the estimators' ``video``
     parameter: None or a dict, see
-    :class:`~sklearn_clip._encoding.video_sampling.VideoSampling`).
+    :class:`~sklearn_clip._encoding.video_sampling.VideoSampling`). The other
+    keyword ``options`` (``batch_size``, ``on_error``, ``progress``,
+    ``n_workers``, ``cache``) are :func:`encode_frames`'.
     """
     plan, frame_out, frame_failures = encode_frames(
-        handle,
-        rows,
-        index,
-        batch_size=batch_size,
-        normalize=normalize,
-        on_error=on_error,
-        progress=progress,
-        n_workers=n_workers,
-        cache=cache,
-        video=video,
+        handle, rows, index, normalize=normalize, video=video, **options
     )
     if not plan.has_video:
         return frame_out, frame_failures
