@@ -127,14 +127,15 @@ def positive_int(text):
     return value
 
 
-def add_output_options(parser, suffixes):
-    """``--output`` (a file ending in one of ``suffixes``) and ``--overwrite``."""
-    parser.add_argument("--output", required=True, help=" or ".join(suffixes))
+def add_output_options(parser, output_help, *, required=True, replaced="--output"):
+    """``--output`` (described by ``output_help``) and ``--overwrite``, which
+    replaces what ``replaced`` names."""
+    parser.add_argument("--output", required=required, help=output_help)
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace --output if it exists (by default an existing file is kept "
-        "and the command stops before doing any work)",
+        help=f"replace {replaced} if it exists (by default an existing file is "
+        "kept and the command stops before doing any work)",
     )
 
 

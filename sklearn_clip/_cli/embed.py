@@ -13,6 +13,7 @@ from sklearn_clip._cli.common import (
     CommandError,
     add_input_options,
     add_model_options,
+    add_output_options,
     add_video_options,
     check_output,
     frame_table,
@@ -47,16 +48,10 @@ def register(commands):
     estimator_option(
         parser, EMBEDDER, "modality", "--modality", choices=["image", "text"]
     )
-    parser.add_argument(
-        "--output",
-        required=True,
-        help=".parquet, .csv or .npy file; or a folder (ending in '/') for shards",
-    )
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace a single-file --output if it exists (by default an existing "
-        "file is kept and the command stops before doing any work)",
+    add_output_options(
+        parser,
+        ".parquet, .csv or .npy file; or a folder (ending in '/') for shards",
+        replaced="a single-file --output",
     )
     parser.add_argument(
         "--shard-size",

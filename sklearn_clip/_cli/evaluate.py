@@ -6,6 +6,7 @@ from pathlib import Path
 from sklearn_clip._cli.common import (
     AppendOverDefault,
     CommandError,
+    add_output_options,
     check_output,
     positive_int,
     write_frame,
@@ -58,16 +59,10 @@ def register(commands):
         "templates with {} for the label, separated by '|'; repeat to compare",
     )
     _settings(parser)
-    parser.add_argument(
-        "--output", required=True, help="the results table: .csv or .parquet"
+    add_output_options(
+        parser, "the results table: .csv or .parquet", replaced="--output and --plot"
     )
     parser.add_argument("--plot", help="the plot: .png, .svg or .pdf")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace --output and --plot if they exist (by default the command "
-        "stops before any work)",
-    )
     parser.set_defaults(run=run)
 
 

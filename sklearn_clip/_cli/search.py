@@ -7,6 +7,7 @@ from sklearn_clip._cli.common import (
     CommandError,
     add_cache_option,
     add_model_options,
+    add_output_options,
     add_video_options,
     image_files,
     video_option,
@@ -43,13 +44,7 @@ def register(commands):
         dest="k",
         help="hits to show (the searcher's n_neighbors)",
     )
-    parser.add_argument("--output", help="an .html contact sheet of the hits")
-    parser.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace --output if it exists (by default an existing file is kept "
-        "and the command stops before doing any work)",
-    )
+    add_output_options(parser, "an .html contact sheet of the hits", required=False)
     parser.set_defaults(run=run)
 
 

@@ -46,7 +46,7 @@ def register(commands):
         note="Give a prompt with {} for the label, or the name of a set; repeat "
         "to ensemble.",
     )
-    add_output_options(parser, OUTPUT_SUFFIXES)
+    add_output_options(parser, " or ".join(OUTPUT_SUFFIXES))
     parser.set_defaults(run=run)
 
 
