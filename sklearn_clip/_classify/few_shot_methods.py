@@ -10,7 +10,9 @@ so that one search grid spans them all:
 
 A head is fitted on embeddings with :meth:`fit` and scores them with
 :meth:`logits`; :meth:`fold_logits` scores a grid of settings on one
-cross-validation fold, in the order the grid lists them.
+cross-validation fold, in the order the grid lists them. Where
+cross-validation cannot run (a class with one image),
+:func:`fall_back_setting` gives the fixed setting used instead.
 """
 
 import warnings
