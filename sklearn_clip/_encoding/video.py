@@ -44,9 +44,31 @@ def _has_video_magic(data):
     )
 
 
+def _is_decoder(item):
+    # torchcodec's VideoDecoder, which datasets' Video(decode=True) gives.
+    return type(item).__module__.partition(".")[0] == "torchcodec"
+
+
+def _encoded(item):
+    """A decoded ``datasets`` Video value as the ``{"bytes", "path"}`` it was
+    decoded from (datasets' own ``encode_torchcodec_video``); else ``item``."""
+    if not _is_decoder(item):
+        return item
+    try:
+        from datasets.features.video import encode_torchcodec_video
+
+        return encode_torchcodec_video(item)
+    except (ImportError, NotImplementedError):
+        raise ValueError(
+            "this torchcodec VideoDecoder was not made by datasets' Video "
+            "feature, so its file is unknown: pass the video's path or bytes"
+        ) from None
+
+
 def is_video(item):
     """Whether an input row is a video: a path with a video ending, the bytes
-    of a video container, or a ``datasets`` value holding either.
+    of a video container, or a ``datasets`` value holding either (decoded,
+    as torchcodec's ``VideoDecoder``, or not).
 
     Examples
     --------
@@ -54,6 +76,8 @@ def is_video(item):
     >>> [is_video(x) for x in ("clip.MP4", "photo.jpg", {"path": "a.webm"})]
     [True, False, True]
     """
+    if _is_decoder(item):
+        return True
     if isinstance(item, str | os.PathLike):
         return Path(item).suffix.lower() in VIDEO_SUFFIXES
     if isinstance(item, bytes | bytearray):
@@ -92,6 +116,7 @@ class VideoSource:
     """
 
     def __init__(self, item):
+        item = _encoded(item)
         if isinstance(item, dict):
             data = item.get("bytes")
             item = item["path"] if data is None else bytes(data)

@@ -1,11 +1,15 @@
 """Videos as rows: sampled frames equal PyAV's own frames, clips pool them."""
 
+import sys
+import types
+
 import av
 import numpy as np
 import pandas as pd
 import pytest
 
 from sklearn_clip import CLIPEmbeddingTransformer
+from sklearn_clip.exceptions import ImageInputError
 
 
 def header_duration(path):
@@ -112,6 +116,46 @@ def test_bytes_and_datasets_values_read_as_the_file(embedder, video_files):
     out = est.transform(rows)
     for row in out[1:]:
         np.testing.assert_allclose(row, out[0], atol=1e-6)
+
+
+class StandInVideoDecoder:
+    """torchcodec's ``VideoDecoder`` as datasets calls it, for this test only:
+    torchcodec needs FFmpeg's shared libraries, which the test machines lack.
+    datasets' own ``Video`` feature decodes the column and tags each value."""
+
+    __module__ = "torchcodec.decoders"
+
+    def __init__(self, source, **options):
+        self.metadata = types.SimpleNamespace(path=None)
+
+
+@pytest.fixture
+def datasets_decodes_videos(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    package = types.ModuleType("torchcodec")
+    package.decoders = types.ModuleType("torchcodec.decoders")
+    package.decoders.VideoDecoder = StandInVideoDecoder
+    package.decoders.AudioDecoder = type("AudioDecoder", (), {})
+    monkeypatch.setitem(sys.modules, "torchcodec", package)
+    monkeypatch.setitem(sys.modules, "torchcodec.decoders", package.decoders)
+    monkeypatch.setattr(datasets.config, "TORCHCODEC_AVAILABLE", True)
+    return datasets
+
+
+def test_decoded_datasets_videos_read_as_their_file(
+    embedder, video_files, datasets_decodes_videos
+):
+    datasets, path = datasets_decodes_videos, video_files["clip.mkv"]
+    values = [str(path), {"bytes": path.read_bytes(), "path": None}]
+    features = datasets.Features({"video": datasets.Video()})
+    column = datasets.Dataset.from_dict({"video": values}, features=features)["video"]
+    assert all(isinstance(value, StandInVideoDecoder) for value in column)
+
+    est = embedder.set_params(video={"frames": 3}).fit([path])
+    expected = est.transform([path, path])
+    np.testing.assert_allclose(est.transform(column), expected, atol=1e-6)
+    with pytest.raises(ImageInputError, match="not made by datasets' Video"):
+        est.transform([StandInVideoDecoder(str(path))])
 
 
 @pytest.mark.parametrize(
