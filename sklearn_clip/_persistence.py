@@ -79,6 +79,9 @@ _SAVED_CLASSES = (
     ("sklearn_clip._embedding", "CLIPEmbeddingTransformer"),
     ("sklearn_clip._classify.few_shot", "CLIPFewShotClassifier"),
     ("sklearn_clip._retrieval.neighbors", "CLIPNearestNeighbors"),
+    # A searcher over a LanceDB table: where the table is, never its rows.
+    ("sklearn_clip._retrieval.lance", "LanceIndex"),
+    ("sklearn_clip._retrieval.lance_searcher", "TablePaths"),
     ("sklearn_clip._classify.zero_shot", "CLIPZeroShotClassifier"),
     ("sklearn_clip._backends.torch.handle", "ModelHandle"),
     ("sklearn_clip._backends.exported.handle", "ExportedModelHandle"),

@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sklearn_clip import CLIPNearestNeighbors
+from sklearn_clip import CLIPNearestNeighbors, skops_trusted_types
 from sklearn_clip.cli import main as cli_main
 
 pytest.importorskip("lancedb")
+sio = pytest.importorskip("skops.io")
 
 TEXTS = ["a red square", "a blue circle", "noise"]
 ON_CPU = {"device": "cpu", "dtype": "float32"}
@@ -64,9 +65,16 @@ def test_a_table_answers_as_the_exact_searcher_and_stores_the_paths(
         )
     rows = search.kneighbors(TEXTS, query_modality="text")[1]
     np.testing.assert_array_equal(search.paths_[rows], np.array(files)[rows])
-    again = pickle.loads(pickle.dumps(search))  # the pickle points at the table
-    _assert_same_answers(again.kneighbors(TEXTS, query_modality="text"),
-                         exact.kneighbors(TEXTS, query_modality="text"))  # fmt: skip
+    # A pickle or a skops file points at the table; skops trusts what it holds.
+    data = sio.dumps(search)
+    assert set(sio.get_untrusted_types(data=data)) <= set(skops_trusted_types())
+    for again in (
+        pickle.loads(pickle.dumps(search)),
+        sio.loads(data, trusted=skops_trusted_types()),
+    ):
+        answers = again.kneighbors(TEXTS, query_modality="text")
+        _assert_same_answers(answers, exact.kneighbors(TEXTS, query_modality="text"))
+        assert again.paths_[rows].tolist() == search.paths_[rows].tolist()
 
     search.partial_fit(files[:2])  # rows 30 and 31: copies of rows 0 and 1
     distances, rows = search.kneighbors(files[:1], n_neighbors=2)
