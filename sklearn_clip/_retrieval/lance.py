@@ -124,7 +124,8 @@ class LanceIndex:
         """A new, empty table with ``tag``; one of ours replaced under 'overwrite'."""
         import pyarrow as pa
 
-        if self.exists():
+        replacing = self.exists()
+        if replacing:
             self.tag()  # never replace a table sklearn-clip did not write
             if self.options["mode"] != "overwrite":
                 raise ValueError(
@@ -142,7 +143,10 @@ class LanceIndex:
         )
         db = _lancedb().connect(self.options["path"])
         name = self.options["table"]
-        self._table = db.create_table(name, schema=schema, mode="overwrite")
+        # "create" for a new table: "overwrite" would log a warning that there
+        # is nothing to overwrite.
+        mode = "overwrite" if replacing else "create"
+        self._table = db.create_table(name, schema=schema, mode=mode)
 
     def append(self, start, sources, embeddings):
         """Append rows ``start``, ``start + 1``...; rows with NaN are left out."""
