@@ -226,6 +226,14 @@ class LanceIndex:
         rows[which, rank] = found.column("row").to_numpy()
         return tie_ordered(sims, rows)
 
+    def stored(self, size):
+        """The stored rows ``size`` at a time: ``(row numbers, embeddings)``."""
+        query = self.table().search().select(["row", "vector"]).limit(None)
+        for batch in query.to_batches(size):
+            vectors = batch.column("vector").flatten().to_numpy(zero_copy_only=False)
+            vectors = vectors.reshape(batch.num_rows, -1).astype(np.float32)
+            yield batch.column("row").to_numpy(), vectors
+
     def sources(self, rows):
         """The ``path`` stored for each row number (None for -1)."""
         rows = np.asarray(rows, np.int64)

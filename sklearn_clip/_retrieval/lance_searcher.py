@@ -19,24 +19,28 @@ import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
 from sklearn_clip._retrieval.lance import SHARD_MANIFEST, SHARD_PATTERN, LanceIndex
-from sklearn_clip._retrieval.search import cosine_distances
+from sklearn_clip._retrieval.search import (
+    DUPLICATE_CANDIDATES,
+    check_threshold,
+    cosine_distances,
+    groups,
+    radius_answers,
+    reaches,
+    within_stored,
+)
+
+# Stored rows read at once by the scans (32 MiB of float32 at 512 dimensions).
+SCAN_ROWS = 1 << 14
 
 
 def on_table(method):
     """Decorate a method of ``CLIPNearestNeighbors``: with ``index="lancedb"``
-    the function of this module of the same name runs instead, and a method
-    without one (it needs every row in memory) is refused."""
+    the function of this module of the same name runs instead."""
 
     @functools.wraps(method)
     def dispatch(estimator, *args, **kwargs):
         if estimator.index != "lancedb":
             return method(estimator, *args, **kwargs)
-        if method.__name__ not in ON_TABLE:
-            raise ValueError(
-                f"{method.__name__} needs the collection in memory; with "
-                "index='lancedb' use kneighbors, or fit another searcher with "
-                "index='exact'"
-            )
         return ON_TABLE[method.__name__](estimator, *args, **kwargs)
 
     return dispatch
@@ -218,6 +222,42 @@ def kneighbors(
     return (distances, indices) if return_distance else indices
 
 
+def radius_neighbors(
+    estimator,
+    X,
+    radius=None,
+    return_distance=True,
+    sort_results=True,
+    *,
+    query_modality=None,
+):
+    """``radius_neighbors`` with ``index="lancedb"``: exact, as in memory; the
+    table is read ``SCAN_ROWS`` rows at a time, never held whole."""
+    check_is_fitted(estimator)
+    radius = estimator.radius if radius is None else radius
+    queries, failed = estimator._queries(X, query_modality)
+    blocks = estimator._ann.stored(SCAN_ROWS)
+    sims, rows = within_stored(blocks, queries, np.float32(1.0 - radius))
+    return radius_answers(sims, rows, failed, return_distance)
+
+
+def find_duplicates(estimator, threshold=0.95):
+    """``find_duplicates`` with ``index="lancedb"``: each stored row's nearest
+    rows by the table's index (re-ranked: exact similarities) that reach
+    ``threshold``, joined into groups."""
+    check_is_fitted(estimator)
+    threshold = check_threshold(threshold)
+    k = min(DUPLICATE_CANDIDATES, estimator._ann.count())
+    pairs = []
+    for rows, vectors in estimator._ann.stored(SCAN_ROWS):
+        sims, found = estimator._ann.search(vectors, k)
+        keep = reaches(sims, threshold, np.float32) & (found >= 0)
+        keep &= found != rows[:, None]
+        pairs.append(np.stack([np.broadcast_to(rows[:, None], keep.shape)[keep],
+                               found[keep]], axis=1))  # fmt: skip
+    return groups(estimator.n_samples_fit_, np.concatenate([np.empty((0, 2)), *pairs]))
+
+
 class TablePaths:
     """``paths_``: ``paths_[rows]`` is the path stored with each row number
     (an array of the same shape; None for ``-1`` or a row stored without one)."""
@@ -229,4 +269,10 @@ class TablePaths:
         return self.index.sources(rows)
 
 
-ON_TABLE = {"fit": fit, "partial_fit": partial_fit, "kneighbors": kneighbors}
+ON_TABLE = {
+    "fit": fit,
+    "partial_fit": partial_fit,
+    "kneighbors": kneighbors,
+    "radius_neighbors": radius_neighbors,
+    "find_duplicates": find_duplicates,
+}

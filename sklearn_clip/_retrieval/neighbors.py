@@ -300,7 +300,8 @@ class CLIPNearestNeighbors(NeighborsGraphMixin, MomentSearchMixin, CLIPEstimator
     ):
         """Every row within a cosine distance of each query, nearest first.
 
-        Always exact, also with an approximate index.
+        Always exact, also with an approximate index (a LanceDB table is
+        read a block of rows at a time).
 
         Parameters
         ----------
@@ -327,13 +328,8 @@ class CLIPNearestNeighbors(NeighborsGraphMixin, MomentSearchMixin, CLIPEstimator
         collection, rows = self._collection()
         queries, failed = self._queries(X, query_modality)
         sims, found = _search.within(collection, queries, np.float32(1.0 - radius))
-        distances = np.empty(len(sims), dtype=object)
-        indices = np.empty(len(sims), dtype=object)
-        for i, (s, f) in enumerate(zip(sims, found)):
-            keep = slice(0) if failed[i] else slice(None)
-            distances[i] = _search.cosine_distances(s[keep])
-            indices[i] = rows[f[keep]]
-        return (distances, indices) if return_distance else indices
+        found = [rows[f] for f in found]
+        return _search.radius_answers(sims, found, failed, return_distance)
 
     def _queries(self, X, query_modality):
         modality = query_modality or self.modality
@@ -381,14 +377,14 @@ class CLIPNearestNeighbors(NeighborsGraphMixin, MomentSearchMixin, CLIPEstimator
             first row.
         """
         check_is_fitted(self)
-        if not isinstance(threshold, Real) or not -1 <= threshold <= 1:
-            raise ValueError(f"threshold must be in [-1, 1]; got {threshold!r}")
+        threshold = _search.check_threshold(threshold)
         collection, rows = self._collection()
-        threshold = np.float32(threshold)
         if self.index == "exact":
             found = _search.similar_groups(collection, threshold)
         else:
-            candidates = self._ann.neighbour_positions(self.embeddings_, rows, 16)
+            candidates = self._ann.neighbour_positions(
+                self.embeddings_, rows, _search.DUPLICATE_CANDIDATES
+            )
             pairs = _search.verified_pairs(collection, candidates, threshold)
             found = _search.groups(len(rows), pairs)
         return [rows[group] for group in found]

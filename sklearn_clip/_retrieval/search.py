@@ -14,6 +14,8 @@ Thresholds are compared with the rounding of the stored rows allowed for
 0.99999994, so ``similarity >= 1.0`` would miss a byte-identical copy.
 """
 
+from numbers import Real
+
 import numpy as np
 
 # Similarities held at once (queries x collection rows), in float32: 64 MiB.
@@ -23,6 +25,8 @@ MAX_BLOCK_ROWS = 1 << 16
 QUERY_BLOCK = 1024
 # Similarities held at once by the duplicate search (4 MiB), with their pairs.
 PAIR_BLOCK_ELEMENTS = 1 << 20
+# Neighbours of each row an approximate index proposes as its near-copies.
+DUPLICATE_CANDIDATES = 16
 
 # How far rounding can move a stored unit row's similarity below its true
 # value: float32 products are off by about 1e-7; a float16 row's length is
@@ -127,18 +131,41 @@ def within(collection, queries, min_similarity):
     >>> within(np.eye(3, dtype=np.float32), [[0.6, 0.8, 0.0]], 0.7)
     ([array([0.8], dtype=float32)], [array([1])])
     """
+    found = [([], []) for _ in range(len(queries))]
+    _gather_within(found, collection, _as_queries(queries), min_similarity)
+    return _best_first(found)
+
+
+def within_stored(blocks, queries, min_similarity):
+    """:func:`within` over a collection read a block at a time.
+
+    ``blocks`` yields ``(row numbers, embeddings)``; the indices returned are
+    those row numbers. The answers equal :func:`within` over all the blocks
+    stacked, and only one block is held at a time.
+    """
     queries = _as_queries(queries)
     found = [([], []) for _ in range(len(queries))]
+    for numbers, block in blocks:
+        _gather_within(found, block, queries, min_similarity, numbers)
+    return _best_first(found)
+
+
+def _gather_within(found, collection, queries, min_similarity, numbers=None):
+    """Append each query's hits in ``collection`` to ``found[query]``."""
     for q0, q1 in _blocks(len(queries), QUERY_BLOCK):
         for start, sims in _products(collection, queries[q0:q1]):
             hit = reaches(sims, min_similarity, collection.dtype)
             q, r = np.nonzero(hit)
             values = sims[q, r]
-            r = r + start
+            r = r + start if numbers is None else np.asarray(numbers)[r + start]
             for query in np.unique(q):
                 hit = q == query
                 found[q0 + query][0].append(values[hit])
                 found[q0 + query][1].append(r[hit])
+
+
+def _best_first(found):
+    """Each query's gathered hits, most similar first, ties by row."""
     sims, rows = [], []
     for values, indices in found:
         values = np.concatenate(values) if values else np.empty(0, np.float32)
@@ -258,6 +285,25 @@ def cosine_distances(similarities):
     # Rounding can put a similarity a hair above 1; distances stay in [0, 2]
     # as scikit-learn's cosine_distances keeps them.
     return np.clip(1.0 - similarities, 0.0, 2.0).astype(np.float32)
+
+
+def radius_answers(sims, rows, failed, return_distance):
+    """``radius_neighbors``' answers from each query's hits: object arrays of
+    distances and rows, empty for a query that ``failed`` to embed."""
+    distances = np.empty(len(sims), dtype=object)
+    indices = np.empty(len(sims), dtype=object)
+    for i, (s, r) in enumerate(zip(sims, rows)):
+        keep = slice(0) if failed[i] else slice(None)
+        distances[i] = cosine_distances(s[keep])
+        indices[i] = np.asarray(r, np.int64)[keep]
+    return (distances, indices) if return_distance else indices
+
+
+def check_threshold(threshold):
+    """A duplicate threshold as float32; outside [-1, 1] refused."""
+    if not isinstance(threshold, Real) or not -1 <= threshold <= 1:
+        raise ValueError(f"threshold must be in [-1, 1]; got {threshold!r}")
+    return np.float32(threshold)
 
 
 def unit_rows(X, dim):

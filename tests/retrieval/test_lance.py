@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from sklearn_clip import CLIPNearestNeighbors, skops_trusted_types
+from sklearn_clip._retrieval import lance_searcher
 from sklearn_clip.cli import main as cli_main
 
 pytest.importorskip("lancedb")
@@ -196,15 +197,39 @@ def test_the_ivf_index_with_re_ranking_finds_the_exact_neighbours(tmp_path):
     ]
 
 
-def test_what_a_table_cannot_do_is_refused(tiny_clip_path, tmp_path):
+def test_radius_and_duplicates_over_a_table_answer_as_in_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(lance_searcher, "SCAN_ROWS", 700)  # the scans read 5 blocks
+    rng = np.random.default_rng(1)
+    collection = _clustered(3000, 32, rng)
+    copies = collection[[5, 17, 17, 2999]] + 1e-4 * rng.normal(size=(4, 32))
+    collection = np.concatenate([collection, copies.astype(np.float32)])
+    options = _table(tmp_path, index_min_rows=1000, chunk_size=1000)
+    search = CLIPNearestNeighbors(
+        modality="embedding", index="lancedb", index_options=options
+    ).fit(collection)
+    assert search._ann.table().list_indices()  # the duplicates use the IVF index
+    exact = CLIPNearestNeighbors(modality="embedding").fit(collection)
+    queries = _clustered(20, 32, rng)
+    # No pair within rounding of the radius, on any CPU's float32 products.
+    assert np.abs(1 - queries @ collection.T - 0.55).min() > 1e-5
+    got, expected = (
+        search.radius_neighbors(queries, 0.55),
+        exact.radius_neighbors(queries, 0.55),
+    )
+    assert sum(len(rows) for rows in expected[1]) > 100
+    for distances, rows, want_distances, want_rows in zip(*got, *expected):
+        np.testing.assert_array_equal(rows, want_rows)
+        np.testing.assert_allclose(distances, want_distances, atol=1e-6)
+    groups = [g.tolist() for g in search.find_duplicates(threshold=0.99)]
+    assert groups == [g.tolist() for g in exact.find_duplicates(threshold=0.99)]
+    assert groups == [[5, 3000], [17, 3001, 3002], [2999, 3003]]
+
+
+def test_bad_table_settings_are_refused(tmp_path):
     vectors = np.eye(4, dtype=np.float32)
     search = CLIPNearestNeighbors(
         modality="embedding", index="lancedb", index_options=_table(tmp_path)
     ).fit(vectors)
-    with pytest.raises(ValueError, match="radius_neighbors needs the collection"):
-        search.radius_neighbors(vectors)
-    with pytest.raises(ValueError, match="find_duplicates needs the collection"):
-        search.find_duplicates()
     with pytest.raises(ValueError, match="n_neighbors must be .* from 1 to 4"):
         search.kneighbors(vectors, n_neighbors=5)
     with pytest.raises(ValueError, match="needs index_options=.*path"):
