@@ -85,6 +85,12 @@ class MomentSearchMixin:
 
         check_is_fitted(self)
         frames = self.__dict__.get("frames_")
+        if self.index == "lancedb":
+            raise ValueError(
+                "search_moments searches frames kept in memory, and a LanceDB "
+                "table stores one pooled row per clip: fit a searcher with "
+                "index='exact' or 'faiss' on the videos to search their moments"
+            )
         if frames is None:
             raise ValueError(
                 "search_moments needs a collection with videos; this one was "

@@ -230,6 +230,8 @@ def test_bad_table_settings_are_refused(tmp_path):
     search = CLIPNearestNeighbors(
         modality="embedding", index="lancedb", index_options=_table(tmp_path)
     ).fit(vectors)
+    with pytest.raises(ValueError, match="search_moments .* index='exact'"):
+        search.search_moments(vectors, query_modality="embedding")
     with pytest.raises(ValueError, match="n_neighbors must be .* from 1 to 4"):
         search.kneighbors(vectors, n_neighbors=5)
     with pytest.raises(ValueError, match="needs index_options=.*path"):
