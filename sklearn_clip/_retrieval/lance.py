@@ -226,9 +226,11 @@ class LanceIndex:
         rows[which, rank] = found.column("row").to_numpy()
         return tie_ordered(sims, rows)
 
-    def stored(self, size):
-        """The stored rows ``size`` at a time: ``(row numbers, embeddings)``."""
-        query = self.table().search().select(["row", "vector"]).limit(None)
+    def stored(self, size, start=0):
+        """The stored rows from the ``start``-th on, at most ``size`` at a time
+        (fewer where the table's files meet): ``(row numbers, embeddings)``."""
+        query = self.table().search().select(["row", "vector"])
+        query = query.offset(start).limit(None)
         for batch in query.to_batches(size):
             vectors = batch.column("vector").flatten().to_numpy(zero_copy_only=False)
             vectors = vectors.reshape(batch.num_rows, -1).astype(np.float32)

@@ -20,12 +20,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from sklearn_clip._retrieval.lance import SHARD_MANIFEST, SHARD_PATTERN, LanceIndex
 from sklearn_clip._retrieval.search import (
-    DUPLICATE_CANDIDATES,
     check_threshold,
     cosine_distances,
-    groups,
     radius_answers,
-    reaches,
+    similar_groups_stored,
     within_stored,
 )
 
@@ -242,20 +240,16 @@ def radius_neighbors(
 
 
 def find_duplicates(estimator, threshold=0.95):
-    """``find_duplicates`` with ``index="lancedb"``: each stored row's nearest
-    rows by the table's index (re-ranked: exact similarities) that reach
-    ``threshold``, joined into groups."""
+    """``find_duplicates`` with ``index="lancedb"``: exact, as ``index="exact"``
+    in memory; every pair of stored rows is compared, two blocks of
+    at most ``SCAN_ROWS`` rows read at a time."""
     check_is_fitted(estimator)
     threshold = check_threshold(threshold)
-    k = min(DUPLICATE_CANDIDATES, estimator._ann.count())
-    pairs = []
-    for rows, vectors in estimator._ann.stored(SCAN_ROWS):
-        sims, found = estimator._ann.search(vectors, k)
-        keep = reaches(sims, threshold, np.float32) & (found >= 0)
-        keep &= found != rows[:, None]
-        pairs.append(np.stack([np.broadcast_to(rows[:, None], keep.shape)[keep],
-                               found[keep]], axis=1))  # fmt: skip
-    return groups(estimator.n_samples_fit_, np.concatenate([np.empty((0, 2)), *pairs]))
+    return similar_groups_stored(
+        functools.partial(estimator._ann.stored, SCAN_ROWS),
+        estimator.n_samples_fit_,
+        threshold,
+    )
 
 
 class TablePaths:

@@ -350,11 +350,12 @@ class CLIPNearestNeighbors(NeighborsGraphMixin, MomentSearchMixin, CLIPEstimator
         ``threshold``: a chain of near-copies is one group even when its ends
         are further apart.
 
-        With ``index="exact"`` every pair is compared (``n * n / 2`` dot
+        With ``index="exact"`` (and ``"lancedb"``, whose table is read two
+        blocks at a time) every pair is compared (``n * n / 2`` dot
         products) and the groups are exact; pairs are merged into groups block
         by block, so memory stays under about 100 MB besides the embeddings
-        and a few integers per row, however many pairs pass. With an
-        approximate index each row is compared with its 16 approximate
+        and a few integers per row, however many pairs pass. With the faiss
+        index each row is compared with its 16 approximate
         nearest neighbours, and each such pair is kept only if its exact
         similarity reaches the threshold: nothing below the threshold is ever
         grouped, but a near-copy that the index misses is not found.

@@ -191,19 +191,48 @@ def similar_groups(collection, threshold):
         As :func:`groups`.
     """
     n = len(collection)
-    labels = np.arange(n)
+    labels, rows = np.arange(n), np.arange(n)
     for a0, a1 in _blocks(n, QUERY_BLOCK):
-        block = collection[a0:a1].astype(np.float32)
-        for b0, b1 in _blocks(n - a0, max(1, PAIR_BLOCK_ELEMENTS // (a1 - a0))):
-            sims = block @ collection[a0 + b0 : a0 + b1].astype(np.float32).T
-            i, j = np.nonzero(reaches(sims, threshold, collection.dtype))
-            i, j = i + a0, j + a0 + b0
-            # Only pairs joining two groups change anything; when most pairs
-            # pass, most of them are already in one group.
-            new = labels[i] != labels[j]
-            if new.any():
-                labels = _joined(labels, i[new], j[new])
+        left, right = (rows[a0:a1], collection[a0:a1]), (rows[a0:], collection[a0:])
+        labels = _join_similar(labels, left, right, threshold, collection.dtype)
     return _groups_of(labels)
+
+
+def similar_groups_stored(blocks_from, n, threshold):
+    """:func:`similar_groups` over a collection read a block at a time.
+
+    ``blocks_from(start)`` yields the stored rows from the ``start``-th on,
+    in blocks of ``(row numbers, embeddings)``, row numbers below ``n``. Each
+    block is compared with itself and the rows after it, so the groups equal
+    :func:`similar_groups` over all the blocks stacked; two blocks are held
+    at a time.
+    """
+    labels, start = np.arange(n), 0
+    for rows, block in blocks_from(0):
+        for right in blocks_from(start):
+            for a0, a1 in _blocks(len(block), QUERY_BLOCK):
+                left = (rows[a0:a1], block[a0:a1])
+                labels = _join_similar(labels, left, right, threshold, block.dtype)
+        start += len(rows)
+    return _groups_of(labels)
+
+
+def _join_similar(labels, left, right, threshold, dtype):
+    """``labels`` once every ``left`` row is joined to the ``right`` rows it
+    reaches ``threshold`` with; each side is ``(row numbers, embeddings)``."""
+    (left_rows, left), (right_rows, right) = left, right
+    left = left.astype(np.float32)
+    step = max(1, PAIR_BLOCK_ELEMENTS // len(left))
+    for b0, b1 in _blocks(len(right), step):
+        sims = left @ right[b0:b1].astype(np.float32).T
+        i, j = np.nonzero(reaches(sims, threshold, dtype))
+        i, j = left_rows[i], right_rows[b0 + j]
+        # Only pairs joining two groups change anything; when most pairs
+        # pass, most of them are already in one group.
+        new = labels[i] != labels[j]
+        if new.any():
+            labels = _joined(labels, i[new], j[new])
+    return labels
 
 
 def verified_pairs(collection, candidates, threshold):

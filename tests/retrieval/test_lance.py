@@ -198,7 +198,9 @@ def test_the_ivf_index_with_re_ranking_finds_the_exact_neighbours(tmp_path):
 
 
 def test_radius_and_duplicates_over_a_table_answer_as_in_memory(tmp_path, monkeypatch):
-    monkeypatch.setattr(lance_searcher, "SCAN_ROWS", 700)  # the scans read 5 blocks
+    # The scans read blocks of 700 rows from files of 1,000 (appended chunks):
+    # blocks of 700 and 300 rows, none aligned with the files.
+    monkeypatch.setattr(lance_searcher, "SCAN_ROWS", 700)
     rng = np.random.default_rng(1)
     collection = _clustered(3000, 32, rng)
     copies = collection[[5, 17, 17, 2999]] + 1e-4 * rng.normal(size=(4, 32))
@@ -207,7 +209,7 @@ def test_radius_and_duplicates_over_a_table_answer_as_in_memory(tmp_path, monkey
     search = CLIPNearestNeighbors(
         modality="embedding", index="lancedb", index_options=options
     ).fit(collection)
-    assert search._ann.table().list_indices()  # the duplicates use the IVF index
+    assert search._ann.table().list_indices()  # indexed; both scans are exact
     exact = CLIPNearestNeighbors(modality="embedding").fit(collection)
     queries = _clustered(20, 32, rng)
     # No pair within rounding of the radius, on any CPU's float32 products.
