@@ -260,7 +260,8 @@ class TablePaths:
         self.index = index
 
     def __getitem__(self, rows):
-        return self.index.sources(rows)
+        found = self.index.sources(rows)
+        return found.item() if found.ndim == 0 else found  # one row: its path
 
 
 ON_TABLE = {

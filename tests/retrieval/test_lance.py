@@ -66,6 +66,7 @@ def test_a_table_answers_as_the_exact_searcher_and_stores_the_paths(
         )
     rows = search.kneighbors(TEXTS, query_modality="text")[1]
     np.testing.assert_array_equal(search.paths_[rows], np.array(files)[rows])
+    assert search.paths_[int(rows[0, 0])] == files[rows[0, 0]]
     # A pickle or a skops file points at the table; skops trusts what it holds.
     data = sio.dumps(search)
     assert set(sio.get_untrusted_types(data=data)) <= set(skops_trusted_types())
