@@ -12,9 +12,19 @@ class TowerRefused(ValueError):
     """One tower setting that has no exact counterpart."""
 
 
+# Custom attention blocks: no transformers class computes them.
+_CUSTOM_BLOCK = (
+    "qk_norm",
+    "scaled_cosine_attn",
+    "scale_heads",
+    "scale_attn_inner",
+    "scale_attn",
+    "scale_fc",
+)
 # Settings open_clip knows for each tower. Training-only ones (dropouts) are
 # accepted: they do nothing at inference.
 _COMMON = {
+    *_CUSTOM_BLOCK,
     "width",
     "layers",
     "mlp_ratio",
@@ -25,12 +35,6 @@ _COMMON = {
     "final_ln_after_pool",
     "pool_type",
     "block_type",
-    "qk_norm",
-    "scaled_cosine_attn",
-    "scale_heads",
-    "scale_attn_inner",
-    "scale_attn",
-    "scale_fc",
 }
 _VISION_KEYS = _COMMON | {
     "head_width",
@@ -68,15 +72,6 @@ _TEXT_KEYS = _COMMON | {
     "hf_proj_type",
     "hf_pooler_type",
 }
-# Custom attention blocks: no transformers class computes them.
-_CUSTOM_BLOCK = (
-    "qk_norm",
-    "scaled_cosine_attn",
-    "scale_heads",
-    "scale_attn_inner",
-    "scale_attn",
-    "scale_fc",
-)
 # The CLIP BPE: 49,408 tokens, the end of text the highest id (so open_clip's
 # argmax pooling is transformers' first-end-token pooling).
 CLIP_BPE_SIZE = 49408
