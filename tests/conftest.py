@@ -92,6 +92,18 @@ def grey_levels(difference, config):
     return (difference * std * 255).abs()
 
 
+def noise_pngs(folder, shapes, seed=0):
+    """PNG files of random RGB pixels in ``folder``, one per ``(height, width)``
+    of ``shapes``, named ``000.png``, ``001.png``...; their paths as strings."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i, (height, width) in enumerate(shapes):
+        paths.append(str(folder / f"{i:03d}.png"))
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(paths[-1])
+    return paths
+
+
 def encoded(image, fmt, **options):
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)

@@ -16,11 +16,11 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from sklearn_clip import CLIPNearestNeighbors, skops_trusted_types
 from sklearn_clip._retrieval import lance_searcher
 from sklearn_clip.cli import main as cli_main
+from tests.conftest import noise_pngs
 
 pytest.importorskip("lancedb")
 sio = pytest.importorskip("skops.io")
@@ -32,13 +32,7 @@ ON_CPU = {"device": "cpu", "dtype": "float32"}
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lance-images")
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(30):
-        paths.append(str(folder / f"{i:03d}.png"))
-        pixels = rng.integers(0, 256, (10 + i % 7, 12, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(paths[-1])
-    return paths
+    return noise_pngs(folder, [(10 + i % 7, 12) for i in range(30)])
 
 
 def _table(tmp_path, **options):

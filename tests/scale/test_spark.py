@@ -14,7 +14,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from sklearn_clip import (
     CLIPEmbeddingTransformer,
@@ -23,6 +22,7 @@ from sklearn_clip import (
     export_model,
 )
 from sklearn_clip.spark import OUTPUT_COLUMNS, output_schema, partition_function
+from tests.conftest import noise_pngs
 
 pytest.importorskip("pyspark")
 pytestmark = [
@@ -39,13 +39,7 @@ ON_CPU = {"device": "cpu", "dtype": "float32"}
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("spark-images")
-    rng = np.random.default_rng(0)
-    paths = []
-    for i in range(N_FILES):
-        paths.append(str(folder / f"{i:03d}.png"))
-        pixels = rng.integers(0, 256, (12 + i % 5, 14, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(paths[-1])
-    return paths
+    return noise_pngs(folder, [(12 + i % 5, 14) for i in range(N_FILES)])
 
 
 def map_in_pandas(frame, estimator, method="transform", column="path"):
