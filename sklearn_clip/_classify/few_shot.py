@@ -330,9 +330,8 @@ class CLIPFewShotClassifier(
         counts = np.bincount(targets)
         smallest = counts[counts > 0].min()
         if smallest < 2:
-            names = ("regularization", "prompt_weight")
-            left_to_cv = {k for k in names if getattr(self, k) == "cv"}
-            return fall_back_setting(grid, counts, self.classes_, left_to_cv), None
+            params = self.get_params(deep=False)
+            return fall_back_setting(grid, counts, self.classes_, params), None
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         folds = cross_validation_folds(
             int(min(self.cv, smallest)), len(targets), random_state=seed

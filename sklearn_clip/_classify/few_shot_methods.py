@@ -44,14 +44,13 @@ FALLBACK = {"regularization": 1.0, "prompt_weight": 1.0}
 ZERO_SHOT = {"regularization": np.inf, "prompt_weight": 1.0}
 
 
-def fall_back_setting(grid, counts, classes, left_to_cv):
+def fall_back_setting(grid, counts, classes, params):
     """The fixed setting used when some class has one image (no cross-validation).
 
-    ``left_to_cv`` names the parameters set to ``"cv"``; they take
-    :data:`FALLBACK`'s values, after a :class:`FewShotWarning` naming the
-    classes with one image.
+    The estimator's ``params`` set to ``"cv"`` take :data:`FALLBACK`'s
+    values, after a :class:`FewShotWarning` naming the classes with one image.
     """
-    fixed = {k: v for k, v in FALLBACK.items() if k in left_to_cv}
+    fixed = {k: v for k, v in FALLBACK.items() if params[k] == "cv"}
     rare = classes[np.flatnonzero(counts == 1)].tolist()
     warnings.warn(
         f"cross-validation needs at least two images of every labelled class; "
