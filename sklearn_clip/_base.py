@@ -27,7 +27,6 @@ from sklearn_clip._encoding.encode import (
 )
 from sklearn_clip._encoding.inputs import as_rows
 from sklearn_clip._encoding.prefetch import usable_cores
-from sklearn_clip._encoding.video_sampling import VideoSampling
 from sklearn_clip._loader.pickling import check_same_model, handle_from_files
 from sklearn_clip._loader.registry import load_model
 from sklearn_clip._options import CACHE_DTYPES, DTYPE_NAMES, ON_ERROR_OPTIONS
@@ -254,9 +253,8 @@ class CLIPEstimatorBase(BaseEstimator):
         plan, embeddings, failures = encode_frames(
             self._get_model(), rows, index, normalize=normalize, **options
         )
-        pooling = VideoSampling.from_param(options["video"]).pooling
         pooled, failed = pool(
-            plan, embeddings, failures, normalize=normalize, pooling=pooling
+            plan, embeddings, failures, normalize=normalize, video=options["video"]
         )
         return {
             **frame_columns(plan, embeddings, index),

@@ -21,6 +21,7 @@ from sklearn_clip._encoding.video import (
     is_video,
     probe,
 )
+from sklearn_clip._encoding.video_sampling import VideoSampling
 
 
 @dataclass
@@ -95,16 +96,18 @@ def clip_failures(plan, frame_failures):
     return sorted(failed.items(), key=lambda pair: pair[0])
 
 
-def pool(plan, frame_out, frame_failures, *, normalize, pooling="mean"):
+def pool(plan, frame_out, frame_failures, *, normalize, video=None):
     """One embedding per input row from its frames: ``(embeddings, failures)``.
 
-    A clip's embedding is the mean (or the element-wise maximum) of its frame
+    A clip's embedding is the mean (or the element-wise maximum, as the
+    estimators' ``video`` parameter's ``"pooling"`` says) of its frame
     embeddings, computed in float64 and scaled to unit length when
     ``normalize``, as the model's image embeddings are; a still image keeps
     its own embedding. A row with a frame that failed, or whose clip could
     not be opened, is NaN and listed in ``failures``: no clip is pooled from
     some of its frames silently.
     """
+    pooling = VideoSampling.from_param(video).pooling
     failures = clip_failures(plan, frame_failures)
     out = np.full((plan.n_rows, frame_out.shape[1]), np.nan, np.float32)
     failed = {position for position, _ in failures}

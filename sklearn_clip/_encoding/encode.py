@@ -109,8 +109,7 @@ def encode_images(handle, rows, index=None, *, normalize=True, video=None, **opt
     )
     if not plan.has_video:
         return frame_out, frame_failures
-    pooling = VideoSampling.from_param(video).pooling
-    return pool(plan, frame_out, frame_failures, normalize=normalize, pooling=pooling)
+    return pool(plan, frame_out, frame_failures, normalize=normalize, video=video)
 
 
 def encode_frames(
