@@ -292,7 +292,6 @@ def encode_through_cache(
         _encode_and_store(cache, folder, encode, keys, items, out, normalize)
     with _counters_lock:
         counters[kind].update(hits=hits, misses=len(positions) - hits)
-        counters[kind].update(decoded=len(positions) - hits)
     if damaged:
         warnings.warn(
             f"{damaged} damaged entries in the embedding cache {str(folder)!r} "
@@ -316,7 +315,8 @@ def _encode_and_store(cache, folder, encode, keys, items, out, normalize):
 
 
 # What the on-disk caches of this process did, per kind ("image", "text"): rows
-# found ("hits"), not found ("misses") and handed to the encoder ("decoded").
+# found ("hits") and not found ("misses"), which are the rows handed to the
+# encoder: decoded and embedded.
 counters = defaultdict(Counter)
 _counters_lock = threading.Lock()
 
