@@ -46,7 +46,6 @@ def prepare_row(item, position, index, config, on_error):
         error = row_error(item, position, index, exc)
         if on_error == "raise":
             raise error from exc
-        error.__cause__ = exc
         return error
 
 
